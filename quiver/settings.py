@@ -1,0 +1,75 @@
+"""The one typed settings object. Built once at the edge and passed in.
+
+Every field reads ``QUIVER_<NAME>`` from the environment (or a ``.env`` file
+is *not* read: explicit is better). Nothing else in Quiver reads the
+environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QUIVER_", extra="forbid")
+
+    data_dir: Path = Field(
+        default=Path("~/.quiver"),
+        description="Where the artifact store (store.db, artifacts/) lives.",
+    )
+    cache_max_bytes: int = Field(
+        default=20 * 1024**3,
+        ge=0,
+        description="Byte cap of the artifact store; least-recently-read unnamed artifacts "
+        "are evicted past it. 0 means no cap.",
+    )
+    batch_size: int = Field(
+        default=122_880, ge=1, description="Rows per record batch produced by executors."
+    )
+    query_time_limit_s: float = Field(
+        default=300.0, gt=0, description="Wall-clock limit of one executor query, in seconds."
+    )
+    build_threads: int = Field(
+        default=4, ge=1, description="Builds that may run at once; more wait in a queue."
+    )
+    duckdb_threads: int = Field(
+        default=0, ge=0, description="DuckDB threads per query; 0 means one per core."
+    )
+    duckdb_memory_limit: str = Field(
+        default="", description="DuckDB memory limit per query, e.g. '4GB'; empty means default."
+    )
+    fsync_derived: bool = Field(
+        default=False,
+        description="fsync derived artifacts before publishing. Uploads are always fsynced; "
+        "a derived artifact that fails its integrity check on open is rebuilt, never served.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the servers bind to.")
+    flight_port: int = Field(default=8815, ge=0, le=65535, description="Flight (gRPC) port.")
+    rest_port: int = Field(default=8765, ge=0, le=65535, description="REST (HTTP) port.")
+    notebook_root: Path = Field(
+        default=Path("~/.quiver/notebooks"), description="Root under which notebooks live."
+    )
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token every client must send; unset means no auth."
+    )
+    tls_cert: Path | None = Field(default=None, description="TLS certificate (PEM) for Flight.")
+    tls_key: Path | None = Field(default=None, description="TLS private key (PEM) for Flight.")
+    ipc_compression: Literal["none", "zstd", "lz4"] = Field(
+        default="none", description="IPC body compression for DoGet streams."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level."
+    )
+
+    @field_validator("data_dir", "notebook_root", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir

@@ -1,0 +1,1 @@
+"""Fixtures that build real Iceberg warehouses with pyiceberg in tmp_path."""
