@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -57,10 +58,8 @@ class RunContext:
     def cancel(self) -> None:
         self.cancelled = True
         for hook in list(self._cancel_hooks):
-            try:
+            with contextlib.suppress(Exception):  # cancelling is best effort
                 hook()
-            except Exception:  # noqa: BLE001 - cancelling is best effort
-                pass
 
 
 @runtime_checkable

@@ -1,0 +1,973 @@
+"""The artifact store: immutable Arrow IPC files plus their metadata in SQLite.
+
+Layout under ``root``::
+
+    store.db                      SQLite (WAL): artifacts, inputs, names
+    artifacts/<id>/v<n>.arrow     published artifacts (Arrow IPC *file* format)
+    tmp/<id>.v<n>.<pid>.arrow     builds in progress
+
+Publishing is write-to-temp, (fsync), rename, then one transaction marks the
+row ``ready``. Recovery on open restores the invariant "no ``ready`` row
+without its complete file": rows of dead builds become ``failed``, their temp
+files and any orphan published file are removed. A derived artifact that was
+not fsynced is checked (size and IPC footer) when it is opened; a damaged one
+is marked failed and reported as :class:`CorruptArtifact` so the caller
+rebuilds it instead of serving it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from catalog.uris import artifact_uri, validate_name
+from quiver.errors import BuildFailed, Conflict, InvalidArgument, NotFound
+
+State = Literal["building", "ready", "failed", "superseded"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS artifacts (
+    artifact_id   TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    provenance    TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    executor      TEXT,
+    params        TEXT,
+    arrow_schema  BLOB,
+    row_count     INTEGER,
+    byte_size     INTEGER,
+    num_batches   INTEGER,
+    created_at    REAL NOT NULL,
+    finished_at   REAL,
+    last_read_at  REAL,
+    error         TEXT,
+    build_pid     INTEGER,
+    metadata      TEXT,
+    PRIMARY KEY (artifact_id, version)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS artifacts_ready_provenance
+    ON artifacts (provenance) WHERE state = 'ready';
+CREATE INDEX IF NOT EXISTS artifacts_provenance ON artifacts (provenance);
+CREATE TABLE IF NOT EXISTS artifact_inputs (
+    artifact_id   TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    position      INTEGER NOT NULL,
+    input_uri     TEXT NOT NULL,
+    input_version TEXT NOT NULL,
+    ref_artifact  TEXT,
+    ref_version   INTEGER,
+    PRIMARY KEY (artifact_id, version, position)
+);
+CREATE INDEX IF NOT EXISTS artifact_inputs_ref ON artifact_inputs (ref_artifact, ref_version);
+CREATE TABLE IF NOT EXISTS names (
+    name        TEXT PRIMARY KEY,
+    artifact_id TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    updated_at  REAL NOT NULL
+);
+"""
+
+
+class CorruptArtifact(NotFound):
+    """A published file failed its integrity check; the artifact must be rebuilt."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputVersion:
+    """One input of an artifact as it was resolved for the build."""
+
+    uri: str
+    version: str
+    artifact_id: str | None = None
+    artifact_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    artifact_id: str
+    version: int
+    provenance: str
+    state: State
+    kind: str
+    executor: str | None
+    params: Any
+    schema: pa.Schema | None
+    row_count: int | None
+    byte_size: int | None
+    num_batches: int | None
+    created_at: float
+    finished_at: float | None
+    last_read_at: float | None
+    error: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uri(self) -> str:
+        return artifact_uri(self.artifact_id, self.version)
+
+
+@dataclass(frozen=True, slots=True)
+class NameInfo:
+    name: str
+    artifact_id: str
+    version: int
+    updated_at: float
+
+    @property
+    def artifact_uri(self) -> str:
+        return artifact_uri(self.artifact_id, self.version)
+
+    @property
+    def uri(self) -> str:
+        return f"strata://name/{self.name}"
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _GrowingFile:
+    """A read-only file object over a build's temp file that waits for more bytes.
+
+    ``read(n)`` blocks until ``n`` bytes were written or the build ended, so an
+    Arrow IPC stream reader on top of it follows the build batch by batch.
+    """
+
+    def __init__(self, build: Build, path: Path) -> None:
+        self._build = build
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._f.seek(8)  # skip the IPC file magic: a stream follows it
+        self._pos = 8
+        self.closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self._pos - 8
+
+    def read(self, n: int = -1) -> bytes:
+        want = self._pos + n if n is not None and n >= 0 else None
+        self._build._wait_for(want)
+        data = self._f.read(n if n is not None and n >= 0 else -1)
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._f.close()
+
+
+class Build:
+    """One artifact version being written. Made by :meth:`ArtifactStore.begin_build`.
+
+    The builder calls :meth:`write` for each batch (the first call fixes the
+    schema), then :meth:`publish` or :meth:`fail`. Any number of readers may
+    :meth:`follow` it meanwhile: each gets every batch from the first, as
+    soon as it is written, and the stream ends when the build does.
+    """
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        artifact_id: str,
+        version: int,
+        tmp_path: Path,
+        final_path: Path,
+        durable: bool,
+    ) -> None:
+        self.store = store
+        self.artifact_id = artifact_id
+        self.version = version
+        self.tmp_path = tmp_path
+        self.final_path = final_path
+        self.durable = durable
+        self.schema: pa.Schema | None = None
+        self.rows = 0
+        self.batches = 0
+        self.error: BaseException | None = None
+        self.info: ArtifactInfo | None = None
+        self._cond = threading.Condition()
+        self._sink = pa.OSFile(str(tmp_path), "wb")
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._written = 0
+        self._done = False
+        self._schema_known = threading.Event()
+
+    @property
+    def uri(self) -> str:
+        return artifact_uri(self.artifact_id, self.version)
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    # --- writer side -------------------------------------------------------
+    def start(self, schema: pa.Schema) -> None:
+        """Fix the schema before the first batch (followers learn it at once)."""
+        if self._writer is None:
+            self.schema = schema
+            self._writer = pa.ipc.new_file(self._sink, schema)
+            self._schema_known.set()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self.start(batch.schema)
+        assert self._writer is not None
+        self._writer.write_batch(batch)
+        with self._cond:
+            self.rows += batch.num_rows
+            self.batches += 1
+            self._written = self._sink.tell()
+            self._cond.notify_all()
+
+    def write_reader(self, reader: pa.RecordBatchReader) -> None:
+        self.start(reader.schema)
+        for batch in reader:
+            if batch.num_rows:
+                self.write(batch)
+
+    def publish(self) -> ArtifactInfo:
+        """Close the file, make it visible, mark the row ready; returns its info."""
+        if self._writer is None:
+            raise RuntimeError("publish() before the schema was known")
+        self._writer.close()
+        if self.durable or self.store.fsync_derived:
+            os.fsync(self._sink.fileno())
+        size = self._sink.tell()
+        self._sink.close()
+        info = self.store._publish(self, size)
+        with self._cond:
+            self.info = info
+            self._written = size
+            self._done = True
+            self._cond.notify_all()
+        return info
+
+    def fail(self, error: BaseException) -> None:
+        with contextlib.suppress(Exception):
+            if self._writer is not None:
+                self._writer.close()
+        with contextlib.suppress(Exception):
+            self._sink.close()
+        message = str(error) or type(error).__name__
+        self.store._fail(self, message)
+        with self._cond:
+            self.error = error
+            self._done = True
+            self._schema_known.set()
+            self._cond.notify_all()
+
+    # --- reader side -------------------------------------------------------
+    def wait_schema(self, timeout: float | None = None) -> pa.Schema:
+        """Block until the schema is known (or the build failed)."""
+        self._schema_known.wait(timeout)
+        if self.schema is None:
+            self._raise_failure()
+        assert self.schema is not None
+        return self.schema
+
+    def wait(self, timeout: float | None = None) -> ArtifactInfo:
+        """Block until the build ends; its info, or the failure as BuildFailed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._done, timeout)
+        if self.info is None:
+            self._raise_failure()
+        assert self.info is not None
+        return self.info
+
+    def _raise_failure(self) -> None:
+        if self.error is None:
+            raise BuildFailed(f"build of {self.uri} did not finish")
+        if isinstance(self.error, BuildFailed):
+            raise self.error
+        raise BuildFailed(
+            f"build of {self.uri} failed: {self.error}", detail={"error": str(self.error)}
+        ) from None
+
+    def _wait_for(self, offset: int | None) -> None:
+        with self._cond:
+            if offset is None:
+                self._cond.wait_for(lambda: self._done)
+            else:
+                self._cond.wait_for(lambda: self._done or self._written >= offset)
+            if self._done and self.info is None:
+                self._raise_failure()
+
+    def follow(self) -> pa.RecordBatchReader:
+        """Stream every batch of this build, from the first, as it is written."""
+        schema = self.wait_schema()
+        with self._cond:
+            path = self.final_path if self._done else self.tmp_path
+            if self._done and self.info is None:
+                self._raise_failure()
+            source = _GrowingFile(self, path)
+        lease = self.store._lease(self.artifact_id, self.version)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                with pa.ipc.open_stream(pa.PythonFile(source, mode="r")) as reader:
+                    yield from reader
+            except (pa.ArrowException, OSError):
+                if self.error is not None:
+                    self._raise_failure()
+                raise
+            finally:
+                source.close()
+                lease.release()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+class _Lease:
+    def __init__(self, store: ArtifactStore, key: tuple[str, int]) -> None:
+        self._store = store
+        self._key = key
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._store._unlease(self._key)
+
+
+class ArtifactStore:
+    """Content-addressed, versioned, immutable artifacts. Thread-safe.
+
+    One SQLite connection guarded by a lock; builds write files outside it.
+    ``max_bytes`` caps the bytes of ready artifacts: past it, the
+    least-recently-read unnamed artifacts that nobody is reading are evicted.
+    """
+
+    def __init__(self, root: Path, *, max_bytes: int = 0, fsync_derived: bool = False) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.fsync_derived = fsync_derived
+        self.artifacts_dir = self.root / "artifacts"
+        self.tmp_dir = self.root / "tmp"
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._leases: Counter[tuple[str, int]] = Counter()
+        self._db = sqlite3.connect(
+            self.root / "store.db", check_same_thread=False, isolation_level=None
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+        self.recover()
+
+    # --- lifecycle ---------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ArtifactStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def path_of(self, artifact_id: str, version: int) -> Path:
+        return self.artifacts_dir / artifact_id / f"v{version}.arrow"
+
+    def recover(self) -> dict[str, int]:
+        """Restore consistency after a crash; returns what was repaired."""
+        report = {"failed_builds": 0, "temp_removed": 0, "missing_files": 0, "orphans": 0}
+        now = time.time()
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT artifact_id, version, build_pid FROM artifacts WHERE state='building'"
+            ).fetchall()
+            for r in rows:
+                if _pid_alive(r["build_pid"]) and r["build_pid"] != os.getpid():
+                    continue
+                db.execute(
+                    "UPDATE artifacts SET state='failed', finished_at=?, error=? "
+                    "WHERE artifact_id=? AND version=?",
+                    (
+                        now,
+                        f"build interrupted: process {r['build_pid']} exited before publishing",
+                        r["artifact_id"],
+                        r["version"],
+                    ),
+                )
+                report["failed_builds"] += 1
+                with contextlib.suppress(FileNotFoundError):
+                    self.path_of(r["artifact_id"], r["version"]).unlink()
+            for r in db.execute(
+                "SELECT artifact_id, version, byte_size FROM artifacts WHERE state IN "
+                "('ready', 'superseded')"
+            ).fetchall():
+                path = self.path_of(r["artifact_id"], r["version"])
+                try:
+                    ok = path.stat().st_size == r["byte_size"]
+                except FileNotFoundError:
+                    ok = False
+                if not ok:
+                    db.execute(
+                        "UPDATE artifacts SET state='failed', error=? "
+                        "WHERE artifact_id=? AND version=?",
+                        ("file missing or truncated", r["artifact_id"], r["version"]),
+                    )
+                    report["missing_files"] += 1
+            known = {
+                (r[0], r[1])
+                for r in db.execute(
+                    "SELECT artifact_id, version FROM artifacts WHERE state IN "
+                    "('ready', 'superseded', 'building')"
+                )
+            }
+        for tmp in self.tmp_dir.glob("*.arrow"):
+            try:
+                pid = int(tmp.name.rsplit(".", 2)[-2])
+            except (ValueError, IndexError):
+                pid = 0
+            if not _pid_alive(pid) or pid == os.getpid():
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                report["temp_removed"] += 1
+        for path in self.artifacts_dir.glob("*/v*.arrow"):
+            try:
+                key = (path.parent.name, int(path.stem[1:]))
+            except ValueError:
+                continue
+            if key not in known:
+                path.unlink(missing_ok=True)
+                report["orphans"] += 1
+        return report
+
+    # --- reading metadata -------------------------------------------------
+    @staticmethod
+    def _info(row: sqlite3.Row) -> ArtifactInfo:
+        blob = row["arrow_schema"]
+        schema = pa.ipc.read_schema(pa.py_buffer(blob)) if blob else None
+        return ArtifactInfo(
+            artifact_id=row["artifact_id"],
+            version=row["version"],
+            provenance=row["provenance"],
+            state=row["state"],
+            kind=row["kind"],
+            executor=row["executor"],
+            params=json.loads(row["params"]) if row["params"] else None,
+            schema=schema,
+            row_count=row["row_count"],
+            byte_size=row["byte_size"],
+            num_batches=row["num_batches"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+            last_read_at=row["last_read_at"],
+            error=row["error"],
+            metadata=json.loads(row["metadata"]) if row["metadata"] else {},
+        )
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def find_ready(self, provenance: str) -> ArtifactInfo | None:
+        rows = self._query(
+            "SELECT * FROM artifacts WHERE provenance=? AND state='ready'", (provenance,)
+        )
+        return self._info(rows[0]) if rows else None
+
+    def find_latest(self, provenance: str) -> ArtifactInfo | None:
+        """The newest version with this provenance, whatever its state."""
+        rows = self._query(
+            "SELECT * FROM artifacts WHERE provenance=? ORDER BY created_at DESC, version DESC "
+            "LIMIT 1",
+            (provenance,),
+        )
+        return self._info(rows[0]) if rows else None
+
+    def get(self, artifact_id: str, version: int) -> ArtifactInfo:
+        rows = self._query(
+            "SELECT * FROM artifacts WHERE artifact_id=? AND version=?", (artifact_id, version)
+        )
+        if not rows:
+            raise NotFound(
+                f"artifact {artifact_uri(artifact_id, version)} not found",
+                detail={"artifact_id": artifact_id, "version": version},
+            )
+        return self._info(rows[0])
+
+    def versions(self, artifact_id: str) -> list[ArtifactInfo]:
+        rows = self._query(
+            "SELECT * FROM artifacts WHERE artifact_id=? ORDER BY version", (artifact_id,)
+        )
+        return [self._info(r) for r in rows]
+
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        since: float | None = None,
+        sort: Literal["created_at", "byte_size", "row_count", "last_read_at"] = "created_at",
+        order: Literal["asc", "desc"] = "desc",
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[ArtifactInfo]:
+        if sort not in ("created_at", "byte_size", "row_count", "last_read_at"):
+            raise InvalidArgument(f"cannot sort by {sort!r}")
+        if order not in ("asc", "desc"):
+            raise InvalidArgument(f"order must be 'asc' or 'desc', not {order!r}")
+        where, args = [], []
+        if state is not None:
+            where.append("state=?")
+            args.append(state)
+        if since is not None:
+            where.append("created_at>=?")
+            args.append(since)
+        sql = "SELECT * FROM artifacts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {sort} {order}, artifact_id, version LIMIT ? OFFSET ?"
+        return [self._info(r) for r in self._query(sql, [*args, limit, offset])]
+
+    def stats(self) -> dict[str, Any]:
+        rows = self._query(
+            "SELECT state, COUNT(*) AS n, COALESCE(SUM(byte_size), 0) AS bytes "
+            "FROM artifacts GROUP BY state"
+        )
+        by_state = {r["state"]: {"count": r["n"], "bytes": r["bytes"]} for r in rows}
+        names = self._query("SELECT COUNT(*) AS n FROM names")[0]["n"]
+        ready = by_state.get("ready", {"count": 0, "bytes": 0})
+        return {
+            "artifacts": sum(v["count"] for v in by_state.values()),
+            "by_state": by_state,
+            "ready_bytes": ready["bytes"],
+            "max_bytes": self.max_bytes,
+            "names": names,
+        }
+
+    # --- building ----------------------------------------------------------
+    def begin_build(
+        self,
+        *,
+        provenance: str,
+        executor: str | None,
+        params: Any,
+        inputs: Sequence[InputVersion],
+        artifact_id: str | None = None,
+        kind: str = "derived",
+        metadata: dict[str, Any] | None = None,
+    ) -> Build:
+        """Reserve the next version (a new id unless ``artifact_id``) in state ``building``.
+
+        ``kind="upload"`` makes the build durable: fsynced before it is published.
+        """
+        artifact_id = artifact_id or uuid.uuid4().hex
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT MAX(version) FROM artifacts WHERE artifact_id=?", (artifact_id,)
+            ).fetchone()
+            version = (row[0] or 0) + 1
+            db.execute(
+                "INSERT INTO artifacts (artifact_id, version, provenance, state, kind, executor, "
+                "params, created_at, build_pid, metadata) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    artifact_id,
+                    version,
+                    provenance,
+                    "building",
+                    kind,
+                    executor,
+                    json.dumps(params, sort_keys=True),
+                    now,
+                    os.getpid(),
+                    json.dumps(metadata or {}, sort_keys=True),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO artifact_inputs VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        artifact_id,
+                        version,
+                        i,
+                        inp.uri,
+                        inp.version,
+                        inp.artifact_id,
+                        inp.artifact_version,
+                    )
+                    for i, inp in enumerate(inputs)
+                ],
+            )
+        tmp = self.tmp_dir / f"{artifact_id}.v{version}.{os.getpid()}.arrow"
+        return Build(
+            self, artifact_id, version, tmp, self.path_of(artifact_id, version), kind == "upload"
+        )
+
+    def _publish(self, build: Build, size: int) -> ArtifactInfo:
+        assert build.schema is not None
+        build.final_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(build.tmp_path, build.final_path)
+        if build.durable:
+            _fsync_dir(build.final_path.parent)
+        now = time.time()
+        with self._lock:
+            if build.durable:
+                self._db.execute("PRAGMA synchronous=FULL")
+            try:
+                self._mark_ready(build, size, now)
+            finally:
+                if build.durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+        info = self.get(build.artifact_id, build.version)
+        self.evict(keep={(build.artifact_id, build.version)})
+        return info
+
+    def _mark_ready(self, build: Build, size: int, now: float) -> None:
+        assert build.schema is not None
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT provenance FROM artifacts WHERE artifact_id=? AND version=?",
+                (build.artifact_id, build.version),
+            ).fetchone()
+            # A refresh supersedes the earlier ready version of the same provenance.
+            db.execute(
+                "UPDATE artifacts SET state='superseded' WHERE provenance=? AND state='ready'",
+                (row["provenance"],),
+            )
+            db.execute(
+                "UPDATE artifacts SET state='ready', arrow_schema=?, row_count=?, byte_size=?, "
+                "num_batches=?, finished_at=?, last_read_at=?, build_pid=NULL "
+                "WHERE artifact_id=? AND version=?",
+                (
+                    build.schema.serialize().to_pybytes(),
+                    build.rows,
+                    size,
+                    build.batches,
+                    now,
+                    now,
+                    build.artifact_id,
+                    build.version,
+                ),
+            )
+
+    def _fail(self, build: Build, message: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            build.tmp_path.unlink()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE artifacts SET state='failed', error=?, finished_at=?, build_pid=NULL "
+                "WHERE artifact_id=? AND version=?",
+                (message, time.time(), build.artifact_id, build.version),
+            )
+
+    def put(
+        self,
+        reader: pa.RecordBatchReader,
+        *,
+        provenance: str,
+        executor: str | None = None,
+        params: Any = None,
+        inputs: Sequence[InputVersion] = (),
+        kind: str = "upload",
+        metadata: dict[str, Any] | None = None,
+    ) -> ArtifactInfo:
+        """Store a whole stream as a new artifact (durable for uploads)."""
+        build = self.begin_build(
+            provenance=provenance,
+            executor=executor,
+            params=params,
+            inputs=inputs,
+            kind=kind,
+            metadata=metadata,
+        )
+        try:
+            build.write_reader(reader)
+            return build.publish()
+        except BaseException as exc:
+            build.fail(exc)
+            raise
+
+    # --- reading data ------------------------------------------------------
+    def _lease(self, artifact_id: str, version: int) -> _Lease:
+        with self._lock:
+            self._leases[(artifact_id, version)] += 1
+        return _Lease(self, (artifact_id, version))
+
+    def _unlease(self, key: tuple[str, int]) -> None:
+        with self._lock:
+            self._leases[key] -= 1
+            if self._leases[key] <= 0:
+                del self._leases[key]
+
+    def readers(self, artifact_id: str, version: int) -> int:
+        with self._lock:
+            return self._leases.get((artifact_id, version), 0)
+
+    def _readable(self, artifact_id: str, version: int) -> tuple[ArtifactInfo, Path]:
+        info = self.get(artifact_id, version)
+        if info.state not in ("ready", "superseded"):
+            raise Conflict(
+                f"artifact {info.uri} is not ready (state={info.state})",
+                detail={"state": info.state, "error": info.error},
+            )
+        path = self.path_of(artifact_id, version)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = -1
+        if size != info.byte_size:
+            self._mark_corrupt(info, "file missing or truncated")
+        with self._lock:
+            self._db.execute(
+                "UPDATE artifacts SET last_read_at=? WHERE artifact_id=? AND version=?",
+                (time.time(), artifact_id, version),
+            )
+        return info, path
+
+    def verify(self, info: ArtifactInfo) -> bool:
+        """Cheap check that a ready artifact's file is whole; marks it failed if not."""
+        try:
+            ok = self.path_of(info.artifact_id, info.version).stat().st_size == info.byte_size
+        except FileNotFoundError:
+            ok = False
+        if not ok:
+            with contextlib.suppress(CorruptArtifact):
+                self._mark_corrupt(info, "file missing or truncated")
+        return ok
+
+    def _mark_corrupt(self, info: ArtifactInfo, why: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE artifacts SET state='failed', error=? WHERE artifact_id=? AND version=?",
+                (f"integrity check failed: {why}", info.artifact_id, info.version),
+            )
+        raise CorruptArtifact(f"artifact {info.uri} failed its integrity check ({why})")
+
+    def _open_file(self, info: ArtifactInfo, path: Path) -> pa.ipc.RecordBatchFileReader:
+        try:
+            return pa.ipc.open_file(pa.memory_map(str(path), "r"))
+        except (pa.ArrowInvalid, OSError) as exc:
+            self._mark_corrupt(info, str(exc).splitlines()[0])
+            raise  # unreachable: _mark_corrupt raises
+
+    def open_file(self, artifact_id: str, version: int) -> pa.ipc.RecordBatchFileReader:
+        """The memory-mapped IPC file reader of a ready artifact (random access)."""
+        info, path = self._readable(artifact_id, version)
+        return self._open_file(info, path)
+
+    def open(
+        self, artifact_id: str, version: int, *, start: int = 0, stop: int | None = None
+    ) -> pa.RecordBatchReader:
+        """Stream batches ``[start, stop)`` of a ready artifact, memory-mapped, zero-copy.
+
+        The artifact is leased (never evicted) until the reader is exhausted or
+        closed.
+        """
+        info, path = self._readable(artifact_id, version)
+        file_reader = self._open_file(info, path)
+        lease = self._lease(artifact_id, version)
+        n = file_reader.num_record_batches
+        stop = n if stop is None else min(stop, n)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                for i in range(start, stop):
+                    yield file_reader.get_batch(i)
+            finally:
+                lease.release()
+
+        return pa.RecordBatchReader.from_batches(file_reader.schema, batches())
+
+    def open_table(self, artifact_id: str, version: int) -> pa.Table:
+        """The whole artifact as a table backed by the memory map (no copy)."""
+        return self.open_file(artifact_id, version).read_all()
+
+    # --- names --------------------------------------------------------------
+    def set_name(self, name: str, artifact_id: str, version: int) -> NameInfo:
+        validate_name(name)
+        info = self.get(artifact_id, version)
+        if info.state != "ready":
+            raise Conflict(f"cannot name {info.uri}: it is {info.state}, not ready")
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO names (name, artifact_id, version, updated_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET artifact_id=excluded.artifact_id, "
+                "version=excluded.version, updated_at=excluded.updated_at",
+                (name, artifact_id, version, now),
+            )
+        return NameInfo(name, artifact_id, version, now)
+
+    def get_name(self, name: str) -> NameInfo:
+        rows = self._query("SELECT * FROM names WHERE name=?", (name,))
+        if not rows:
+            raise NotFound(f"Name '{name}' not found", detail={"name": name})
+        r = rows[0]
+        return NameInfo(r["name"], r["artifact_id"], r["version"], r["updated_at"])
+
+    def list_names(self, prefix: str | None = None) -> list[NameInfo]:
+        if prefix:
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = self._query(
+                "SELECT * FROM names WHERE name LIKE ? ESCAPE '\\' ORDER BY name",
+                (escaped + "%",),
+            )
+        else:
+            rows = self._query("SELECT * FROM names ORDER BY name")
+        return [NameInfo(r["name"], r["artifact_id"], r["version"], r["updated_at"]) for r in rows]
+
+    def delete_name(self, name: str) -> None:
+        with self._tx() as db:
+            if db.execute("DELETE FROM names WHERE name=?", (name,)).rowcount == 0:
+                raise NotFound(f"Name '{name}' not found", detail={"name": name})
+
+    def names_of(self, artifact_id: str, version: int) -> list[str]:
+        rows = self._query(
+            "SELECT name FROM names WHERE artifact_id=? AND version=? ORDER BY name",
+            (artifact_id, version),
+        )
+        return [r["name"] for r in rows]
+
+    # --- lineage ------------------------------------------------------------
+    def inputs(self, artifact_id: str, version: int) -> list[InputVersion]:
+        self.get(artifact_id, version)
+        rows = self._query(
+            "SELECT * FROM artifact_inputs WHERE artifact_id=? AND version=? ORDER BY position",
+            (artifact_id, version),
+        )
+        return [
+            InputVersion(r["input_uri"], r["input_version"], r["ref_artifact"], r["ref_version"])
+            for r in rows
+        ]
+
+    def dependents(self, artifact_id: str, version: int) -> list[ArtifactInfo]:
+        self.get(artifact_id, version)
+        rows = self._query(
+            "SELECT a.* FROM artifact_inputs i JOIN artifacts a "
+            "ON a.artifact_id=i.artifact_id AND a.version=i.version "
+            "WHERE i.ref_artifact=? AND i.ref_version=? ORDER BY a.created_at",
+            (artifact_id, version),
+        )
+        return [self._info(r) for r in rows]
+
+    # --- deleting -----------------------------------------------------------
+    def delete(self, artifact_id: str, version: int) -> None:
+        """Delete one version (its file, row, inputs and the names pointing at it)."""
+        info = self.get(artifact_id, version)
+        if info.state == "building":
+            raise Conflict(f"artifact {info.uri} is still building")
+        self._remove(artifact_id, version)
+
+    def _remove(self, artifact_id: str, version: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM artifacts WHERE artifact_id=? AND version=?", (artifact_id, version)
+            )
+            db.execute(
+                "DELETE FROM artifact_inputs WHERE artifact_id=? AND version=?",
+                (artifact_id, version),
+            )
+            db.execute(
+                "DELETE FROM names WHERE artifact_id=? AND version=?", (artifact_id, version)
+            )
+        self.path_of(artifact_id, version).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.path_of(artifact_id, version).parent.rmdir()
+
+    def evict(
+        self, *, keep: Collection[tuple[str, int]] = (), target_bytes: int | None = None
+    ) -> list[str]:
+        """Evict least-recently-read unnamed, unread artifacts until under the cap."""
+        cap = self.max_bytes if target_bytes is None else target_bytes
+        if not cap:
+            return []
+        evicted: list[str] = []
+        with self._lock:
+            total = self._db.execute(
+                "SELECT COALESCE(SUM(byte_size), 0) FROM artifacts "
+                "WHERE state IN ('ready', 'superseded')"
+            ).fetchone()[0]
+            if total <= cap:
+                return []
+            candidates = self._db.execute(
+                "SELECT a.artifact_id, a.version, a.byte_size FROM artifacts a "
+                "WHERE a.state IN ('ready', 'superseded') AND NOT EXISTS (SELECT 1 FROM names n "
+                "WHERE n.artifact_id=a.artifact_id AND n.version=a.version) "
+                "ORDER BY a.state = 'ready', COALESCE(a.last_read_at, a.created_at)"
+            ).fetchall()
+            for c in candidates:
+                if total <= cap:
+                    break
+                key = (c["artifact_id"], c["version"])
+                if key in keep or self._leases.get(key):
+                    continue
+                self._remove(*key)
+                total -= c["byte_size"] or 0
+                evicted.append(artifact_uri(*key))
+        return evicted
+
+    def gc(self, *, max_bytes: int | None = None, failed_older_than_s: float = 3600.0) -> dict:
+        """Drop failed rows older than a while, superseded versions, and evict to the cap."""
+        cutoff = time.time() - failed_older_than_s
+        removed: list[str] = []
+        for r in self._query(
+            "SELECT artifact_id, version FROM artifacts WHERE state='failed' AND created_at<?",
+            (cutoff,),
+        ):
+            self._remove(r["artifact_id"], r["version"])
+            removed.append(artifact_uri(r["artifact_id"], r["version"]))
+        for r in self._query("SELECT artifact_id, version FROM artifacts WHERE state='superseded'"):
+            key = (r["artifact_id"], r["version"])
+            if self.readers(*key) or self.names_of(*key):
+                continue
+            self._remove(*key)
+            removed.append(artifact_uri(*key))
+        evicted = self.evict(target_bytes=max_bytes)
+        return {"removed": removed, "evicted": evicted, **self.stats()}
