@@ -1,0 +1,97 @@
+"""Shared DuckDB plumbing for executors: connections, time limits, error mapping."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import duckdb
+import pyarrow as pa
+
+from executors.base import RunContext
+from quiver.errors import InvalidArgument, QuiverError, Timeout
+
+
+def connect(ctx: RunContext, *, sandboxed: bool) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory connection configured from settings.
+
+    ``sandboxed`` connections are for user SQL: Python replacement scans off,
+    and (once inputs are registered, see :func:`lock_down`) no file or network
+    access.
+    """
+    config: dict[str, object] = {}
+    if ctx.settings.duckdb_threads:
+        config["threads"] = ctx.settings.duckdb_threads
+    if ctx.settings.duckdb_memory_limit:
+        config["memory_limit"] = ctx.settings.duckdb_memory_limit
+    if sandboxed:
+        config["python_enable_replacements"] = False
+        config["autoinstall_known_extensions"] = False
+        config["autoload_known_extensions"] = False
+    return duckdb.connect(config=config)
+
+
+def lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """Turn off file and network access for good, and freeze the configuration."""
+    con.execute("SET enable_external_access=false")
+    con.execute("SET lock_configuration=true")
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def stream(
+    con: duckdb.DuckDBPyConnection,
+    make_reader: Callable[[], pa.RecordBatchReader],
+    ctx: RunContext,
+    *,
+    what: str,
+) -> pa.RecordBatchReader:
+    """Start a query under the configured time limit and stream its batches.
+
+    The timer interrupts the connection; the reader then raises
+    :class:`Timeout`. The connection is closed when the reader ends.
+    """
+    limit = ctx.settings.query_time_limit_s
+    timed_out = threading.Event()
+
+    def expire() -> None:
+        timed_out.set()
+        con.interrupt()
+
+    timer = threading.Timer(limit, expire)
+    timer.daemon = True
+    timer.start()
+    ctx.on_cancel(con.interrupt)
+
+    def mapped(exc: BaseException) -> QuiverError:
+        if timed_out.is_set():
+            return Timeout(f"{what} exceeded the time limit of {limit:g} s")
+        if ctx.cancelled:
+            return Timeout(f"{what} was cancelled")
+        return InvalidArgument(f"{what} failed: {first_line(exc)}")
+
+    try:
+        reader = make_reader()
+    except duckdb.Error as exc:
+        timer.cancel()
+        con.close()
+        raise mapped(exc) from None
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                except (duckdb.Error, pa.ArrowException) as exc:
+                    raise mapped(exc) from None
+                yield batch
+        finally:
+            timer.cancel()
+            con.close()
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())

@@ -1,0 +1,87 @@
+"""``sql@v1``: DuckDB SQL over the inputs, bound as ``input0``, ``input1``, …
+
+Inputs are registered as Arrow tables (artifacts memory-mapped, tables
+materialized once as a plain ``scan@v1`` artifact), then the connection loses
+file and network access for good before the user's SQL runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import duckdb
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from executors import duck
+from executors.base import ResolvedInput, RunContext
+from quiver.errors import InvalidArgument
+
+MAX_SQL_CHARS = 1_000_000
+
+
+class SqlParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS, description="One SELECT query.")
+
+
+class SqlExecutor:
+    name: ClassVar[str] = "sql@v1"
+    params_model: ClassVar[type[BaseModel]] = SqlParams
+    ordered_inputs: ClassVar[bool] = True
+    description: ClassVar[str] = (
+        "DuckDB SQL over the inputs, which are bound as input0, input1, ... in order. "
+        "One SELECT statement; no file or network access."
+    )
+
+    def check_inputs(self, input_uris: Sequence[str]) -> None:
+        if len(input_uris) > 64:
+            raise InvalidArgument(f"{self.name} takes at most 64 inputs, got {len(input_uris)}")
+
+    def identity(self, params: BaseModel) -> Any:
+        assert isinstance(params, SqlParams)
+        return {"sql": params.sql}
+
+    def _check_statement(self, sql: str) -> None:
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise InvalidArgument(f"{self.name}: invalid SQL: {duck.first_line(exc)}") from None
+        if len(statements) != 1:
+            raise InvalidArgument(
+                f"{self.name} runs exactly one statement, got {len(statements)}"
+            )
+        kind = statements[0].type
+        if kind != duckdb.StatementType.SELECT:
+            raise InvalidArgument(
+                f"{self.name} runs one SELECT query; got a {kind.name} statement"
+            )
+
+    def run(
+        self, inputs: Sequence[ResolvedInput], params: BaseModel, ctx: RunContext
+    ) -> pa.RecordBatchReader:
+        assert isinstance(params, SqlParams)
+        self._check_statement(params.sql)
+        con = duck.connect(ctx, sandboxed=True)
+        try:
+            for i, inp in enumerate(inputs):
+                con.register(f"input{i}", inp.open_table())
+            duck.lock_down(con)
+        except BaseException:
+            con.close()
+            raise
+        batch_size = ctx.settings.batch_size
+        return duck.stream(
+            con,
+            lambda: con.sql(params.sql).to_arrow_reader(batch_size),
+            ctx,
+            what=f"{self.name} query",
+        )
+
+
+class DuckdbSqlExecutor(SqlExecutor):
+    """``duckdb_sql@v1``: the name Strata clients use for the same executor."""
+
+    name: ClassVar[str] = "duckdb_sql@v1"

@@ -1,0 +1,442 @@
+"""``materialize(inputs, transform) -> artifact``: the library-level core.
+
+1. Resolve every input to a version: a table to its current (or pinned)
+   snapshot, an artifact URI to itself, a name to what it points at.
+2. Provenance = sha256 over the executor, its canonical params identity and
+   the (input, version) pairs (sorted unless the executor's result depends on
+   input order, as ``sql@v1``'s does: it binds inputs by position).
+3. A ready artifact with that provenance is a hit: no work.
+4. On a miss exactly one build runs per provenance (single flight). The
+   executor validates and starts in the caller's thread, so bad params fail
+   the request itself; the batches are written in a build thread, and any
+   number of readers can follow the build as it grows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from catalog.store import ArtifactInfo, ArtifactStore, Build, InputVersion
+from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri, validate_name
+from catalog.warehouse import Warehouses
+from executors import Executor, Registry, ResolvedInput, RunContext
+from quiver.errors import BuildFailed, Conflict, InvalidArgument, QuiverError, Unavailable
+from quiver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Transform(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    executor: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MaterializeRequest(BaseModel):
+    """The body of ``POST /v1/materialize`` and of the Flight ``materialize`` action."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[str]
+    transform: Transform
+    name: str | None = None
+    mode: str = "stream"
+    refresh: bool = False
+    stream_timeout_seconds: float | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    """A request resolved and validated, ready to hit the cache or build."""
+
+    executor: Executor
+    params: BaseModel
+    identity: Any
+    inputs: list[ResolvedInput]
+    versions: list[InputVersion]
+    provenance: str
+
+    @property
+    def input_versions(self) -> dict[str, str]:
+        return {v.uri: v.version for v in self.versions}
+
+
+@dataclass(slots=True)
+class MaterializeResult:
+    hit: bool
+    state: str
+    artifact_id: str
+    version: int
+    provenance: str
+    input_versions: dict[str, str]
+    info: ArtifactInfo | None = None
+    build: Build | None = None
+    name_uri: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def artifact_uri(self) -> str:
+        return artifact_uri(self.artifact_id, self.version)
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        if self.info is not None:
+            return self.info.schema
+        return self.build.schema if self.build is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        info = self.info
+        schema = self.schema
+        return {
+            "hit": self.hit,
+            "state": self.state,
+            "artifact_uri": self.artifact_uri,
+            "artifact_id": self.artifact_id,
+            "version": self.version,
+            "provenance_hash": self.provenance,
+            "input_versions": self.input_versions,
+            "row_count": info.row_count if info else None,
+            "byte_size": info.byte_size if info else None,
+            "columns": schema.names if schema is not None else None,
+            "name_uri": self.name_uri,
+            "error": info.error if info and info.state == "failed" else None,
+        }
+
+
+class _InFlight:
+    """The single build of one provenance, as seen by requests that arrive meanwhile."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.build: Build | None = None
+        self.error: BaseException | None = None
+        self.ctx: RunContext | None = None
+
+
+class Materializer:
+    """Resolves, hashes, caches and builds. One per process; thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ArtifactStore,
+        registry: Registry,
+        warehouses: Warehouses | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.warehouses = warehouses or Warehouses()
+        self._lock = threading.Lock()
+        self._inflight: dict[str, _InFlight] = {}
+        self._pool = ThreadPoolExecutor(settings.build_threads, thread_name_prefix="quiver-build")
+        self._closed = False
+        self.counters: dict[str, int] = {"hits": 0, "misses": 0, "builds_failed": 0}
+
+    # --- planning -----------------------------------------------------------
+    def _resolve_artifact(self, ref: ArtifactRef | NameRef) -> tuple[ResolvedInput, InputVersion]:
+        if isinstance(ref, NameRef):
+            target = self.store.get_name(ref.name)
+            aid, ver = target.artifact_id, target.version
+        else:
+            aid, ver = ref.artifact_id, ref.version
+        info = self.store.get(aid, ver)
+        if info.state not in ("ready", "superseded"):
+            raise Conflict(
+                f"input {ref.uri} is not ready (state={info.state})",
+                detail={"input": ref.uri, "state": info.state},
+            )
+        uri = artifact_uri(aid, ver)
+        resolved = ResolvedInput(
+            uri=ref.uri,
+            kind="artifact",
+            version=uri,
+            open_table=lambda: self.store.open_table(aid, ver),
+            open_reader=lambda: self.store.open(aid, ver),
+            extra={"artifact_id": aid, "version": ver, "schema": info.schema},
+        )
+        return resolved, InputVersion(ref.uri, uri, aid, ver)
+
+    def _resolve_table(
+        self, ref: TableRef, snapshot_id: int | None
+    ) -> tuple[ResolvedInput, InputVersion]:
+        table = self.warehouses.resolve(ref, snapshot_id)
+        uri = ref.uri
+
+        def open_reader() -> pa.RecordBatchReader:
+            scan = self.registry.get("scan@v1")
+            return scan.run([resolved], scan.params_model(), RunContext(self.settings))
+
+        def open_table() -> pa.Table:
+            # A table read by another executor is materialized as a plain scan first:
+            # cached, shared, and memory-mapped rather than held in RAM.
+            params: dict[str, Any] = {}
+            if snapshot_id is not None:
+                params["snapshot_id"] = snapshot_id
+            res = self.materialize(
+                MaterializeRequest(
+                    inputs=[uri], transform=Transform(executor="scan@v1", params=params)
+                ),
+                wait=True,
+            )
+            return self.store.open_table(res.artifact_id, res.version)
+
+        resolved = ResolvedInput(
+            uri=uri,
+            kind="table",
+            version=table.version,
+            open_table=open_table,
+            open_reader=open_reader,
+            table=table,
+            snapshot_id=table.snapshot_id,
+            extra={"table_uuid": table.table_uuid},
+        )
+        return resolved, InputVersion(uri, table.version)
+
+    def plan(self, request: MaterializeRequest) -> Plan:
+        executor = self.registry.get(request.transform.executor)
+        if not request.inputs and executor.name == "scan@v1":
+            raise InvalidArgument("scan@v1 transform requires exactly one input")
+        executor.check_inputs(request.inputs)
+        params = self.registry.parse_params(executor, request.transform.params)
+        identity = executor.identity(params)
+        snapshot_id = getattr(params, "snapshot_id", None)
+        inputs: list[ResolvedInput] = []
+        versions: list[InputVersion] = []
+        for raw in request.inputs:
+            ref = parse_uri(raw)
+            if isinstance(ref, TableRef):
+                resolved, version = self._resolve_table(ref, snapshot_id)
+            else:
+                resolved, version = self._resolve_artifact(ref)
+            inputs.append(resolved)
+            versions.append(version)
+        keyed = [
+            [v.uri, v.version, r.extra.get("table_uuid", "")]
+            for v, r in zip(versions, inputs, strict=True)
+        ]
+        if not executor.ordered_inputs:
+            keyed.sort()
+        blob = json.dumps(
+            {"executor": executor.name, "identity": identity, "inputs": keyed},
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
+        provenance = hashlib.sha256(blob.encode()).hexdigest()
+        return Plan(executor, params, identity, inputs, versions, provenance)
+
+    def explain(self, request: MaterializeRequest) -> dict[str, Any]:
+        """Would this request hit? With which input versions and provenance?"""
+        plan = self.plan(request)
+        ready = None if request.refresh else self.store.find_ready(plan.provenance)
+        with self._lock:
+            building = plan.provenance in self._inflight
+        return {
+            "would_hit": ready is not None,
+            "building": building,
+            "artifact_uri": ready.uri if ready else None,
+            "provenance_hash": plan.provenance,
+            "executor": plan.executor.name,
+            "params": plan.identity,
+            "input_versions": plan.input_versions,
+            "inputs": [
+                {"input_uri": v.uri, "version": v.version, "artifact_uri": v.version}
+                if v.artifact_id
+                else {"input_uri": v.uri, "version": v.version}
+                for v in plan.versions
+            ],
+        }
+
+    # --- materializing ------------------------------------------------------
+    def materialize(self, request: MaterializeRequest, *, wait: bool = False) -> MaterializeResult:
+        """Hit, join the build in flight, or start one. ``wait`` blocks until it ends."""
+        if request.name is not None:
+            validate_name(request.name)
+        plan = self.plan(request)
+        result = self._materialize(plan, request)
+        if wait and result.build is not None:
+            result.info = result.build.wait()
+            result.state = result.info.state
+        if request.name is not None and result.info is not None and result.info.state == "ready":
+            result.name_uri = self.store.set_name(
+                request.name, result.artifact_id, result.version
+            ).uri
+        return result
+
+    def _hit(self, plan: Plan, info: ArtifactInfo) -> MaterializeResult:
+        with self._lock:
+            self.counters["hits"] += 1
+        return MaterializeResult(
+            hit=True,
+            state="ready",
+            artifact_id=info.artifact_id,
+            version=info.version,
+            provenance=plan.provenance,
+            input_versions=plan.input_versions,
+            info=info,
+        )
+
+    def _following(self, plan: Plan, build: Build) -> MaterializeResult:
+        return MaterializeResult(
+            hit=False,
+            state="ready" if build.info is not None else "building",
+            artifact_id=build.artifact_id,
+            version=build.version,
+            provenance=plan.provenance,
+            input_versions=plan.input_versions,
+            info=build.info,
+            build=build,
+        )
+
+    def _materialize(self, plan: Plan, request: MaterializeRequest) -> MaterializeResult:
+        while True:
+            info = None
+            if not request.refresh:
+                info = self.store.find_ready(plan.provenance)
+                if info is not None and self.store.verify(info):
+                    return self._hit(plan, info)
+            with self._lock:
+                if self._closed:
+                    raise Unavailable("the service is shutting down")
+                flight = self._inflight.get(plan.provenance)
+                leader = flight is None
+                if leader:
+                    # Re-check under the lock: a build may have just published.
+                    info = None if request.refresh else self.store.find_ready(plan.provenance)
+                    if info is None:
+                        flight = self._inflight[plan.provenance] = _InFlight()
+                        self.counters["misses"] += 1
+            if info is not None and leader:
+                return self._hit(plan, info)
+            if leader:
+                return self._start_build(plan, request, flight)
+            flight.ready.wait()
+            if flight.build is not None:
+                return self._following(plan, flight.build)
+            if isinstance(flight.error, QuiverError):
+                raise flight.error
+            # The leader failed before building anything unexpected: try ourselves.
+            continue
+
+    def _start_build(
+        self, plan: Plan, request: MaterializeRequest, flight: _InFlight
+    ) -> MaterializeResult:
+        ctx = RunContext(self.settings)
+        try:
+            reader = plan.executor.run(plan.inputs, plan.params, ctx)
+            previous = self.store.find_latest(plan.provenance)
+            build = self.store.begin_build(
+                provenance=plan.provenance,
+                executor=plan.executor.name,
+                params=plan.identity,
+                inputs=plan.versions,
+                artifact_id=previous.artifact_id if previous else None,
+            )
+            build.start(reader.schema)
+        except BaseException as exc:
+            with self._lock:
+                self._inflight.pop(plan.provenance, None)
+            flight.error = exc
+            flight.ready.set()
+            if isinstance(exc, QuiverError):
+                raise
+            if isinstance(exc, pa.ArrowException | OSError):
+                raise InvalidArgument(
+                    f"{plan.executor.name} could not start: {str(exc).splitlines()[0]}"
+                ) from exc
+            raise
+        flight.build = build
+        flight.ctx = ctx
+        flight.ready.set()
+        try:
+            self._pool.submit(self._run_build, plan, build, reader, flight)
+        except RuntimeError:  # pool shut down between the check and here
+            self._finish_failed(plan, build, Unavailable("the service is shutting down"))
+        return self._following(plan, build)
+
+    def _run_build(
+        self, plan: Plan, build: Build, reader: pa.RecordBatchReader, flight: _InFlight
+    ) -> None:
+        try:
+            build.write_reader(reader)
+            build.publish()
+        except BaseException as exc:
+            self._finish_failed(plan, build, exc)
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                reader.close()
+        with self._lock:
+            self._inflight.pop(plan.provenance, None)
+
+    def _finish_failed(self, plan: Plan, build: Build, exc: BaseException) -> None:
+        if not isinstance(exc, QuiverError):
+            log.warning("build of %s failed", build.uri, exc_info=exc)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        build.fail(BuildFailed(f"build of {build.uri} failed: {message}", detail=message))
+        with self._lock:
+            self.counters["builds_failed"] += 1
+            self._inflight.pop(plan.provenance, None)
+
+    # --- reading ------------------------------------------------------------
+    def open(self, result: MaterializeResult) -> pa.RecordBatchReader:
+        """Stream the result: follow its build, or read the published file."""
+        if result.build is not None and not result.build.done:
+            return result.build.follow()
+        return self.open_artifact(result.artifact_id, result.version)
+
+    def open_artifact(self, artifact_id: str, version: int) -> pa.RecordBatchReader:
+        """A ready artifact's batches, or a build in progress followed as it grows."""
+        with self._lock:
+            for flight in self._inflight.values():
+                b = flight.build
+                if b is not None and (b.artifact_id, b.version) == (artifact_id, version):
+                    return b.follow()
+        info = self.store.get(artifact_id, version)
+        if info.state == "failed":
+            raise BuildFailed(
+                f"artifact {info.uri} failed: {info.error}", detail={"error": info.error}
+            )
+        return self.store.open(artifact_id, version)
+
+    def building(self) -> list[Build]:
+        with self._lock:
+            return [f.build for f in self._inflight.values() if f.build is not None]
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Stop taking requests; let running builds finish (or cancel them)."""
+        with self._lock:
+            self._closed = True
+            flights = list(self._inflight.values())
+        if cancel:
+            for flight in flights:
+                if flight.ctx is not None:
+                    flight.ctx.cancel()
+        self._pool.shutdown(wait=True)
+
+
+def materialize(
+    materializer: Materializer,
+    inputs: Sequence[str],
+    executor: str,
+    params: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> MaterializeResult:
+    """Convenience: build the request from parts and wait for the result."""
+    request = MaterializeRequest(
+        inputs=list(inputs), transform=Transform(executor=executor, params=params or {}), **kwargs
+    )
+    return materializer.materialize(request, wait=True)
