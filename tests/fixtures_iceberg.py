@@ -1,1 +1,239 @@
 """Fixtures that build real Iceberg warehouses with pyiceberg in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from catalog.demo import write_demo_warehouse
+from catalog.uris import TableRef
+from catalog.warehouse import Warehouses
+from executors.base import ResolvedInput, RunContext
+from executors.scan import ScanExecutor
+from quiver.settings import Settings
+
+
+def open_catalog(path: Path, name: str = "strata") -> Any:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    path.mkdir(parents=True, exist_ok=True)
+    return SqlCatalog(name, uri=f"sqlite:///{path}/catalog.db", warehouse=f"file://{path}")
+
+
+def table_ref(path: Path, identifier: str) -> TableRef:
+    *ns, table = identifier.split(".")
+    return TableRef(warehouse=str(path), namespace=tuple(ns), table=table)
+
+
+@dataclass
+class Evolved:
+    """A table whose schema changed between appends; snapshot ids by step."""
+
+    ref: TableRef
+    snapshots: dict[str, int] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def iceberg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("iceberg")
+
+
+@pytest.fixture(scope="session")
+def demo_table(iceberg_root: Path) -> TableRef:
+    """``db.events``: 20,000 rows in 4 files and 4 snapshots."""
+    return write_demo_warehouse(iceberg_root / "demo", rows=20_000, files=4)
+
+
+@pytest.fixture(scope="session")
+def evolved_table(iceberg_root: Path) -> Evolved:
+    """v1 (id, name, score) → add ``extra`` → rename name→label → drop score."""
+    from pyiceberg.types import DoubleType
+
+    path = iceberg_root / "evolved"
+    cat = open_catalog(path)
+    cat.create_namespace("db")
+    schema = pa.schema([("id", pa.int64()), ("name", pa.string()), ("score", pa.int32())])
+    table = cat.create_table("db.evolved", schema=schema)
+    out = Evolved(ref=table_ref(path, "db.evolved"))
+
+    table.append(
+        pa.table({"id": [1, 2, 3], "name": ["a", "b", None], "score": [10, 20, 30]}, schema=schema)
+    )
+    out.snapshots["v1"] = table.current_snapshot().snapshot_id
+    with table.update_schema() as upd:
+        upd.add_column("extra", DoubleType())
+    table.append(
+        pa.table(
+            {"id": [4, 5], "name": ["d", "e"], "score": [40, None], "extra": [0.5, 1.5]},
+            schema=table.schema().as_arrow(),
+        )
+    )
+    out.snapshots["added"] = table.current_snapshot().snapshot_id
+    with table.update_schema() as upd:
+        upd.rename_column("name", "label")
+    table.append(
+        pa.table(
+            {"id": [6], "label": ["f"], "score": [60], "extra": [2.5]},
+            schema=table.schema().as_arrow(),
+        )
+    )
+    out.snapshots["renamed"] = table.current_snapshot().snapshot_id
+    with table.update_schema() as upd:
+        upd.delete_column("score")
+    table.append(
+        pa.table(
+            {"id": [7, 8], "label": ["g", "h"], "extra": [3.5, None]},
+            schema=table.schema().as_arrow(),
+        )
+    )
+    out.snapshots["dropped"] = table.current_snapshot().snapshot_id
+    cat.engine.dispose()
+    return out
+
+
+PARTITIONED_CATEGORIES = ("north", "south", "east", "west")
+
+
+@pytest.fixture(scope="session")
+def partitioned_table(iceberg_root: Path) -> TableRef:
+    """Identity partitions on ``category`` and on the numeric ``part``; 8 files."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import IntegerType, LongType, NestedField, StringType
+
+    path = iceberg_root / "partitioned"
+    cat = open_catalog(path)
+    cat.create_namespace("db")
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "category", StringType(), required=False),
+        NestedField(3, "part", IntegerType(), required=False),
+    )
+    spec = PartitionSpec(
+        PartitionField(source_id=2, field_id=1000, transform=IdentityTransform(), name="category"),
+        PartitionField(source_id=3, field_id=1001, transform=IdentityTransform(), name="part"),
+    )
+    table = cat.create_table("db.parts", schema=schema, partition_spec=spec)
+    n = 800
+    ids = list(range(n))
+    table.append(
+        pa.table(
+            {
+                "id": pa.array(ids, pa.int64()),
+                "category": [PARTITIONED_CATEGORIES[i % 4] for i in ids],
+                "part": pa.array([(i // 100) % 2 for i in ids], pa.int32()),
+            },
+            schema=table.schema().as_arrow(),
+        )
+    )
+    cat.engine.dispose()
+    return table_ref(path, "db.parts")
+
+
+def nulls_rows() -> pa.Table:
+    base_ts = datetime(2024, 3, 1, 12, 0, 0)
+    rows = 12
+
+    def maybe(values: list[Any], every: int) -> list[Any]:
+        return [None if i % every == 0 else v for i, v in enumerate(values)]
+
+    return pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "i": pa.array(maybe([i * 10 for i in range(rows)], 5), pa.int32()),
+            "f": pa.array(maybe([i * 1.5 for i in range(rows)], 4), pa.float64()),
+            "s": pa.array(maybe([f"s{i % 3}" for i in range(rows)], 3), pa.string()),
+            "b": pa.array(maybe([i % 2 == 0 for i in range(rows)], 6), pa.bool_()),
+            "d": pa.array(
+                maybe([date(2024, 1, 1) + timedelta(days=i) for i in range(rows)], 7), pa.date32()
+            ),
+            "ts": pa.array(
+                maybe([base_ts + timedelta(hours=i) for i in range(rows)], 8), pa.timestamp("us")
+            ),
+            "tstz": pa.array(
+                maybe([(base_ts + timedelta(hours=i)).replace(tzinfo=UTC) for i in range(rows)], 9),
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "dec": pa.array(
+                maybe([Decimal(f"{i}.25") for i in range(rows)], 10), pa.decimal128(10, 2)
+            ),
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def nulls_table(iceberg_root: Path) -> TableRef:
+    """Every primitive kind we filter on, with nulls; two data files."""
+    path = iceberg_root / "nulls"
+    cat = open_catalog(path)
+    cat.create_namespace("db")
+    data = nulls_rows()
+    table = cat.create_table("db.typed", schema=data.schema)
+    table.append(data.slice(0, 6))
+    table.append(data.slice(6))
+    cat.engine.dispose()
+    return table_ref(path, "db.typed")
+
+
+@pytest.fixture(scope="session")
+def empty_table(iceberg_root: Path) -> TableRef:
+    path = iceberg_root / "empty"
+    cat = open_catalog(path)
+    cat.create_namespace("db")
+    cat.create_table("db.nothing", schema=pa.schema([("id", pa.int64()), ("s", pa.string())]))
+    cat.engine.dispose()
+    return table_ref(path, "db.nothing")
+
+
+@pytest.fixture(scope="session")
+def warehouses() -> Iterator[Warehouses]:
+    w = Warehouses()
+    yield w
+    w.close()
+
+
+ScanFn = Callable[..., pa.RecordBatchReader]
+
+
+@pytest.fixture
+def scan(warehouses: Warehouses, settings: Settings) -> ScanFn:
+    """``scan(ref, params, settings=None)`` → the reader scan@v1 returns.
+
+    Resolves the table as the materialize layer does (at ``snapshot_id`` when
+    given) and validates params through the model, as the registry does.
+    """
+    executor = ScanExecutor(warehouses)
+
+    def run(
+        ref: TableRef, params: dict[str, Any] | None = None, *, ctx: RunContext | None = None
+    ) -> pa.RecordBatchReader:
+        p = executor.params_model.model_validate(params or {})
+        resolved = warehouses.resolve(ref, p.snapshot_id)
+        inp = ResolvedInput(
+            uri=ref.uri,
+            kind="table",
+            version=resolved.version,
+            open_table=_unused_table,
+            open_reader=_unused_reader,
+            table=resolved,
+            snapshot_id=resolved.snapshot_id,
+        )
+        return executor.run([inp], p, ctx or RunContext(settings=settings))
+
+    return run
+
+
+def _unused_table() -> pa.Table:
+    raise AssertionError("scan@v1 must plan its own reads")
+
+
+def _unused_reader() -> pa.RecordBatchReader:
+    raise AssertionError("scan@v1 must plan its own reads")

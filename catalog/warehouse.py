@@ -1,0 +1,282 @@
+"""Local Iceberg warehouses: table URIs → pyiceberg tables, snapshots and data files.
+
+A warehouse is a directory holding pyiceberg's SQL catalog in ``catalog.db`` at
+its root. :class:`Warehouses` keeps one ``SqlCatalog`` per warehouse directory
+(opening one builds a SQLAlchemy engine and checks the catalog tables, which
+is the slow part of a load) and a small cache of file plans, keyed by the
+immutable metadata file, the snapshot and the filters.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from catalog.uris import TableRef
+from quiver.errors import InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import FileScanTask, Table
+
+DEFAULT_CATALOG_NAME = "strata"
+_PLAN_CACHE_SIZE = 256
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_TZ = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class ResolvedTable:
+    """A table pinned to one snapshot (``None`` when the table has none)."""
+
+    ref: TableRef
+    table: Table
+    snapshot_id: int | None
+    schema: Schema
+    table_uuid: str
+
+    @property
+    def version(self) -> str:
+        return "empty" if self.snapshot_id is None else str(self.snapshot_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Predicate:
+    """One typed filter, used for pruning: ``value`` is already a Python value
+    of the column's type (int, float, str, bool, date, datetime, ...), a tuple
+    of them for ``in``, ``None`` for ``is_null``/``not_null``."""
+
+    field_id: int
+    op: str
+    value: Any = None
+
+
+def catalog_name_of(db_path: Path) -> str:
+    """``strata``, unless the database holds tables under exactly one other name."""
+    try:
+        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return DEFAULT_CATALOG_NAME
+    try:
+        rows = con.execute("SELECT DISTINCT catalog_name FROM iceberg_tables").fetchall()
+    except sqlite3.Error:
+        return DEFAULT_CATALOG_NAME
+    finally:
+        con.close()
+    names = {r[0] for r in rows}
+    if DEFAULT_CATALOG_NAME not in names and len(names) == 1:
+        return names.pop()
+    return DEFAULT_CATALOG_NAME
+
+
+class Warehouses:
+    """Thread-safe access to local warehouses, one cached catalog per directory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._catalogs: dict[str, SqlCatalog] = {}
+        self._plans: OrderedDict[Hashable, list[FileScanTask]] = OrderedDict()
+
+    def catalog(self, warehouse: str) -> SqlCatalog:
+        wh = Path(warehouse)
+        if not wh.is_dir():
+            raise NotFound(
+                f"warehouse {warehouse} does not exist (no such directory)",
+                detail={"warehouse": warehouse, "reason": "no such directory"},
+            )
+        db = wh / "catalog.db"
+        if not db.is_file():
+            raise NotFound(
+                f"warehouse {warehouse} has no catalog.db (not an Iceberg SQL-catalog warehouse)",
+                detail={"warehouse": warehouse, "reason": "no catalog.db"},
+            )
+        with self._lock:
+            cached = self._catalogs.get(warehouse)
+            if cached is not None:
+                return cached
+            from pyiceberg.catalog.sql import SqlCatalog
+
+            catalog = SqlCatalog(
+                catalog_name_of(db), uri=f"sqlite:///{db}", warehouse=f"file://{wh}"
+            )
+            self._catalogs[warehouse] = catalog
+            return catalog
+
+    def load(self, ref: TableRef) -> Table:
+        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+        catalog = self.catalog(ref.warehouse)
+        try:
+            return catalog.load_table((*ref.namespace, ref.table))
+        except (NoSuchTableError, NoSuchNamespaceError):
+            pass
+        namespace = ".".join(ref.namespace)
+        if not catalog.namespace_exists(ref.namespace):
+            existing = sorted(".".join(n) for n in catalog.list_namespaces())
+            raise NotFound(
+                f"namespace {namespace!r} does not exist in warehouse {ref.warehouse}; "
+                f"namespaces: {', '.join(existing) or '(none)'}",
+                detail={"uri": ref.uri, "namespace": namespace, "namespaces": existing},
+            ) from None
+        tables = sorted(".".join(t) for t in catalog.list_tables(ref.namespace))
+        raise NotFound(
+            f"table {ref.identifier!r} does not exist in warehouse {ref.warehouse}; "
+            f"tables in {namespace!r}: {', '.join(tables) or '(none)'}",
+            detail={"uri": ref.uri, "table": ref.identifier, "tables": tables},
+        ) from None
+
+    def snapshots(self, ref: TableRef) -> list[int]:
+        """Snapshot ids of the table, oldest first."""
+        return [s.snapshot_id for s in self.load(ref).snapshots()]
+
+    def resolve(self, ref: TableRef, snapshot_id: int | None = None) -> ResolvedTable:
+        """Pin ``ref`` to ``snapshot_id`` (or its current snapshot).
+
+        The schema is the one recorded with that snapshot, so a pinned old
+        snapshot reads with its old column names and types, and the result is
+        a function of the snapshot id alone (the provenance version).
+        """
+        table = self.load(ref)
+        metadata = table.metadata
+        if snapshot_id is None:
+            snapshot = table.current_snapshot()
+        else:
+            snapshot = table.snapshot_by_id(snapshot_id)
+            if snapshot is None:
+                known = [s.snapshot_id for s in table.snapshots()]
+                raise NotFound(
+                    f"snapshot {snapshot_id} does not exist in table {ref.identifier}; "
+                    f"snapshots: {', '.join(map(str, known)) or '(none)'}",
+                    detail={"uri": ref.uri, "snapshot_id": snapshot_id, "snapshots": known},
+                )
+        schema = metadata.schema()
+        if snapshot is not None and snapshot.schema_id is not None:
+            schema = metadata.schema_by_id(snapshot.schema_id) or schema
+        return ResolvedTable(
+            ref=ref,
+            table=table,
+            snapshot_id=None if snapshot is None else snapshot.snapshot_id,
+            schema=schema,
+            table_uuid=str(metadata.table_uuid),
+        )
+
+    def plan(
+        self, resolved: ResolvedTable, predicates: Sequence[Predicate] = ()
+    ) -> list[FileScanTask]:
+        """The snapshot's data-file tasks (with their delete files), pruned by
+        partition values and column stats against ``predicates``.
+
+        Pruning is conservative: a file is dropped only when no row in it can
+        match. The caller still applies the filters exactly.
+        """
+        if resolved.snapshot_id is None:
+            return []
+        key = (
+            resolved.table.metadata_location,
+            resolved.snapshot_id,
+            tuple(sorted(predicates, key=repr)),
+        )
+        with self._lock:
+            cached = self._plans.get(key)
+            if cached is not None:
+                self._plans.move_to_end(key)
+                return cached
+        row_filter = pruning_expression(resolved, predicates)
+        try:
+            tasks = list(
+                resolved.table.scan(
+                    row_filter=row_filter, snapshot_id=resolved.snapshot_id
+                ).plan_files()
+            )
+        except ValueError as exc:
+            if "equality deletes" in str(exc):
+                raise InvalidArgument(
+                    f"table {resolved.ref.identifier} at snapshot {resolved.snapshot_id} has "
+                    "equality delete files, which Quiver cannot apply yet; refusing to read "
+                    "rows that may have been deleted",
+                    detail={"uri": resolved.ref.uri, "snapshot_id": resolved.snapshot_id},
+                ) from None
+            raise
+        with self._lock:
+            self._plans[key] = tasks
+            while len(self._plans) > _PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+        return tasks
+
+    def close(self) -> None:
+        with self._lock:
+            for catalog in self._catalogs.values():
+                catalog.engine.dispose()
+            self._catalogs.clear()
+            self._plans.clear()
+
+
+def _literal(value: Any) -> Any:
+    """A value pyiceberg's literals can bind to the column type."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            return (value - _EPOCH_TZ) // _MICRO
+        return (value - _EPOCH) // _MICRO
+    if isinstance(value, date):
+        return (value - _EPOCH.date()).days
+    if isinstance(value, time):
+        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + (
+            value.microsecond
+        )
+    if isinstance(value, (bool, int, float, str, Decimal, UUID)):
+        return value
+    raise TypeError(type(value))
+
+
+def pruning_expression(
+    resolved: ResolvedTable, predicates: Sequence[Predicate]
+) -> BooleanExpression:
+    """AND of ``predicates`` as a pyiceberg expression for file pruning.
+
+    pyiceberg binds scan filters against the table's *current* schema, so each
+    predicate names its column as the current schema does (looked up by field
+    id). A predicate on a column dropped since, or one pyiceberg cannot bind,
+    is left out: pruning only ever drops files that cannot match.
+    """
+    from pyiceberg import expressions as ex
+    from pyiceberg.expressions.visitors import bind
+
+    current = resolved.table.schema()
+    makers: dict[str, Any] = {
+        "=": ex.EqualTo,
+        "!=": ex.NotEqualTo,
+        "<": ex.LessThan,
+        "<=": ex.LessThanOrEqual,
+        ">": ex.GreaterThan,
+        ">=": ex.GreaterThanOrEqual,
+    }
+    result: BooleanExpression = ex.AlwaysTrue()
+    for p in predicates:
+        try:
+            name = current.find_column_name(p.field_id)
+            if name is None:
+                continue
+            if p.op == "is_null":
+                expr: BooleanExpression = ex.IsNull(name)
+            elif p.op == "not_null":
+                expr = ex.NotNull(name)
+            elif p.op == "in":
+                expr = ex.In(name, {_literal(v) for v in p.value})
+            else:
+                expr = makers[p.op](name, _literal(p.value))
+            bind(current, expr, case_sensitive=True)
+        except Exception:  # an unprunable predicate just doesn't prune
+            continue
+        result = ex.And(result, expr)
+    return result
