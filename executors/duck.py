@@ -44,27 +44,22 @@ def first_line(exc: BaseException) -> str:
 
 def stream(
     con: duckdb.DuckDBPyConnection,
-    make_reader: Callable[[], pa.RecordBatchReader],
+    make_relation: Callable[[], duckdb.DuckDBPyRelation],
     ctx: RunContext,
     *,
     what: str,
 ) -> pa.RecordBatchReader:
-    """Start a query under the configured time limit and stream its batches.
+    """Bind a query now, run it lazily under the time limit, stream its batches.
 
-    The timer interrupts the connection; the reader then raises
-    :class:`Timeout`. The connection is closed when the reader ends.
+    Binding (syntax, unknown tables and columns) happens here, so such errors
+    reach the caller at once; the query itself starts on the first read, so a
+    slow aggregate doesn't hold up the request that started it. The timer
+    interrupts the connection and the reader then raises :class:`Timeout`.
+    The connection is closed when the reader ends.
     """
     limit = ctx.settings.query_time_limit_s
+    batch_size = ctx.settings.batch_size
     timed_out = threading.Event()
-
-    def expire() -> None:
-        timed_out.set()
-        con.interrupt()
-
-    timer = threading.Timer(limit, expire)
-    timer.daemon = True
-    timer.start()
-    ctx.on_cancel(con.interrupt)
 
     def mapped(exc: BaseException) -> QuiverError:
         if timed_out.is_set():
@@ -74,24 +69,38 @@ def stream(
         return InvalidArgument(f"{what} failed: {first_line(exc)}")
 
     try:
-        reader = make_reader()
+        relation = make_relation()
+        if relation is None:
+            raise InvalidArgument(f"{what} returns no rows: it must be a query")
+        schema = relation.limit(0).to_arrow_table().schema
     except duckdb.Error as exc:
-        timer.cancel()
         con.close()
         raise mapped(exc) from None
+    except BaseException:
+        con.close()
+        raise
 
     def batches() -> Iterator[pa.RecordBatch]:
+        def expire() -> None:
+            timed_out.set()
+            con.interrupt()
+
+        timer = threading.Timer(limit, expire)
+        timer.daemon = True
+        timer.start()
+        ctx.on_cancel(con.interrupt)
         try:
+            reader = relation.to_arrow_reader(batch_size)
             while True:
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
                     return
-                except (duckdb.Error, pa.ArrowException) as exc:
-                    raise mapped(exc) from None
                 yield batch
+        except (duckdb.Error, pa.ArrowException) as exc:
+            raise mapped(exc) from None
         finally:
             timer.cancel()
             con.close()
 
-    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+    return pa.RecordBatchReader.from_batches(schema, batches())

@@ -72,13 +72,7 @@ class SqlExecutor:
         except BaseException:
             con.close()
             raise
-        batch_size = ctx.settings.batch_size
-        return duck.stream(
-            con,
-            lambda: con.sql(params.sql).to_arrow_reader(batch_size),
-            ctx,
-            what=f"{self.name} query",
-        )
+        return duck.stream(con, lambda: con.sql(params.sql), ctx, what=f"{self.name} query")
 
 
 class DuckdbSqlExecutor(SqlExecutor):

@@ -14,3 +14,21 @@ pytest_plugins = ["tests.fixtures_iceberg"]
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", notebook_root=tmp_path / "notebooks")
+
+
+@pytest.fixture
+def store(settings: Settings):
+    from catalog.store import ArtifactStore
+
+    with ArtifactStore(settings.data_dir, max_bytes=settings.cache_max_bytes) as s:
+        yield s
+
+
+@pytest.fixture
+def materializer(settings: Settings, store):
+    from executors import load_registry
+    from quiver.materialize import Materializer
+
+    m = Materializer(settings, store, load_registry())
+    yield m
+    m.close(cancel=True)

@@ -1,0 +1,327 @@
+"""materialize(): hashing, caching, single flight, refresh, names, failures, errors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from catalog.store import ArtifactStore
+from executors import DuplicateExecutor, ResolvedInput, RunContext, load_registry
+from executors.sql import SqlExecutor
+from quiver.errors import BuildFailed, Conflict, InvalidArgument, NotFound
+from quiver.materialize import Materializer, MaterializeRequest, Transform, materialize
+from quiver.settings import Settings
+
+
+def req(
+    inputs: list[str], executor: str, params: dict | None = None, **kw: Any
+) -> MaterializeRequest:
+    return MaterializeRequest(
+        inputs=inputs, transform=Transform(executor=executor, params=params or {}), **kw
+    )
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tag: str = ""
+
+
+class GatedExecutor:
+    """Counts its runs; its batches wait for a gate the test opens."""
+
+    name: ClassVar[str] = "gated@v1"
+    params_model: ClassVar[type[BaseModel]] = NoParams
+    ordered_inputs: ClassVar[bool] = False
+    description: ClassVar[str] = "test executor"
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.gate = threading.Event()
+        self.fail_next = False
+        self.lock = threading.Lock()
+
+    def check_inputs(self, input_uris: Sequence[str]) -> None:
+        pass
+
+    def identity(self, params: BaseModel) -> Any:
+        return params.model_dump()
+
+    def run(
+        self, inputs: Sequence[ResolvedInput], params: BaseModel, ctx: RunContext
+    ) -> pa.RecordBatchReader:
+        with self.lock:
+            self.runs += 1
+            fail, self.fail_next = self.fail_next, False
+        schema = pa.schema([("i", pa.int64())])
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            yield pa.record_batch([pa.array([0, 1], pa.int64())], schema=schema)
+            assert self.gate.wait(30)
+            if fail:
+                raise RuntimeError("flaky source went away")
+            yield pa.record_batch([pa.array([2, 3], pa.int64())], schema=schema)
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+@pytest.fixture
+def gated() -> GatedExecutor:
+    return GatedExecutor()
+
+
+@pytest.fixture
+def mat(settings: Settings, store: ArtifactStore, gated: GatedExecutor) -> Iterator[Materializer]:
+    m = Materializer(settings, store, load_registry(extra=[gated]))
+    yield m
+    gated.gate.set()
+    m.close(cancel=True)
+
+
+def upload(store: ArtifactStore, table: pa.Table, prov: str = "u") -> str:
+    return store.put(table.to_reader(), provenance=prov).uri
+
+
+def test_sql_without_inputs_then_hit(materializer: Materializer) -> None:
+    first = materialize(materializer, [], "sql@v1", {"sql": "select 42 as x"})
+    assert (first.hit, first.state) == (False, "ready")
+    assert first.info.row_count == 1
+    again = materialize(materializer, [], "sql@v1", {"sql": "select 42 as x"})
+    assert again.hit and again.artifact_uri == first.artifact_uri
+    assert materializer.open(again).read_all().to_pydict() == {"x": [42]}
+
+
+def test_duckdb_sql_alias_and_artifact_inputs(
+    materializer: Materializer, store: ArtifactStore
+) -> None:
+    a = upload(store, pa.table({"id": [1, 2, 3]}), "a")
+    b = upload(store, pa.table({"id": [10, 20]}), "b")
+    sql = "select (select sum(id) from input0) * 1000 + (select sum(id) from input1) as v"
+    ab = materialize(materializer, [a, b], "duckdb_sql@v1", {"sql": sql})
+    ba = materialize(materializer, [b, a], "duckdb_sql@v1", {"sql": sql})
+    assert materializer.open(ab).read_all()["v"].to_pylist() == [6030]
+    # sql binds inputs by position, so order is part of the provenance
+    assert ab.provenance != ba.provenance
+    assert materializer.open(ba).read_all()["v"].to_pylist() == [30006]
+    lineage = store.inputs(ab.artifact_id, ab.version)
+    assert [i.uri for i in lineage] == [a, b]
+    deps = store.dependents(lineage[0].artifact_id, lineage[0].artifact_version)
+    assert {d.uri for d in deps} == {ab.artifact_uri, ba.artifact_uri}
+
+
+def test_unordered_executor_ignores_input_order(
+    mat: Materializer, store: ArtifactStore, gated
+) -> None:
+    gated.gate.set()
+    a = upload(store, pa.table({"x": [1]}), "a")
+    b = upload(store, pa.table({"x": [2]}), "b")
+    one = mat.materialize(req([a, b], "gated@v1"), wait=True)
+    two = mat.materialize(req([b, a], "gated@v1"), wait=True)
+    assert two.hit and one.artifact_uri == two.artifact_uri and gated.runs == 1
+
+
+def test_names_and_artifact_name_inputs(materializer: Materializer, store: ArtifactStore) -> None:
+    res = materialize(materializer, [], "sql@v1", {"sql": "select 1 as one"}, name="team/one")
+    assert res.name_uri == "strata://name/team/one"
+    assert store.get_name("team/one").artifact_uri == res.artifact_uri
+    via_name = materialize(
+        materializer,
+        ["strata://name/team/one"],
+        "sql@v1",
+        {"sql": "select one + 1 as two from input0"},
+    )
+    assert materializer.open(via_name).read_all()["two"].to_pylist() == [2]
+    assert via_name.input_versions == {"strata://name/team/one": res.artifact_uri}
+
+
+def test_concurrent_identical_requests_build_once(mat: Materializer, gated: GatedExecutor) -> None:
+    results, errors = [], []
+    barrier = threading.Barrier(8)
+
+    def go() -> None:
+        barrier.wait()
+        try:
+            results.append(mat.materialize(req([], "gated@v1", {"tag": "same"})))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert gated.runs == 1
+    assert len({r.artifact_uri for r in results}) == 1
+    assert all(r.state == "building" and not r.hit for r in results)
+    readers = [mat.open(r) for r in results[:3]]
+    gated.gate.set()
+    for reader in readers:
+        assert reader.read_all()["i"].to_pylist() == [0, 1, 2, 3]
+    final = mat.materialize(req([], "gated@v1", {"tag": "same"}))
+    assert final.hit and gated.runs == 1
+
+
+def test_failed_build_is_recorded_then_retried(
+    mat: Materializer, gated: GatedExecutor, store: ArtifactStore
+) -> None:
+    gated.fail_next = True
+    gated.gate.set()
+    first = mat.materialize(req([], "gated@v1", {"tag": "f"}))
+    with pytest.raises(BuildFailed, match="flaky source went away"):
+        first.build.wait()
+    info = store.get(first.artifact_id, first.version)
+    assert info.state == "failed" and "flaky source went away" in info.error
+    retry = mat.materialize(req([], "gated@v1", {"tag": "f"}), wait=True)
+    assert retry.state == "ready" and not retry.hit
+    assert (retry.artifact_id, retry.version) == (first.artifact_id, first.version + 1)
+    assert gated.runs == 2
+
+
+def test_refresh_builds_new_version_of_same_artifact(
+    materializer: Materializer, store: ArtifactStore
+) -> None:
+    r1 = materialize(materializer, [], "sql@v1", {"sql": "select 7 as s"})
+    r2 = materialize(materializer, [], "sql@v1", {"sql": "select 7 as s"}, refresh=True)
+    assert not r2.hit and r2.artifact_id == r1.artifact_id and r2.version == r1.version + 1
+    assert store.get(r1.artifact_id, r1.version).state == "superseded"
+    assert (
+        materialize(materializer, [], "sql@v1", {"sql": "select 7 as s"}).artifact_uri
+        == r2.artifact_uri
+    )
+
+
+def test_corrupt_artifact_is_rebuilt_not_served(
+    materializer: Materializer, store: ArtifactStore
+) -> None:
+    r1 = materialize(materializer, [], "sql@v1", {"sql": "select * from range(1000)"})
+    store.path_of(r1.artifact_id, r1.version).write_bytes(b"torn")
+    r2 = materialize(materializer, [], "sql@v1", {"sql": "select * from range(1000)"})
+    assert not r2.hit and r2.version == r1.version + 1
+    assert materializer.open(r2).read_all().num_rows == 1000
+
+
+def test_explain(materializer: Materializer) -> None:
+    r = req([], "sql@v1", {"sql": "select 3 as t"})
+    before = materializer.explain(r)
+    assert before["would_hit"] is False and len(before["provenance_hash"]) == 64
+    materializer.materialize(r, wait=True)
+    after = materializer.explain(r)
+    assert after["would_hit"] is True and after["provenance_hash"] == before["provenance_hash"]
+
+
+def test_duplicate_executor_fails_at_startup() -> None:
+    with pytest.raises(DuplicateExecutor, match="'sql@v1' is registered twice"):
+        load_registry(extra=[SqlExecutor()])
+
+
+def test_registry_describes_params() -> None:
+    described = {d["name"]: d for d in load_registry().describe()}
+    assert {"scan@v1", "sql@v1", "duckdb_sql@v1"} <= set(described)
+    assert "sql" in described["sql@v1"]["params_schema"]["properties"]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "executor", "params", "error", "message"),
+    [
+        (
+            [],
+            "nope@v1",
+            {},
+            InvalidArgument,
+            r"unknown executor 'nope@v1'; registered executors: .*scan@v1",
+        ),
+        ([], "sql@v1", {}, InvalidArgument, r"params\.sql: Field required"),
+        (
+            [],
+            "sql@v1",
+            {"sql": "select 1", "x": 1},
+            InvalidArgument,
+            r"params\.x: Extra inputs are not permitted",
+        ),
+        ([], "sql@v1", {"sql": 5}, InvalidArgument, r"params\.sql: Input should be a valid string"),
+        ([], "sql@v1", {"sql": "selec 1"}, InvalidArgument, r"invalid SQL: Parser Error"),
+        (
+            [],
+            "sql@v1",
+            {"sql": "select 1; select 2"},
+            InvalidArgument,
+            "exactly one statement, got 2",
+        ),
+        (
+            [],
+            "sql@v1",
+            {"sql": "create table t (x int)"},
+            InvalidArgument,
+            "one SELECT query; got a CREATE statement",
+        ),
+        (
+            [],
+            "sql@v1",
+            {"sql": "select * from nowhere"},
+            InvalidArgument,
+            "Table with name nowhere does not exist",
+        ),
+        (
+            [],
+            "sql@v1",
+            {"sql": "select * from read_csv('/etc/passwd')"},
+            InvalidArgument,
+            "disabled by configuration",
+        ),
+        ([], "sql@v1", {"sql": "select * from input0"}, InvalidArgument, "input0 does not exist"),
+        (
+            ["s3://bucket/x#db.t"],
+            "sql@v1",
+            {"sql": "select 1"},
+            InvalidArgument,
+            "unsupported scheme 's3'",
+        ),
+        (
+            ["strata://artifact/nope@v=1"],
+            "sql@v1",
+            {"sql": "select 1"},
+            NotFound,
+            "strata://artifact/nope@v=1 not found",
+        ),
+        (
+            ["strata://name/missing"],
+            "sql@v1",
+            {"sql": "select 1"},
+            NotFound,
+            "Name 'missing' not found",
+        ),
+        ([], "scan@v1", {}, InvalidArgument, "scan@v1 transform requires exactly one input"),
+    ],
+)
+def test_bad_requests_are_refused(materializer, inputs, executor, params, error, message) -> None:
+    with pytest.raises(error, match=message):
+        materializer.materialize(req(inputs, executor, params), wait=True)
+
+
+def test_bad_name_refused(materializer: Materializer) -> None:
+    with pytest.raises(InvalidArgument, match="invalid name"):
+        materializer.materialize(req([], "sql@v1", {"sql": "select 1"}, name="a//b"))
+
+
+def test_input_still_building_is_a_conflict(mat: Materializer, gated) -> None:
+    building = mat.materialize(req([], "gated@v1", {"tag": "slow"}))
+    with pytest.raises(Conflict, match=r"is not ready \(state=building\)"):
+        mat.materialize(req([building.artifact_uri], "sql@v1", {"sql": "select 1"}))
+    gated.gate.set()
+    building.build.wait()
+
+
+def test_sql_time_limit(tmp_path, store: ArtifactStore) -> None:
+    settings = Settings(data_dir=tmp_path / "d", query_time_limit_s=0.2)
+    m = Materializer(settings, store, load_registry())
+    try:
+        res = m.materialize(req([], "sql@v1", {"sql": "select count(*) from range(100000000000)"}))
+        with pytest.raises(BuildFailed, match=r"exceeded the time limit of 0\.2 s"):
+            res.build.wait()
+    finally:
+        m.close(cancel=True)
