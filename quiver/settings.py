@@ -61,6 +61,22 @@ class Settings(BaseSettings):
     ipc_compression: Literal["none", "zstd", "lz4"] = Field(
         default="none", description="IPC body compression for DoGet streams."
     )
+    flight_max_batch_bytes: int = Field(
+        default=2 * 1024**2,
+        ge=64 * 1024,
+        description="DoGet re-chunks record batches larger than this many bytes, so clients "
+        "with gRPC's default 4 MiB message limit never fail.",
+    )
+    flight_endpoint_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=1,
+        description="A ready artifact larger than this is offered as several FlightInfo "
+        "endpoints (ordered ranges of batches) so clients can read them in parallel.",
+    )
+    allow_remote_without_token: bool = Field(
+        default=False,
+        description="Allow binding a non-loopback host with no token configured.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level."
     )
