@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest bench -q -p no:cacheprovider --benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
+	$(BIN)/python -m pytest bench -q -p no:cacheprovider -o python_files='bench_*.py' --benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
 	$(BIN)/python bench/side_by_side.py
 
 lint: $(STAMP)
