@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address the servers bind to.")
     flight_port: int = Field(default=8815, ge=0, le=65535, description="Flight (gRPC) port.")
     rest_port: int = Field(default=8765, ge=0, le=65535, description="REST (HTTP) port.")
+    rest_max_body_bytes: int = Field(
+        default=1024**3,
+        ge=1,
+        description="Largest request body the REST layer accepts (uploads included); "
+        "bigger ones are refused with 413.",
+    )
     notebook_root: Path = Field(
         default=Path("~/.quiver/notebooks"), description="Root under which notebooks live."
     )
