@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from catalog.demo import write_demo_warehouse
+from catalog.demo import demo_batch, write_demo_warehouse
 from catalog.uris import TableRef
 from catalog.warehouse import Warehouses
 from executors.base import ResolvedInput, RunContext
@@ -191,6 +192,146 @@ def empty_table(iceberg_root: Path) -> TableRef:
     cat.create_table("db.nothing", schema=pa.schema([("id", pa.int64()), ("s", pa.string())]))
     cat.engine.dispose()
     return table_ref(path, "db.nothing")
+
+
+# --- delete files -------------------------------------------------------------
+# pyiceberg 0.12 writes deletes copy-on-write only, so merge-on-read delete files
+# are crafted here: a Parquet file in the spec's layout, committed through a
+# snapshot producer whose new manifest has content=deletes.
+
+
+def _delete_manifest_writer(producer: Any) -> Any:
+    from pyiceberg.manifest import ManifestContent, ManifestWriterV2
+
+    class DeleteManifestWriter(ManifestWriterV2):
+        def content(self) -> ManifestContent:
+            return ManifestContent.DELETES
+
+        @property
+        def _meta(self) -> dict[str, str]:
+            return {**super()._meta, "content": "deletes"}
+
+    return DeleteManifestWriter(
+        producer._transaction.table_metadata.spec(),
+        producer.schema(),
+        producer.new_manifest_output(),
+        producer._snapshot_id,
+        producer._compression,
+    )
+
+
+def commit_delete_file(table: Any, data: pa.Table, *, equality_ids: list[int] | None = None) -> int:
+    """Write ``data`` as a delete file of ``table`` and commit it; the new snapshot id."""
+    from pyiceberg.manifest import (
+        DataFile,
+        DataFileContent,
+        FileFormat,
+        ManifestEntry,
+        ManifestEntryStatus,
+    )
+    from pyiceberg.table.snapshots import Operation
+    from pyiceberg.table.update.snapshot import _FastAppendFiles
+    from pyiceberg.typedef import Record
+
+    class AddDeleteFiles(_FastAppendFiles):
+        def _manifests(self) -> list[Any]:
+            writer = _delete_manifest_writer(self)
+            with writer:
+                for f in self._added_data_files:
+                    writer.add(
+                        ManifestEntry.from_args(
+                            status=ManifestEntryStatus.ADDED,
+                            snapshot_id=self._snapshot_id,
+                            sequence_number=None,
+                            file_sequence_number=None,
+                            data_file=f,
+                        )
+                    )
+            return [writer.to_manifest_file(), *self._existing_manifests()]
+
+    location = f"{table.location()}/data/deletes-{len(table.snapshots())}.parquet"
+    local = location.removeprefix("file://")
+    pq.write_table(data, local)
+    content = (
+        DataFileContent.POSITION_DELETES
+        if equality_ids is None
+        else DataFileContent.EQUALITY_DELETES
+    )
+    delete_file = DataFile.from_args(
+        content=content,
+        file_path=location,
+        file_format=FileFormat.PARQUET,
+        partition=Record(),
+        record_count=data.num_rows,
+        file_size_in_bytes=Path(local).stat().st_size,
+        equality_ids=equality_ids,
+    )
+    delete_file.spec_id = 0
+    with table.transaction() as tx:
+        producer = AddDeleteFiles(operation=Operation.DELETE, transaction=tx, io=table.io)
+        producer.append_data_file(delete_file)
+        producer.commit()
+    return table.current_snapshot().snapshot_id
+
+
+def position_deletes(deletes: dict[str, list[int]]) -> pa.Table:
+    """A position-delete file's rows: (data file location, row position)."""
+    schema = pa.schema(
+        [
+            pa.field("file_path", pa.string(), False, {b"PARQUET:field_id": b"2147483546"}),
+            pa.field("pos", pa.int64(), False, {b"PARQUET:field_id": b"2147483545"}),
+        ]
+    )
+    paths = sorted(deletes)
+    return pa.table(
+        {
+            "file_path": [p for p in paths for _ in deletes[p]],
+            "pos": [x for p in paths for x in sorted(deletes[p])],
+        },
+        schema=schema,
+    )
+
+
+@dataclass
+class WithDeletes:
+    ref: TableRef
+    snapshots: dict[str, int] = field(default_factory=dict)
+    deleted_ids: list[int] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def deletes_table(iceberg_root: Path) -> WithDeletes:
+    """1,000 demo rows in 2 files; position deletes in both; then one more append."""
+    path = iceberg_root / "deletes"
+    ref = write_demo_warehouse(path, rows=1_000, files=2)
+    cat = open_catalog(path)
+    table = cat.load_table("db.events")
+    out = WithDeletes(ref=ref)
+    out.snapshots["before"] = table.current_snapshot().snapshot_id
+    by_file: dict[str, list[int]] = {}
+    for task in table.scan().plan_files():
+        ids = pq.read_table(task.file.file_path.removeprefix("file://"), columns=["id"])["id"]
+        positions = [0, 7, 499] if ids[0].as_py() == 0 else [3, 4, 250]
+        by_file[task.file.file_path] = positions
+        out.deleted_ids += [ids[p].as_py() for p in positions]
+    out.snapshots["deleted"] = commit_delete_file(table, position_deletes(by_file))
+    table.append(demo_batch(1_000, 1_100))
+    out.snapshots["appended"] = table.current_snapshot().snapshot_id
+    cat.engine.dispose()
+    return out
+
+
+@pytest.fixture(scope="session")
+def equality_deletes_table(iceberg_root: Path) -> TableRef:
+    """The demo table with an equality-delete file on ``id``."""
+    path = iceberg_root / "eqdeletes"
+    ref = write_demo_warehouse(path, rows=100, files=1)
+    cat = open_catalog(path)
+    table = cat.load_table("db.events")
+    schema = pa.schema([pa.field("id", pa.int64(), False, {b"PARQUET:field_id": b"1"})])
+    commit_delete_file(table, pa.table({"id": [5, 6]}, schema=schema), equality_ids=[1])
+    cat.engine.dispose()
+    return ref
 
 
 @pytest.fixture(scope="session")

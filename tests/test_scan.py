@@ -17,7 +17,7 @@ from executors.registry import Registry
 from executors.scan import TIMER_THREAD_NAME, ScanExecutor
 from quiver.errors import InvalidArgument, NotFound, QuiverError, Timeout, Unavailable
 from quiver.settings import Settings
-from tests.fixtures_iceberg import Evolved, ScanFn, open_catalog, table_ref
+from tests.fixtures_iceberg import Evolved, ScanFn, WithDeletes, open_catalog, table_ref
 
 _OPS: dict[str, str] = {
     "=": "EqualTo",
@@ -514,3 +514,45 @@ def test_closing_the_reader_stops_the_timer(scan: ScanFn, demo_table: TableRef) 
 
     gc.collect()
     assert not [t for t in threading.enumerate() if t.name == TIMER_THREAD_NAME]
+
+
+# --- delete files -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", ["before", "deleted", "appended"])
+@pytest.mark.parametrize(
+    "filters",
+    [
+        [],
+        [{"column": "id", "op": ">=", "value": 4}],
+        [{"column": "category", "op": "=", "value": "beta"}],
+    ],
+)
+def test_position_deletes_are_applied(
+    scan: ScanFn, deletes_table: WithDeletes, warehouses: Warehouses, step: str, filters: list[Any]
+) -> None:
+    sid = deletes_table.snapshots[step]
+    got = drain(scan(deletes_table.ref, {"snapshot_id": sid, "filters": filters}))
+    want = truth(warehouses, deletes_table.ref, filters, snapshot_id=sid)
+    assert rows(got) == rows(want)
+    ids = set(got["id"].to_pylist())
+    if step == "before" and not filters:
+        assert ids >= set(deletes_table.deleted_ids)
+    elif step != "before":
+        assert not ids & set(deletes_table.deleted_ids)
+
+
+def test_position_deletes_are_planned(
+    scan: ScanFn, deletes_table: WithDeletes, warehouses: Warehouses
+) -> None:
+    resolved = warehouses.resolve(deletes_table.ref)
+    assert sum(1 for t in warehouses.plan(resolved) if t.delete_files) == 2
+    assert len(deletes_table.deleted_ids) == 6
+    assert drain(scan(deletes_table.ref, {"columns": ["id"]})).num_rows == 1_100 - 6
+
+
+def test_equality_deletes_are_refused(scan: ScanFn, equality_deletes_table: TableRef) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        scan(equality_deletes_table)
+    assert "has equality delete files, which Quiver cannot apply yet" in str(info.value)
+    assert "refusing to read rows that may have been deleted" in str(info.value)
