@@ -274,7 +274,17 @@ class Materializer:
             result.name_uri = self.store.set_name(
                 request.name, result.artifact_id, result.version
             ).uri
+        elif request.name is not None and result.build is not None and result.info is None:
+            self._name_when_ready(request.name, result.build)
         return result
+
+    def _name_when_ready(self, name: str, build: Build) -> None:
+        def point() -> None:
+            with contextlib.suppress(Exception):  # a failed build names nothing
+                info = build.wait()
+                self.store.set_name(name, info.artifact_id, info.version)
+
+        threading.Thread(target=point, name="quiver-name", daemon=True).start()
 
     def _hit(self, plan: Plan, info: ArtifactInfo) -> MaterializeResult:
         with self._lock:
