@@ -59,6 +59,20 @@ class Settings(BaseSettings):
     notebook_root: Path = Field(
         default=Path("~/.quiver/notebooks"), description="Root under which notebooks live."
     )
+    deployment_mode: Literal["personal", "service"] = Field(
+        default="personal",
+        description="personal: one user, sessions listable and notebooks deletable over REST; "
+        "service: those routes answer 403 and every open makes a new session.",
+    )
+    notebook_session_idle_s: float = Field(
+        default=4 * 3600.0, gt=0, description="Notebook sessions idle this long are closed."
+    )
+    notebook_max_sessions: int = Field(
+        default=50, ge=1, description="Open notebook sessions kept; the oldest idle go first."
+    )
+    notebook_max_source_chars: int = Field(
+        default=1_000_000, ge=1, description="Largest cell source accepted, in characters."
+    )
     token: SecretStr | None = Field(
         default=None, description="Bearer token every client must send; unset means no auth."
     )
