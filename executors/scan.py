@@ -182,6 +182,12 @@ def _compile_filter(index: int, f: Filter, schema: Schema) -> _CompiledFilter:
     field = _find_field(schema, f.column, f"filter {index}")
     kind = _type_name(field)
     col = quote_ident(field.name)
+    if _duck_type(field) is None:
+        raise InvalidArgument(
+            f"{where}: {NAME} cannot filter on column {field.name!r} of type {kind} yet "
+            "(nested and exotic types)",
+            detail={"filter": index, "column": field.name, "type": kind},
+        )
     if f.op in _UNARY:
         if f.value is not None:
             raise InvalidArgument(

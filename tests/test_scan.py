@@ -556,3 +556,19 @@ def test_equality_deletes_are_refused(scan: ScanFn, equality_deletes_table: Tabl
         scan(equality_deletes_table)
     assert "has equality delete files, which Quiver cannot apply yet" in str(info.value)
     assert "refusing to read rows that may have been deleted" in str(info.value)
+
+
+def test_nested_columns_are_refused_not_misread(scan: ScanFn, tmp_path: Path) -> None:
+    cat = open_catalog(tmp_path)
+    cat.create_namespace("db")
+    table = cat.create_table(
+        "db.n", schema=pa.schema([("id", pa.int64()), ("st", pa.struct([("a", pa.int64())]))])
+    )
+    table.append(pa.table({"id": [1, 2], "st": [{"a": 1}, None]}, schema=table.schema().as_arrow()))
+    cat.engine.dispose()
+    ref = table_ref(tmp_path, "db.n")
+    assert drain(scan(ref, {"columns": ["id"]}))["id"].to_pylist() == [1, 2]
+    with pytest.raises(InvalidArgument, match="cannot read column 'st' of type struct"):
+        scan(ref)
+    with pytest.raises(InvalidArgument, match=r"filter 0 \(st is_null\): scan@v1 cannot filter"):
+        scan(ref, {"columns": ["id"], "filters": [{"column": "st", "op": "is_null"}]})
