@@ -339,7 +339,15 @@ class Build:
             path = self.final_path if self._done else self.tmp_path
             if self._done and self.info is None:
                 self._raise_failure()
-            source = _GrowingFile(self, path)
+            try:
+                source = _GrowingFile(self, path)
+            except FileNotFoundError:
+                # publish() (or fail()) moved the temp file away but has not
+                # marked the build done yet: wait for that, then read the result.
+                self._cond.wait_for(lambda: self._done)
+                if self.info is None:
+                    self._raise_failure()
+                source = _GrowingFile(self, self.final_path)
         lease = self.store._lease(self.artifact_id, self.version)
 
         def batches() -> Iterator[pa.RecordBatch]:
