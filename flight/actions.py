@@ -1,0 +1,260 @@
+"""The DoAction surface: each action's name, description and handler.
+
+A handler takes the :class:`Core` and the decoded JSON body and returns a
+JSON-able value; the server sends it as the one result of the action.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from catalog.store import ArtifactInfo
+from catalog.uris import ArtifactRef, NameRef, artifact_uri, parse_uri
+from flight.core import Core
+from flight.protocol import ArtifactTicket, parse_model
+from quiver.errors import InvalidArgument
+from quiver.materialize import MaterializeRequest, MaterializeResult
+
+Handler = Callable[[Core, Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    name: str
+    description: str
+    handler: Handler
+
+
+ACTIONS: dict[str, ActionSpec] = {}
+
+
+def action(name: str, description: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        if name in ACTIONS:
+            raise RuntimeError(f"action {name!r} is defined twice")
+        ACTIONS[name] = ActionSpec(name, description, handler)
+        return handler
+
+    return register
+
+
+class ArtifactArg(BaseModel):
+    """Names one artifact version: a URI (artifact or name) or an id and version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    artifact_uri: str | None = None
+    artifact_id: str | None = None
+    version: int | None = Field(default=None, ge=1)
+
+    def resolve(self, core: Core) -> tuple[str, int]:
+        if self.artifact_uri is not None:
+            ref = parse_uri(self.artifact_uri)
+            if isinstance(ref, ArtifactRef):
+                return ref.artifact_id, ref.version
+            if isinstance(ref, NameRef):
+                target = core.store.get_name(ref.name)
+                return target.artifact_id, target.version
+            raise InvalidArgument("artifact_uri must be a strata://artifact/ or strata://name/ URI")
+        if self.artifact_id is None or self.version is None:
+            raise InvalidArgument('give "artifact_uri", or "artifact_id" and "version"')
+        ref = parse_uri(artifact_uri(self.artifact_id, self.version))
+        assert isinstance(ref, ArtifactRef)
+        return ref.artifact_id, ref.version
+
+
+class NameArg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+
+
+class NameSetArg(ArtifactArg):
+    name: str
+
+
+class PrefixArg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: str | None = None
+
+
+class GcArg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_bytes: int | None = Field(default=None, ge=0)
+    failed_older_than_s: float = Field(default=3600.0, ge=0)
+
+
+def schema_json(schema: Any) -> list[dict[str, Any]] | None:
+    if schema is None:
+        return None
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+
+
+def info_json(info: ArtifactInfo) -> dict[str, Any]:
+    """An artifact's status; the fields of ``GET /v1/artifacts/{id}/v/{n}`` and more."""
+    return {
+        "artifact_id": info.artifact_id,
+        "version": info.version,
+        "artifact_uri": info.uri,
+        "state": info.state,
+        "kind": info.kind,
+        "executor": info.executor,
+        "params": info.params,
+        "schema": schema_json(info.schema),
+        "row_count": info.row_count,
+        "byte_size": info.byte_size,
+        "num_batches": info.num_batches,
+        "created_at": info.created_at,
+        "finished_at": info.finished_at,
+        "provenance_hash": info.provenance,
+        "error": info.error,
+        "metadata": info.metadata,
+        "ticket": ArtifactTicket(info.artifact_id, info.version).encode().decode(),
+    }
+
+
+def result_json(result: MaterializeResult, request: MaterializeRequest) -> dict[str, Any]:
+    """The materialize answer: the library's JSON plus what a Flight client needs."""
+    body = result.to_json()
+    body["schema"] = schema_json(result.schema)
+    body["ticket"] = ArtifactTicket(result.artifact_id, result.version).encode().decode()
+    body["stream_id"] = None
+    body["build_id"] = None
+    if result.state == "building":
+        if request.mode == "stream":
+            body["stream_id"] = result.artifact_id
+        else:
+            body["build_id"] = result.artifact_id
+    return body
+
+
+def materialize(core: Core, request: MaterializeRequest) -> MaterializeResult:
+    return core.materializer.materialize(request)
+
+
+@action(
+    "materialize",
+    "Materialize a request (the JSON body of POST /v1/materialize); "
+    "answers artifact_uri, hit, state, stream_id, ticket, schema and sizes when known.",
+)
+def _materialize(core: Core, body: Any) -> Any:
+    request = parse_model(MaterializeRequest, body, "materialize request")
+    return result_json(materialize(core, request), request)
+
+
+@action("explain", "Would this materialize request hit? Its provenance hash and input versions.")
+def _explain(core: Core, body: Any) -> Any:
+    return core.materializer.explain(parse_model(MaterializeRequest, body, "materialize request"))
+
+
+@action(
+    "status",
+    "The state, schema, rows and bytes of an artifact version "
+    '({"artifact_uri"} or {"artifact_id", "version"}).',
+)
+def _status(core: Core, body: Any) -> Any:
+    aid, version = parse_model(ArtifactArg, body, "status request").resolve(core)
+    return info_json(core.store.get(aid, version))
+
+
+@action("name-set", 'Point a name at an artifact version: {"name", "artifact_uri"}.')
+def _name_set(core: Core, body: Any) -> Any:
+    arg = parse_model(NameSetArg, body, "name-set request")
+    aid, version = arg.resolve(core)
+    named = core.store.set_name(arg.name, aid, version)
+    return {"name": named.name, "name_uri": named.uri, "artifact_uri": named.artifact_uri}
+
+
+def _name_json(named: Any) -> dict[str, Any]:
+    return {
+        "name": named.name,
+        "name_uri": named.uri,
+        "artifact_uri": named.artifact_uri,
+        "artifact_id": named.artifact_id,
+        "version": named.version,
+        "updated_at": named.updated_at,
+    }
+
+
+@action("name-get", 'What a name points at: {"name"}.')
+def _name_get(core: Core, body: Any) -> Any:
+    return _name_json(core.store.get_name(parse_model(NameArg, body, "name-get request").name))
+
+
+@action("name-list", 'All names, optionally under a prefix: {"prefix"?}.')
+def _name_list(core: Core, body: Any) -> Any:
+    prefix = parse_model(PrefixArg, body, "name-list request").prefix
+    return {"names": [_name_json(n) for n in core.store.list_names(prefix)]}
+
+
+@action("name-delete", 'Delete a name (not the artifact): {"name"}.')
+def _name_delete(core: Core, body: Any) -> Any:
+    name = parse_model(NameArg, body, "name-delete request").name
+    core.store.delete_name(name)
+    return {"status": "deleted", "name": name}
+
+
+@action("lineage", "The inputs an artifact version was built from, with their versions.")
+def _lineage(core: Core, body: Any) -> Any:
+    aid, version = parse_model(ArtifactArg, body, "lineage request").resolve(core)
+    return {
+        "artifact_uri": artifact_uri(aid, version),
+        "inputs": [
+            {
+                "input_uri": i.uri,
+                "version": i.version,
+                "artifact_uri": artifact_uri(i.artifact_id, i.artifact_version)
+                if i.artifact_id and i.artifact_version
+                else None,
+            }
+            for i in core.store.inputs(aid, version)
+        ],
+    }
+
+
+@action("dependents", "The artifact versions built from an artifact version.")
+def _dependents(core: Core, body: Any) -> Any:
+    aid, version = parse_model(ArtifactArg, body, "dependents request").resolve(core)
+    return {
+        "artifact_uri": artifact_uri(aid, version),
+        "dependents": [
+            {"artifact_uri": d.uri, "state": d.state, "executor": d.executor}
+            for d in core.store.dependents(aid, version)
+        ],
+    }
+
+
+@action("delete", "Delete an artifact version, its file and the names pointing at it.")
+def _delete(core: Core, body: Any) -> Any:
+    aid, version = parse_model(ArtifactArg, body, "delete request").resolve(core)
+    core.store.delete(aid, version)
+    return {"status": "deleted", "artifact_uri": artifact_uri(aid, version)}
+
+
+@action("gc", 'Drop old failed and superseded versions and evict to the cap: {"max_bytes"?}.')
+def _gc(core: Core, body: Any) -> Any:
+    arg = parse_model(GcArg, body, "gc request")
+    return core.store.gc(max_bytes=arg.max_bytes, failed_older_than_s=arg.failed_older_than_s)
+
+
+@action("executors", "The registered executors with the JSON schema of their params.")
+def _executors(core: Core, body: Any) -> Any:
+    return {"executors": core.registry.describe()}
+
+
+@action("health", "Liveness and a few counters.")
+def _health(core: Core, body: Any) -> Any:
+    return {
+        "status": "ok",
+        "time": time.time(),
+        "building": len(core.materializer.building()),
+        "counters": dict(core.materializer.counters),
+        "store": core.store.stats(),
+    }

@@ -1,0 +1,219 @@
+"""The Python client. Everything it does, a plain ``pyarrow.flight`` client can do too.
+
+    with connect("grpc://127.0.0.1:8815") as q:
+        result = q.materialize("file:///wh#db.events", params={"columns": ["id"]})
+        table = q.fetch(result)
+
+Server errors arrive as the matching :class:`quiver.errors.QuiverError`
+(``NotFound``, ``InvalidArgument``, ...) with the server's code, message and
+detail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.flight as fl
+
+from flight.errors import from_flight_error
+from flight.protocol import encode_json
+
+if TYPE_CHECKING:
+    import polars as pl
+
+DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
+
+Target = str | dict[str, Any]
+"""An artifact or name URI, a table URI (read as a plain scan), or a materialize result."""
+
+
+class QuiverClient:
+    """A connection to a Quiver Flight server. Thread-safe; a context manager."""
+
+    def __init__(
+        self,
+        location: str = DEFAULT_LOCATION,
+        *,
+        token: str | None = None,
+        tls_root_certs: bytes | None = None,
+        timeout: float | None = None,
+        **connect_kwargs: Any,
+    ) -> None:
+        if tls_root_certs is not None:
+            connect_kwargs["tls_root_certs"] = tls_root_certs
+        self.location = location
+        self._client = fl.connect(location, **connect_kwargs)
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        self._options = fl.FlightCallOptions(timeout=timeout, headers=headers)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> QuiverClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing -------------------------------------------------------------
+    def action(self, name: str, body: dict[str, Any] | None = None) -> Any:
+        """Run one action and decode its JSON answer."""
+        try:
+            results = list(
+                self._client.do_action(fl.Action(name, encode_json(body or {})), self._options)
+            )
+        except fl.FlightError as exc:
+            raise from_flight_error(exc) from None
+        return json.loads(results[0].body.to_pybytes()) if results else None
+
+    @staticmethod
+    def _request(
+        inputs: str | Sequence[str],
+        executor: str,
+        params: dict[str, Any] | None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "inputs": [inputs] if isinstance(inputs, str) else list(inputs),
+            "transform": {"executor": executor, "params": params or {}},
+        }
+        body.update({k: v for k, v in fields.items() if v is not None})
+        return body
+
+    def _ticket(self, target: Target) -> fl.Ticket:
+        if isinstance(target, dict):
+            return fl.Ticket(target["ticket"].encode())
+        if target.startswith("strata://"):
+            return fl.Ticket(target.encode())
+        return fl.Ticket(self.materialize(target)["ticket"].encode())
+
+    # --- materializing --------------------------------------------------------
+    def materialize(
+        self,
+        inputs: str | Sequence[str],
+        executor: str = "scan@v1",
+        params: dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        mode: str = "stream",
+        refresh: bool = False,
+    ) -> dict[str, Any]:
+        """Materialize; returns ``artifact_uri``, ``hit``, ``state``, ``ticket``, ... at once.
+
+        A miss answers while the build runs: :meth:`stream` or :meth:`fetch`
+        the result to follow it.
+        """
+        body = self._request(inputs, executor, params, name=name, mode=mode)
+        if refresh:
+            body["refresh"] = True
+        return self.action("materialize", body)
+
+    def explain(
+        self,
+        inputs: str | Sequence[str],
+        executor: str = "scan@v1",
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Would this request hit? Its provenance hash and the resolved input versions."""
+        return self.action("explain", self._request(inputs, executor, params))
+
+    # --- reading ----------------------------------------------------------------
+    def stream(self, target: Target) -> pa.RecordBatchReader:
+        """Batches of a result, as they arrive (a build in progress is followed)."""
+        try:
+            reader = self._client.do_get(self._ticket(target), self._options)
+            schema = reader.schema
+        except fl.FlightError as exc:
+            raise from_flight_error(exc) from None
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                while True:
+                    try:
+                        chunk = reader.read_chunk()
+                    except StopIteration:
+                        return
+                    if chunk.data is not None:
+                        yield chunk.data
+            except fl.FlightError as exc:
+                raise from_flight_error(exc) from None
+            finally:
+                reader.cancel()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+    def fetch(self, target: Target) -> pa.Table:
+        """A whole result as a table."""
+        return self.stream(target).read_all()
+
+    def to_polars(self, target: Target) -> pl.DataFrame:
+        import polars as pl
+
+        frame = pl.from_arrow(self.fetch(target))
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    # --- writing ----------------------------------------------------------------
+    def put(
+        self,
+        data: pa.Table | pa.RecordBatchReader,
+        *,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Upload a table as a new artifact (identical uploads dedupe); its status JSON."""
+        reader = data if isinstance(data, pa.RecordBatchReader) else data.to_reader()
+        command = {"name": name, "metadata": metadata or {}}
+        descriptor = fl.FlightDescriptor.for_command(encode_json(command))
+        try:
+            writer, answers = self._client.do_put(descriptor, reader.schema, self._options)
+            with writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+                writer.done_writing()
+                buf = answers.read()
+        except fl.FlightError as exc:
+            raise from_flight_error(exc) from None
+        return json.loads(buf.to_pybytes()) if buf is not None else {}
+
+    # --- names, lineage, housekeeping ------------------------------------------
+    def set_name(self, name: str, artifact_uri: str) -> dict[str, Any]:
+        return self.action("name-set", {"name": name, "artifact_uri": artifact_uri})
+
+    def get_name(self, name: str) -> dict[str, Any]:
+        return self.action("name-get", {"name": name})
+
+    def list_names(self, prefix: str | None = None) -> list[dict[str, Any]]:
+        return self.action("name-list", {"prefix": prefix} if prefix else {})["names"]
+
+    def delete_name(self, name: str) -> None:
+        self.action("name-delete", {"name": name})
+
+    def status(self, uri: str) -> dict[str, Any]:
+        return self.action("status", {"artifact_uri": uri})
+
+    def lineage(self, uri: str) -> list[dict[str, Any]]:
+        return self.action("lineage", {"artifact_uri": uri})["inputs"]
+
+    def dependents(self, uri: str) -> list[dict[str, Any]]:
+        return self.action("dependents", {"artifact_uri": uri})["dependents"]
+
+    def delete(self, uri: str) -> None:
+        self.action("delete", {"artifact_uri": uri})
+
+    def gc(self, max_bytes: int | None = None) -> dict[str, Any]:
+        return self.action("gc", {"max_bytes": max_bytes} if max_bytes is not None else {})
+
+    def executors(self) -> list[dict[str, Any]]:
+        return self.action("executors")["executors"]
+
+    def health(self) -> dict[str, Any]:
+        return self.action("health")
+
+
+def connect(location: str = DEFAULT_LOCATION, **kwargs: Any) -> QuiverClient:
+    """Open a :class:`QuiverClient` (see its constructor for ``token``, TLS, timeout)."""
+    return QuiverClient(location, **kwargs)

@@ -1,0 +1,43 @@
+"""The data-plane objects one server process owns, built once from settings."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from catalog.store import ArtifactStore
+from catalog.warehouse import Warehouses
+from executors import Registry, load_registry
+from quiver.materialize import Materializer
+from quiver.settings import Settings
+
+
+@dataclass
+class Core:
+    """Settings, the artifact store, the executor registry and the materializer."""
+
+    settings: Settings
+    store: ArtifactStore
+    registry: Registry
+    warehouses: Warehouses
+    materializer: Materializer
+
+    @classmethod
+    def open(cls, settings: Settings, *, registry: Registry | None = None) -> Core:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = ArtifactStore(
+            settings.store_dir,
+            max_bytes=settings.cache_max_bytes,
+            fsync_derived=settings.fsync_derived,
+        )
+        registry = registry if registry is not None else load_registry()
+        warehouses = Warehouses()
+        materializer = Materializer(settings, store, registry, warehouses)
+        return cls(settings, store, registry, warehouses, materializer)
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Let running builds finish (or cancel them: they are marked failed), then close."""
+        self.materializer.close(cancel=cancel)
+        with contextlib.suppress(Exception):
+            self.warehouses.close()
+        self.store.close()

@@ -1,0 +1,127 @@
+"""Domain errors ↔ ``pyarrow.flight`` errors: the one place Flight picks an error class.
+
+Server side, :func:`to_flight_error` turns any exception into a Flight error
+whose message is one clean line and whose ``extra_info`` is JSON
+``{"code": ..., "detail": ...}``. An unexpected exception is logged with its
+traceback under an error id, and only the id reaches the client. Client side,
+:func:`from_flight_error` rebuilds the matching :class:`QuiverError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import pyarrow.flight as fl
+
+from quiver import errors
+
+log = logging.getLogger("quiver.flight")
+
+_FLIGHT_CLASS: dict[str, type[fl.FlightError]] = {
+    "unauthenticated": fl.FlightUnauthenticatedError,
+    "unauthorized": fl.FlightUnauthorizedError,
+    "timeout": fl.FlightTimedOutError,
+    "unavailable": fl.FlightUnavailableError,
+    "internal": fl.FlightInternalError,
+}
+"""Codes with a dedicated Flight class; every other code is a ``FlightServerError``."""
+
+_QUIVER_CLASS: dict[str, type[errors.QuiverError]] = {
+    cls.code: cls
+    for cls in (
+        errors.InvalidArgument,
+        errors.NotFound,
+        errors.Conflict,
+        errors.TooLarge,
+        errors.Unauthenticated,
+        errors.Unauthorized,
+        errors.Timeout,
+        errors.Unavailable,
+        errors.BuildFailed,
+        errors.Internal,
+    )
+}
+
+MAX_MESSAGE_CHARS = 1000
+
+T = TypeVar("T")
+
+
+def one_line(message: str) -> str:
+    """The first non-empty line of ``message``, bounded in length."""
+    for line in message.splitlines():
+        if line.strip():
+            return line.strip()[:MAX_MESSAGE_CHARS]
+    return ""
+
+
+def to_flight_error(exc: BaseException) -> fl.FlightError:
+    """The Flight error a client should see for ``exc`` (never a traceback)."""
+    if isinstance(exc, fl.FlightError):
+        return exc
+    if isinstance(exc, errors.QuiverError):
+        code = exc.code
+        message = one_line(exc.message) or code
+        payload: dict[str, Any] = {"code": code, "detail": exc.detail}
+    else:
+        error_id = uuid.uuid4().hex[:16]
+        log.error("internal error %s", error_id, exc_info=exc)
+        code = "internal"
+        message = f"internal error (error id {error_id}); the server log has the details"
+        payload = {"code": code, "detail": {"error_id": error_id}, "error_id": error_id}
+    cls = _FLIGHT_CLASS.get(code, fl.FlightServerError)
+    return cls(message, json.dumps(payload, default=str).encode())
+
+
+def guard(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a server handler so every exception leaves it as a clean Flight error."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise to_flight_error(exc) from None
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def guarded_iter(items: Iterable[T]) -> Iterator[T]:
+    """Iterate ``items``; an exception mid-way leaves as a clean Flight error."""
+    try:
+        yield from items
+    except GeneratorExit:
+        raise
+    except Exception as exc:
+        raise to_flight_error(exc) from None
+
+
+def from_flight_error(exc: fl.FlightError) -> errors.QuiverError:
+    """The :class:`QuiverError` a Quiver server meant by ``exc`` (client side)."""
+    payload: dict[str, Any] = {}
+    raw = getattr(exc, "extra_info", None)
+    if raw:
+        try:
+            decoded = json.loads(raw)
+            if isinstance(decoded, dict):
+                payload = decoded
+        except ValueError:
+            payload = {}
+    code = payload.get("code")
+    if not isinstance(code, str) or code not in _QUIVER_CLASS:
+        code = _code_of_class(exc)
+    # gRPC appends ". Detail: <status>" and sometimes a debug context: drop them.
+    message = str(exc).split(". Detail: ", 1)[0]
+    return _QUIVER_CLASS[code](one_line(message), detail=payload.get("detail"))
+
+
+def _code_of_class(exc: fl.FlightError) -> str:
+    for code, cls in _FLIGHT_CLASS.items():
+        if isinstance(exc, cls):
+            return code
+    return "internal"

@@ -1,0 +1,304 @@
+"""The Quiver Flight server: materialize, FlightInfo, DoGet, DoPut, ListFlights, actions.
+
+Every handler runs under :func:`flight.errors.guard`, so a failure reaches the
+client as a Flight error with a one-line message and JSON ``extra_info`` —
+never a server traceback. docs/flight.md describes the protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as fl
+
+from catalog.store import ArtifactInfo, Build
+from flight.actions import ACTIONS, info_json, materialize, result_json
+from flight.core import Core
+from flight.errors import guard
+from flight.protocol import (
+    ArtifactPath,
+    ArtifactTicket,
+    NamePath,
+    NameTicket,
+    PutCommand,
+    decode_info_descriptor,
+    decode_put_descriptor,
+    decode_ticket,
+    encode_json,
+    load_json,
+)
+from flight.security import (
+    BearerTokenMiddlewareFactory,
+    check_bind,
+    host_for_uri,
+    tls_certificates,
+)
+from flight.streams import data_stream
+from quiver.errors import BuildFailed, Conflict, InvalidArgument
+from quiver.materialize import MaterializeRequest
+
+
+class QuiverFlightServer(fl.FlightServerBase):
+    """Serves one :class:`Core` over Arrow Flight. Starts listening on construction.
+
+    ``location`` (``grpc://host:port``) is the address clients use; with
+    ``flight_port=0`` it holds the port the OS picked.
+    """
+
+    def __init__(self, core: Core) -> None:
+        settings = core.settings
+        check_bind(settings)
+        tls = tls_certificates(settings)
+        scheme = "grpc+tls" if tls else "grpc"
+        host = host_for_uri(settings.host)
+        middleware: dict[str, fl.ServerMiddlewareFactory] = {}
+        if settings.token is not None:
+            middleware["auth"] = BearerTokenMiddlewareFactory(settings.token.get_secret_value())
+        super().__init__(
+            f"{scheme}://{host}:{settings.flight_port}",
+            tls_certificates=tls,
+            middleware=middleware or None,
+        )
+        self.core = core
+        self.location = f"{scheme}://{host}:{self.port}"
+        self._spool = settings.data_dir / "uploads"
+        self._spool.mkdir(parents=True, exist_ok=True)
+        for stale in self._spool.glob("*.arrows"):  # uploads cut short by a crash
+            stale.unlink(missing_ok=True)
+        self._closed = threading.Event()
+
+    def close(self, *, cancel_builds: bool = False) -> None:
+        """Stop serving, let builds finish (or cancel them), close the store. Idempotent."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self.shutdown()
+        self.core.close(cancel=cancel_builds)
+
+    # --- FlightInfo ---------------------------------------------------------
+    def _endpoints(self, info: ArtifactInfo) -> list[fl.FlightEndpoint]:
+        batches = info.num_batches or 0
+        parts = math.ceil((info.byte_size or 0) / self.core.settings.flight_endpoint_bytes)
+        parts = min(parts, batches)
+        if parts <= 1:
+            return [fl.FlightEndpoint(ArtifactTicket(info.artifact_id, info.version).encode(), [])]
+        bounds = [round(i * batches / parts) for i in range(parts + 1)]
+        return [
+            fl.FlightEndpoint(
+                ArtifactTicket(info.artifact_id, info.version, start, stop).encode(), []
+            )
+            for start, stop in itertools.pairwise(bounds)
+        ]
+
+    def _ready_info(
+        self, descriptor: fl.FlightDescriptor, info: ArtifactInfo, meta: dict[str, Any]
+    ) -> fl.FlightInfo:
+        if info.state not in ("ready", "superseded"):
+            if info.state == "failed":
+                raise BuildFailed(
+                    f"artifact {info.uri} failed: {info.error}", detail={"error": info.error}
+                )
+            raise Conflict(f"artifact {info.uri} is {info.state}", detail={"state": info.state})
+        return fl.FlightInfo(
+            info.schema,
+            descriptor,
+            self._endpoints(info),
+            info.row_count if info.row_count is not None else -1,
+            info.byte_size if info.byte_size is not None else -1,
+            ordered=True,
+            app_metadata=encode_json(meta),
+        )
+
+    def _live_info(
+        self, descriptor: fl.FlightDescriptor, build: Build, meta: dict[str, Any]
+    ) -> fl.FlightInfo:
+        schema = build.wait_schema()
+        ticket = ArtifactTicket(build.artifact_id, build.version).encode()
+        return fl.FlightInfo(
+            schema,
+            descriptor,
+            [fl.FlightEndpoint(ticket, [])],
+            -1,
+            -1,
+            ordered=True,
+            app_metadata=encode_json(meta),
+        )
+
+    def _artifact_info(
+        self, descriptor: fl.FlightDescriptor, artifact_id: str, version: int
+    ) -> fl.FlightInfo:
+        info = self.core.store.get(artifact_id, version)
+        meta = {"artifact_uri": info.uri, "hit": True, "state": info.state}
+        if info.state == "building":
+            for build in self.core.materializer.building():
+                if (build.artifact_id, build.version) == (artifact_id, version):
+                    return self._live_info(descriptor, build, {**meta, "hit": False})
+        return self._ready_info(descriptor, info, meta)
+
+    @guard
+    def get_flight_info(
+        self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor
+    ) -> fl.FlightInfo:
+        target = decode_info_descriptor(descriptor)
+        if isinstance(target, ArtifactPath):
+            return self._artifact_info(descriptor, target.artifact_id, target.version)
+        if isinstance(target, NamePath):
+            named = self.core.store.get_name(target.name)
+            return self._artifact_info(descriptor, named.artifact_id, named.version)
+        assert isinstance(target, MaterializeRequest)
+        result = materialize(self.core, target)
+        meta = result_json(result, target)
+        if result.info is not None and result.info.state in ("ready", "superseded"):
+            return self._ready_info(descriptor, result.info, meta)
+        assert result.build is not None
+        return self._live_info(descriptor, result.build, meta)
+
+    @guard
+    def get_schema(
+        self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor
+    ) -> fl.SchemaResult:
+        return fl.SchemaResult(self.get_flight_info(context, descriptor).schema)
+
+    @guard
+    def list_flights(
+        self, context: fl.ServerCallContext, criteria: bytes
+    ) -> Iterator[fl.FlightInfo]:
+        prefix = criteria.decode("utf-8", "replace") if criteria else None
+        infos = []
+        for named in self.core.store.list_names(prefix or None):
+            try:
+                info = self.core.store.get(named.artifact_id, named.version)
+            except Exception:  # the artifact vanished between the two reads
+                continue
+            if info.state not in ("ready", "superseded"):
+                continue
+            meta = {"artifact_uri": info.uri, "name": named.name, "name_uri": named.uri}
+            descriptor = fl.FlightDescriptor.for_path("name", named.name)
+            infos.append(self._ready_info(descriptor, info, meta))
+        return iter(infos)
+
+    # --- data ---------------------------------------------------------------
+    @guard
+    def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
+        target = decode_ticket(ticket.ticket)
+        store = self.core.store
+        if isinstance(target, NameTicket):
+            named = store.get_name(target.name)
+            reader = self.core.materializer.open_artifact(named.artifact_id, named.version)
+        elif target.start is not None or target.stop is not None:
+            reader = store.open(
+                target.artifact_id, target.version, start=target.start or 0, stop=target.stop
+            )
+        else:
+            reader = self.core.materializer.open_artifact(target.artifact_id, target.version)
+        return data_stream(reader, self.core.settings)
+
+    @guard
+    def do_put(
+        self,
+        context: fl.ServerCallContext,
+        descriptor: fl.FlightDescriptor,
+        reader: fl.MetadataRecordBatchReader,
+        writer: fl.FlightMetadataWriter,
+    ) -> None:
+        command = decode_put_descriptor(descriptor)
+        answer = self._store_upload(reader, command)
+        writer.write(pa.py_buffer(encode_json(answer)))
+
+    def _store_upload(
+        self, reader: fl.MetadataRecordBatchReader, command: PutCommand
+    ) -> dict[str, Any]:
+        # The provenance of an upload is the hash of its content, known only at the
+        # end, and the store needs it up front: spool the stream first, hashing it.
+        spool = self._spool / f"{uuid.uuid4().hex}.arrows"
+        store = self.core.store
+        try:
+            try:
+                with (
+                    pa.OSFile(str(spool), "wb") as sink,
+                    pa.ipc.new_stream(sink, reader.schema) as out,
+                ):
+                    for chunk in _chunks(reader):
+                        if chunk.num_rows:
+                            out.write_batch(chunk)
+            except pa.ArrowInvalid as exc:
+                raise InvalidArgument(f"invalid upload stream: {exc}") from None
+            digest = hashlib.sha256(b"quiver-upload-v1\0")
+            digest.update(json.dumps(command.metadata, sort_keys=True, default=str).encode())
+            with open(spool, "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+            provenance = "upload:" + digest.hexdigest()
+            info = store.find_ready(provenance)
+            deduped = info is not None and store.verify(info)
+            if not deduped:
+                with pa.memory_map(str(spool), "r") as source:
+                    info = store.put(
+                        pa.ipc.open_stream(source),
+                        provenance=provenance,
+                        metadata=command.metadata,
+                        kind="upload",
+                    )
+        finally:
+            spool.unlink(missing_ok=True)
+        assert info is not None
+        answer = info_json(info)
+        answer["deduplicated"] = deduped
+        answer["name_uri"] = None
+        if command.name is not None:
+            answer["name_uri"] = store.set_name(command.name, info.artifact_id, info.version).uri
+        return answer
+
+    # --- actions ------------------------------------------------------------
+    @guard
+    def list_actions(self, context: fl.ServerCallContext) -> list[tuple[str, str]]:
+        return [(spec.name, spec.description) for spec in ACTIONS.values()]
+
+    @guard
+    def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> list[fl.Result]:
+        spec = ACTIONS.get(action.type)
+        if spec is None:
+            raise InvalidArgument(
+                f"unknown action {action.type!r}; actions: {', '.join(ACTIONS)}",
+                detail={"action": action.type, "actions": list(ACTIONS)},
+            )
+        raw = action.body.to_pybytes() if action.body is not None else b""
+        body = load_json(raw, f"body of action {action.type!r}")
+        return [fl.Result(pa.py_buffer(encode_json(spec.handler(self.core, body))))]
+
+
+def _chunks(reader: fl.MetadataRecordBatchReader) -> Iterator[pa.RecordBatch]:
+    while True:
+        try:
+            chunk = reader.read_chunk()
+        except StopIteration:
+            return
+        if chunk.data is not None:
+            yield chunk.data
+
+
+def serve(core: Core) -> QuiverFlightServer:
+    """Start a server for ``core`` (it listens at once); call ``close()`` to stop."""
+    return QuiverFlightServer(core)
+
+
+def start(settings: Any, **kwargs: Any) -> QuiverFlightServer:
+    """Open a :class:`Core` from settings and serve it."""
+    core = Core.open(settings, **kwargs)
+    try:
+        return QuiverFlightServer(core)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            core.close()
+        raise
+
+
+__all__ = ["QuiverFlightServer", "serve", "start"]

@@ -1,0 +1,54 @@
+"""DoGet data streams: memory-mapped batches out, bounded in size, optionally compressed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.flight as fl
+
+from flight.errors import to_flight_error
+from quiver.settings import Settings
+
+
+def rechunk(batches: Iterable[pa.RecordBatch], max_bytes: int) -> Iterator[pa.RecordBatch]:
+    """Yield ``batches`` sliced (zero-copy) so none is much above ``max_bytes``."""
+    for batch in batches:
+        size = batch.nbytes
+        if size <= max_bytes or batch.num_rows <= 1:
+            yield batch
+            continue
+        rows = max(1, batch.num_rows * max_bytes // size)
+        for offset in range(0, batch.num_rows, rows):
+            yield batch.slice(offset, rows)
+
+
+def ipc_options(settings: Settings) -> pa.ipc.IpcWriteOptions:
+    codec = None if settings.ipc_compression == "none" else settings.ipc_compression
+    return pa.ipc.IpcWriteOptions(compression=codec)
+
+
+def _clean(reader: pa.RecordBatchReader, max_bytes: int) -> Iterator[pa.RecordBatch]:
+    # Errors raised while reading (a build that fails mid-stream) must reach the
+    # client as Flight errors, never as a Python traceback.
+    try:
+        yield from rechunk(reader, max_bytes)
+    except GeneratorExit:
+        raise
+    except Exception as exc:
+        raise to_flight_error(exc) from None
+    finally:
+        reader.close()
+
+
+def data_stream(reader: pa.RecordBatchReader, settings: Settings) -> fl.FlightDataStream:
+    """A DoGet stream over ``reader``: pulled one batch at a time, never collected.
+
+    The batches of a ready artifact are slices of its memory map; the IPC
+    writer sends their buffers as they are (re-encoded only when compression
+    is on).
+    """
+    bounded = pa.RecordBatchReader.from_batches(
+        reader.schema, _clean(reader, settings.flight_max_batch_bytes)
+    )
+    return fl.RecordBatchStream(bounded, options=ipc_options(settings))

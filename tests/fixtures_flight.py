@@ -1,0 +1,141 @@
+"""Fixtures for Flight tests: in-process servers on ephemeral ports, a demo warehouse,
+and a test executor whose batches are released by a gate (for stream followers)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.flight as fl
+import pytest
+from pydantic import BaseModel
+
+from catalog.demo import write_demo_warehouse
+from catalog.uris import TableRef
+from executors import ResolvedInput, RunContext, load_registry
+from flight.core import Core
+from flight.server import QuiverFlightServer
+from quiver.settings import Settings
+
+DEMO_ROWS = 20_000
+GATES: dict[str, threading.Event] = {}
+GATED_SCHEMA = pa.schema([("i", pa.int64()), ("b", pa.int64())])
+
+
+class GatedParams(BaseModel):
+    key: str
+    batches: int = 4
+    rows: int = 1000
+    fail_at: int | None = None
+
+
+class GatedExecutor:
+    """``gated@v1``: yields its first batch at once, the rest once ``GATES[key]`` is set."""
+
+    name: ClassVar[str] = "gated@v1"
+    params_model: ClassVar[type[BaseModel]] = GatedParams
+    ordered_inputs: ClassVar[bool] = False
+    description: ClassVar[str] = "test executor: batches released by a gate"
+
+    def check_inputs(self, input_uris: Sequence[str]) -> None:
+        return None
+
+    def identity(self, params: BaseModel) -> Any:
+        return params.model_dump()
+
+    def run(
+        self, inputs: Sequence[ResolvedInput], params: BaseModel, ctx: RunContext
+    ) -> pa.RecordBatchReader:
+        assert isinstance(params, GatedParams)
+        gate = GATES.setdefault(params.key, threading.Event())
+        cancelled = threading.Event()
+
+        def cancel() -> None:
+            cancelled.set()
+            gate.set()
+
+        ctx.on_cancel(cancel)
+        rows = params.rows
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for b in range(params.batches):
+                if b == 1:
+                    gate.wait(60)
+                if cancelled.is_set():
+                    raise RuntimeError("cancelled")
+                if params.fail_at == b:
+                    raise RuntimeError(f"boom at batch {b}")
+                ids = pa.array(range(b * rows, (b + 1) * rows), pa.int64())
+                yield pa.record_batch([ids, pa.array([b] * rows, pa.int64())], GATED_SCHEMA)
+
+        return pa.RecordBatchReader.from_batches(GATED_SCHEMA, batches())
+
+
+def gated_request(key: str, **params: Any) -> dict[str, Any]:
+    return {"inputs": [], "transform": {"executor": "gated@v1", "params": {"key": key, **params}}}
+
+
+def act(
+    client: fl.FlightClient,
+    name: str,
+    body: Any = None,
+    options: fl.FlightCallOptions | None = None,
+) -> Any:
+    """Run a DoAction with a JSON body using only pyarrow.flight; decode the JSON answer."""
+    raw = json.dumps(body if body is not None else {}).encode()
+    results = list(client.do_action(fl.Action(name, raw), options or fl.FlightCallOptions()))
+    assert len(results) == 1
+    return json.loads(results[0].body.to_pybytes())
+
+
+def cmd(body: dict[str, Any]) -> fl.FlightDescriptor:
+    return fl.FlightDescriptor.for_command(json.dumps(body))
+
+
+@pytest.fixture(scope="session")
+def demo_table(tmp_path_factory: pytest.TempPathFactory) -> TableRef:
+    return write_demo_warehouse(tmp_path_factory.mktemp("warehouse"), rows=DEMO_ROWS, files=4)
+
+
+ServerFactory = Callable[..., QuiverFlightServer]
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
+    """``make_server(**settings)``: a started in-process server on an ephemeral port."""
+    servers: list[QuiverFlightServer] = []
+
+    def make(**overrides: Any) -> QuiverFlightServer:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "notebook_root": tmp_path / "notebooks",
+            "flight_port": 0,
+            "host": "127.0.0.1",
+        }
+        values.update(overrides)
+        core = Core.open(Settings(**values), registry=load_registry([GatedExecutor()]))
+        server = QuiverFlightServer(core)
+        servers.append(server)
+        return server
+
+    yield make
+    for key in list(GATES):
+        GATES[key].set()
+    for server in servers:
+        server.close(cancel_builds=True)
+
+
+@pytest.fixture
+def server(make_server: ServerFactory) -> QuiverFlightServer:
+    return make_server()
+
+
+@pytest.fixture
+def client(server: QuiverFlightServer) -> Iterator[fl.FlightClient]:
+    c = fl.connect(server.location)
+    yield c
+    c.close()
