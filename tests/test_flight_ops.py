@@ -1,0 +1,205 @@
+"""Operations: auth, TLS, compression, message size, followers, disconnects, restarts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+import pyarrow.flight as fl
+import pytest
+
+from flight.security import check_bind
+from flight.streams import rechunk
+from quiver.errors import InvalidArgument
+from quiver.settings import Settings
+from tests.fixtures_flight import DEMO_ROWS, GATES, act, cmd, gated_request
+
+
+def scan(uri: str, **params: object) -> dict:
+    return {"inputs": [uri], "transform": {"executor": "scan@v1", "params": params}}
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    """Poll a condition the server reaches asynchronously (not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_bearer_token(make_server) -> None:
+    server = make_server(token="s3cret")
+    client = fl.connect(server.location)
+    for headers in ([], [(b"authorization", b"Bearer wrong")], [(b"authorization", b"s3cret")]):
+        options = fl.FlightCallOptions(headers=headers)
+        with pytest.raises(fl.FlightUnauthenticatedError) as info:
+            act(client, "health", options=options)
+        assert json.loads(info.value.extra_info)["code"] == "unauthenticated"
+        with pytest.raises(fl.FlightUnauthenticatedError):
+            client.do_get(fl.Ticket(b"strata://name/x"), options).read_all()
+    good = fl.FlightCallOptions(headers=[(b"authorization", b"Bearer s3cret")])
+    assert act(client, "health", options=good)["status"] == "ok"
+    assert list(client.list_flights(options=good)) == []
+
+
+def test_without_token_only_loopback(tmp_path) -> None:
+    with pytest.raises(InvalidArgument, match="without a token"):
+        check_bind(Settings(data_dir=tmp_path, host="0.0.0.0"))
+    check_bind(Settings(data_dir=tmp_path, host="0.0.0.0", token="t"))
+    check_bind(Settings(data_dir=tmp_path, host="0.0.0.0", allow_remote_without_token=True))
+    check_bind(Settings(data_dir=tmp_path, host="::1"))
+
+
+def test_tls_with_self_signed_certificate(make_server, tmp_path, demo_table) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = make_server(tls_cert=cert, tls_key=key)
+    assert server.location.startswith("grpc+tls://127.0.0.1:")
+    client = fl.connect(server.location, tls_root_certs=cert.read_bytes())
+    res = act(client, "materialize", scan(demo_table.uri, columns=["id"]))
+    assert client.do_get(fl.Ticket(res["ticket"].encode())).read_all().num_rows == DEMO_ROWS
+    plain = fl.connect(server.location.replace("grpc+tls", "grpc"))
+    with pytest.raises(fl.FlightError):
+        act(plain, "health", options=fl.FlightCallOptions(timeout=5))
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_ipc_compression(make_server, demo_table, codec) -> None:
+    server = make_server(ipc_compression=codec)
+    client = fl.connect(server.location)
+    res = act(client, "materialize", scan(demo_table.uri))
+    table = client.do_get(fl.Ticket(res["ticket"].encode())).read_all()
+    assert table.num_rows == DEMO_ROWS
+    assert table.equals(server.core.store.open_table(res["artifact_id"], res["version"]))
+
+
+def test_big_batches_are_rechunked_for_default_grpc_limits(make_server) -> None:
+    server = make_server(flight_max_batch_bytes=1024**2)
+    client = fl.connect(server.location)
+    big = pa.table({"s": ["x" * 1000] * 12_000})  # one 12 MB batch
+    writer, answers = client.do_put(cmd({"name": "big"}), big.schema)
+    with writer:
+        writer.write_table(big)
+        writer.done_writing()
+        answers.read()
+    limited = fl.connect(
+        server.location, generic_options=[("grpc.max_receive_message_length", 4 * 1024**2)]
+    )
+    reader = limited.do_get(fl.Ticket(b"strata://name/big"))
+    sizes = [chunk.data.nbytes for chunk in reader]
+    assert len(sizes) >= 12 and max(sizes) <= 1.1 * 1024**2
+    assert sum(s for s in sizes) >= big.nbytes - 1024
+
+
+def test_rechunk_slices_without_copy() -> None:
+    batch = pa.record_batch({"a": pa.array(range(100_000), pa.int64())})  # 800 kB
+    parts = list(rechunk([batch], 100_000))
+    assert all(p.nbytes <= 100_000 for p in parts) and sum(p.num_rows for p in parts) == 100_000
+    assert pa.Table.from_batches(parts).equals(pa.Table.from_batches([batch]))
+    assert list(rechunk([batch], 10**9)) == [batch]
+
+
+def test_stream_followers_get_first_batch_before_the_build_ends(client) -> None:
+    info = client.get_flight_info(cmd(gated_request("follow", batches=5)))
+    meta = json.loads(info.app_metadata)
+    assert meta["hit"] is False and info.total_records == -1
+    readers = [client.do_get(info.endpoints[0].ticket) for _ in range(3)]
+    for reader in readers:
+        first = reader.read_chunk().data
+        assert first.num_rows == 1000 and first["b"][0].as_py() == 0
+    # every reader holds its first batch while the build still waits at the gate
+    assert act(client, "status", {"artifact_uri": meta["artifact_uri"]})["state"] == "building"
+    GATES["follow"].set()
+    for reader in readers:
+        rest = reader.read_all()
+        assert rest.num_rows == 4000 and rest["b"].to_pylist()[0] == 1
+    late = client.do_get(info.endpoints[0].ticket).read_all()
+    assert late.num_rows == 5000
+    assert act(client, "status", {"artifact_uri": meta["artifact_uri"]})["state"] == "ready"
+
+
+def test_many_concurrent_readers_and_a_slow_one(make_server, demo_table) -> None:
+    server = make_server(batch_size=1000)
+    client = fl.connect(server.location)
+    res = act(client, "materialize", scan(demo_table.uri))
+    ticket = fl.Ticket(res["ticket"].encode())
+    expected = client.do_get(ticket).read_all()
+    slow = client.do_get(ticket)
+    slow.read_chunk()  # ...and then it reads nothing while the others run
+    with ThreadPoolExecutor(16) as pool:
+        tables = list(pool.map(lambda _: fl.connect(server.location).do_get(ticket).read_all(),
+                               range(16)))  # fmt: skip
+    assert all(t.equals(expected) for t in tables)
+    slow.cancel()
+
+
+def test_abandoned_streams_free_their_resources(make_server, demo_table) -> None:
+    server = make_server(batch_size=500)
+    client = fl.connect(server.location)
+    res = act(client, "materialize", scan(demo_table.uri))
+    ticket = fl.Ticket(res["ticket"].encode())
+    client.do_get(ticket).read_all()
+    store = server.core.store
+    proc = psutil.Process()
+    threads, fds = proc.num_threads(), proc.num_fds()
+    for _ in range(200):
+        reader = client.do_get(ticket)
+        reader.read_chunk()
+        reader.cancel()
+        del reader
+    assert wait_until(lambda: store.readers(res["artifact_id"], res["version"]) == 0)
+    assert wait_until(lambda: proc.num_threads() <= threads + 2)
+    assert wait_until(lambda: proc.num_fds() <= fds + 2)
+
+
+def test_restart_with_same_data_dir(make_server, tmp_path, demo_table) -> None:
+    first = make_server()
+    client = fl.connect(first.location)
+    res = act(client, "materialize", {**scan(demo_table.uri, columns=["id"]), "name": "kept"})
+    expected = client.do_get(fl.Ticket(res["ticket"].encode())).read_all()
+    assert wait_until(lambda: act(client, "name-list")["names"] != [])
+    client.close()
+    first.close()
+
+    second = make_server()
+    client = fl.connect(second.location)
+    assert client.do_get(fl.Ticket(b"strata://name/kept")).read_all().equals(expected)
+    assert [f.descriptor.path[1] for f in client.list_flights()] == [b"kept"]
+    again = act(client, "materialize", scan(demo_table.uri, columns=["id"]))
+    assert again["hit"] is True and again["artifact_uri"] == res["artifact_uri"]
+
+
+def test_graceful_shutdown_finishes_or_fails_builds(make_server, tmp_path: Path) -> None:
+    server = make_server()
+    client = fl.connect(server.location)
+    finishing = act(client, "materialize", gated_request("finish"))
+    closer = threading.Thread(target=server.close)
+    closer.start()
+    GATES["finish"].set()
+    closer.join(30)
+    assert not closer.is_alive()
+    # the running build was allowed to finish and is served after a restart
+    restarted = make_server()
+    client = fl.connect(restarted.location)
+    assert act(client, "status", {"artifact_uri": finishing["artifact_uri"]})["state"] == "ready"
+
+    cancelled = act(client, "materialize", gated_request("cancel"))
+    restarted.close(cancel_builds=True)
+    third = make_server()
+    client = fl.connect(third.location)
+    status = act(client, "status", {"artifact_uri": cancelled["artifact_uri"]})
+    assert status["state"] == "failed"
+    assert not list((tmp_path / "data" / "tmp").glob("*.arrow"))
