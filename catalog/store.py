@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -265,8 +265,11 @@ class Build:
             if batch.num_rows:
                 self.write(batch)
 
-    def publish(self) -> ArtifactInfo:
-        """Close the file, make it visible, mark the row ready; returns its info."""
+    def publish(self, before_notify: Callable[[], None] | None = None) -> ArtifactInfo:
+        """Close the file, make it visible, mark the row ready; returns its info.
+
+        ``before_notify`` runs after the row is ready and before waiters wake.
+        """
         if self._writer is None:
             raise RuntimeError("publish() before the schema was known")
         self._writer.close()
@@ -275,6 +278,8 @@ class Build:
         size = self._sink.tell()
         self._sink.close()
         info = self.store._publish(self, size)
+        if before_notify is not None:
+            before_notify()
         with self._cond:
             self.info = info
             self._written = size
@@ -282,7 +287,9 @@ class Build:
             self._cond.notify_all()
         return info
 
-    def fail(self, error: BaseException) -> None:
+    def fail(
+        self, error: BaseException, before_notify: Callable[[], None] | None = None
+    ) -> None:
         with contextlib.suppress(Exception):
             if self._writer is not None:
                 self._writer.close()
@@ -290,6 +297,8 @@ class Build:
             self._sink.close()
         message = str(error) or type(error).__name__
         self.store._fail(self, message)
+        if before_notify is not None:
+            before_notify()
         with self._cond:
             self.error = error
             self._done = True

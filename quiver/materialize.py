@@ -382,13 +382,16 @@ class Materializer:
     ) -> None:
         try:
             build.write_reader(reader)
-            build.publish()
-        except BaseException as exc:
+            # Leave the in-flight table before waking waiters, so that whoever
+            # they are finds the published artifact rather than a finished build.
+            build.publish(before_notify=lambda: self._forget(plan))
+        except BaseException as exc:  # recorded on the artifact
             self._finish_failed(plan, build, exc)
-            return
         finally:
             with contextlib.suppress(Exception):
                 reader.close()
+
+    def _forget(self, plan: Plan) -> None:
         with self._lock:
             self._inflight.pop(plan.provenance, None)
 
@@ -396,10 +399,15 @@ class Materializer:
         if not isinstance(exc, QuiverError):
             log.warning("build of %s failed", build.uri, exc_info=exc)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        build.fail(BuildFailed(f"build of {build.uri} failed: {message}", detail=message))
         with self._lock:
             self.counters["builds_failed"] += 1
-            self._inflight.pop(plan.provenance, None)
+        if build.done:  # failed after publishing (e.g. in eviction): nothing to undo
+            self._forget(plan)
+            return
+        build.fail(
+            BuildFailed(f"build of {build.uri} failed: {message}", detail=message),
+            before_notify=lambda: self._forget(plan),
+        )
 
     # --- reading ------------------------------------------------------------
     def open(self, result: MaterializeResult) -> pa.RecordBatchReader:
