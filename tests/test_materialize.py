@@ -325,3 +325,79 @@ def test_sql_time_limit(tmp_path, store: ArtifactStore) -> None:
             res.build.wait()
     finally:
         m.close(cancel=True)
+
+
+# --- scan@v1 through materialize, on real warehouses -------------------------
+
+
+@pytest.fixture
+def fresh_table(tmp_path):
+    from catalog.demo import write_demo_warehouse
+
+    return write_demo_warehouse(tmp_path / "wh", rows=5_000, files=2)
+
+
+def scan(ref, **params) -> MaterializeRequest:
+    return req([ref.uri], "scan@v1", params)
+
+
+def test_scan_hits_until_the_table_moves(materializer: Materializer, fresh_table) -> None:
+    from catalog.demo import demo_batch
+
+    first = materializer.materialize(scan(fresh_table, columns=["id", "value"]), wait=True)
+    assert first.info.row_count == 5_000 and first.schema.names == ["id", "value"]
+    assert materializer.materialize(scan(fresh_table, columns=["id", "value"])).hit
+    # the bare-path form and the file:// form are the same input
+    bare = req([f"{fresh_table.warehouse}#db.events"], "scan@v1", {"columns": ["id", "value"]})
+    assert materializer.materialize(bare).artifact_uri == first.artifact_uri
+    old_snapshot = int(first.input_versions[fresh_table.uri])
+    materializer.warehouses.load(fresh_table).append(demo_batch(5_000, 6_000))
+    moved = materializer.materialize(scan(fresh_table, columns=["id", "value"]), wait=True)
+    assert not moved.hit and moved.info.row_count == 6_000
+    assert moved.artifact_uri != first.artifact_uri
+    pinned = materializer.materialize(
+        scan(fresh_table, columns=["id", "value"], snapshot_id=old_snapshot), wait=True
+    )
+    assert pinned.info.row_count == 5_000
+    assert pinned.input_versions == {fresh_table.uri: str(old_snapshot)}
+
+
+def test_scan_filter_order_does_not_matter(materializer: Materializer, fresh_table) -> None:
+    f1 = {"column": "id", "op": "<", "value": 100}
+    f2 = {"column": "category", "op": "=", "value": "beta"}
+    a = materializer.materialize(scan(fresh_table, filters=[f1, f2]), wait=True)
+    b = materializer.materialize(scan(fresh_table, filters=[f2, f1]))
+    assert b.hit and a.artifact_uri == b.artifact_uri
+    rows = materializer.open(b).read_all()
+    assert set(rows["category"].to_pylist()) == {"beta"} and max(rows["id"].to_pylist()) < 100
+
+
+def test_stream_mode_follows_a_scan_build(materializer: Materializer, fresh_table) -> None:
+    res = materializer.materialize(scan(fresh_table))
+    table = materializer.open(res).read_all()
+    assert table.num_rows == 5_000
+    assert sorted(table["id"].to_pylist()) == list(range(5_000))
+
+
+def test_sql_over_a_table_materializes_a_scan_first(
+    materializer: Materializer, store: ArtifactStore, fresh_table
+) -> None:
+    res = materializer.materialize(
+        req([fresh_table.uri], "sql@v1", {"sql": "select count(*) as n, max(id) as m from input0"}),
+        wait=True,
+    )
+    assert materializer.open(res).read_all().to_pylist() == [{"n": 5_000, "m": 4_999}]
+    # the table was read through a cached scan@v1 artifact
+    assert materializer.materialize(scan(fresh_table)).hit
+
+
+def test_scan_errors_fail_the_request_not_a_build(materializer: Materializer, fresh_table) -> None:
+    with pytest.raises(InvalidArgument, match="unknown column 'nope'"):
+        materializer.materialize(scan(fresh_table, columns=["nope"]))
+    with pytest.raises(NotFound, match="snapshot 1 does not exist"):
+        materializer.materialize(scan(fresh_table, snapshot_id=1))
+    with pytest.raises(NotFound, match="table 'db.missing' does not exist"):
+        materializer.materialize(req([f"{fresh_table.warehouse}#db.missing"], "scan@v1"))
+    with pytest.raises(InvalidArgument, match="scan@v1 transform requires exactly one input"):
+        materializer.materialize(req([fresh_table.uri, fresh_table.uri], "scan@v1"))
+    assert materializer.store.list() == []
