@@ -33,17 +33,28 @@ Row = tuple[str, str, str, str, str]
 
 RSS_SCRIPT = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys, threading
     from pathlib import Path
+    import psutil
     sys.path.insert(0, sys.argv[3])
     from bench.common import make_materializer, scan_request
     from catalog.uris import parse_uri
     ref = parse_uri(sys.argv[1])
     m = make_materializer(Path(sys.argv[2]))
     m.warehouses.resolve(ref)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    proc = psutil.Process()
+    before = proc.memory_info().rss // 1024
+    peak = [before]
+    done = threading.Event()
+    def sample():
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], proc.memory_info().rss // 1024)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     res = m.materialize(scan_request(ref, refresh=False), wait=True)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    done.set()
+    sampler.join()
+    after = peak[0]
     m.close()
     print(json.dumps({"rows": res.info.row_count, "bytes": res.info.byte_size,
                       "before_kb": before, "after_kb": after}))
