@@ -372,19 +372,25 @@ class Materializer:
         flight.ctx = ctx
         flight.ready.set()
         try:
-            self._pool.submit(self._run_build, plan, build, reader, flight)
+            self._pool.submit(self._run_build, plan, build, reader, request.name)
         except RuntimeError:  # pool shut down between the check and here
             self._finish_failed(plan, build, Unavailable("the service is shutting down"))
         return self._following(plan, build)
 
     def _run_build(
-        self, plan: Plan, build: Build, reader: pa.RecordBatchReader, flight: _InFlight
+        self, plan: Plan, build: Build, reader: pa.RecordBatchReader, name: str | None
     ) -> None:
+        def published() -> None:
+            # Before waiters wake: the name already points at the result, and the
+            # build has left the in-flight table, so whoever they are finds the
+            # published artifact rather than a finished build.
+            if name is not None:
+                self.store.set_name(name, build.artifact_id, build.version)
+            self._forget(plan)
+
         try:
             build.write_reader(reader)
-            # Leave the in-flight table before waking waiters, so that whoever
-            # they are finds the published artifact rather than a finished build.
-            build.publish(before_notify=lambda: self._forget(plan))
+            build.publish(before_notify=published)
         except BaseException as exc:  # recorded on the artifact
             self._finish_failed(plan, build, exc)
         finally:

@@ -396,8 +396,20 @@ def test_scan_errors_fail_the_request_not_a_build(materializer: Materializer, fr
         materializer.materialize(scan(fresh_table, columns=["nope"]))
     with pytest.raises(NotFound, match="snapshot 1 does not exist"):
         materializer.materialize(scan(fresh_table, snapshot_id=1))
-    with pytest.raises(NotFound, match="table 'db.missing' does not exist"):
+    with pytest.raises(NotFound, match=r"table 'db\.missing' does not exist"):
         materializer.materialize(req([f"{fresh_table.warehouse}#db.missing"], "scan@v1"))
     with pytest.raises(InvalidArgument, match="scan@v1 transform requires exactly one input"):
         materializer.materialize(req([fresh_table.uri, fresh_table.uri], "scan@v1"))
     assert materializer.store.list() == []
+
+
+def test_name_is_set_when_a_streamed_build_finishes(
+    mat: Materializer, gated: GatedExecutor, store: ArtifactStore
+) -> None:
+    res = mat.materialize(req([], "gated@v1", {"tag": "named"}, name="later"))
+    assert res.state == "building" and res.name_uri is None
+    with pytest.raises(NotFound):
+        store.get_name("later")
+    gated.gate.set()
+    res.build.wait()
+    assert store.get_name("later").artifact_uri == res.artifact_uri
