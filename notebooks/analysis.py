@@ -1,0 +1,145 @@
+"""What one cell defines and reads: the per-language analysers behind one door.
+
+``analyse(language, source, cell_id)`` returns a :class:`CellAnalysis`. It never
+raises for bad user code: a syntax error is a diagnostic on the cell, with the
+lists empty, so one broken cell never breaks the notebook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warn", "info"]
+
+LANGUAGES = ("python", "sql", "markdown", "prompt")
+"""Languages a cell may have, in the order error messages list them."""
+
+EXTENSIONS = {"python": "py", "sql": "sql", "markdown": "md", "prompt": "py"}
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    severity: Severity
+    code: str
+    message: str
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+        }
+        if self.line is not None:
+            out["line"] = self.line
+        return out
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """First-lines comment annotations: ``# @name x`` / ``-- @name x``, ``@after <cell-id>``."""
+
+    name: str | None = None
+    after: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "after": list(self.after),
+            "worker": None,
+            "timeout": None,
+            "env": {},
+            "mounts": [],
+            "tables": [],
+            "loop": None,
+            "variant": None,
+        }
+
+
+@dataclass(frozen=True)
+class CellAnalysis:
+    """Static facts about one cell source; ordered, duplicate-free name tuples."""
+
+    defines: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    mutation_defines: tuple[str, ...] = ()
+    builtin_references: tuple[str, ...] = ()
+    """Builtin names read; they link only when an earlier cell rebinds them."""
+    diagnostics: tuple[Diagnostic, ...] = ()
+    annotations: Annotations = field(default_factory=Annotations)
+    module_exports: tuple[tuple[str, str], ...] | None = None
+    """``(name, kind)`` when the cell only holds imports, functions and classes."""
+
+    @property
+    def produces(self) -> tuple[str, ...]:
+        """Names later cells may read from this one: bindings and in-place mutations."""
+        return self.defines + tuple(n for n in self.mutation_defines if n not in self.defines)
+
+
+def parse_annotations(source: str, prefix: str) -> tuple[Annotations, list[Diagnostic]]:
+    """Read ``@name``/``@after`` from the leading comment block (``#`` or ``--`` lines)."""
+    name: str | None = None
+    after: list[str] = []
+    diags: list[Diagnostic] = []
+    for lineno, raw in enumerate(source.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if not line.startswith(prefix):
+            break
+        body = line[len(prefix) :].strip()
+        if not body.startswith("@"):
+            continue
+        key, _, value = body[1:].partition(" ")
+        value = value.strip()
+        if key == "name":
+            if value.isidentifier():
+                name = value
+            else:
+                diags.append(
+                    Diagnostic(
+                        "warn", "bad_annotation", f"@name needs an identifier: {value!r}", lineno
+                    )
+                )
+        elif key == "after":
+            after.extend(v for v in value.replace(",", " ").split() if v not in after)
+    return Annotations(name=name, after=tuple(after)), diags
+
+
+def analyse(language: str, source: str, cell_id: str) -> CellAnalysis:
+    """Analyse one cell. Unknown languages analyse as markdown (nothing)."""
+    if language == "python":
+        from notebooks.pyanalysis import analyse_python
+
+        return analyse_python(source)
+    if language == "sql":
+        from notebooks.sqlanalysis import analyse_sql
+
+        return analyse_sql(source, cell_id)
+    if language == "prompt":
+        return analyse_prompt(source)
+    return CellAnalysis()
+
+
+def analyse_prompt(source: str) -> CellAnalysis:
+    """Prompt cells read the variables they template as ``{{ name }}`` and define their @name."""
+    annotations, diags = parse_annotations(source, "#")
+    refs: list[str] = []
+    pos = 0
+    while (start := source.find("{{", pos)) != -1:
+        end = source.find("}}", start + 2)
+        if end == -1:
+            break
+        inner = source[start + 2 : end].strip()
+        head = inner.split(".", 1)[0].split("[", 1)[0].strip()
+        if head.isidentifier() and not head.startswith("_") and head not in refs:
+            refs.append(head)
+        pos = end + 2
+    defines = (annotations.name,) if annotations.name else ()
+    return CellAnalysis(
+        defines=defines,
+        references=tuple(r for r in refs if r not in defines),
+        diagnostics=tuple(diags),
+        annotations=annotations,
+    )
