@@ -8,7 +8,7 @@ import pytest
 
 from quiver.settings import Settings
 
-pytest_plugins = ["tests.fixtures_iceberg", "tests.fixtures_flight"]
+pytest_plugins = ["tests.fixtures_iceberg", "tests.fixtures_flight", "tests.fixtures_notebooks"]
 
 
 @pytest.fixture

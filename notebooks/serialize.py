@@ -1,0 +1,181 @@
+"""The JSON shapes of API.md §2 (``Cell``, ``NotebookState``, ``DAG``) as plain dicts."""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from typing import Any
+
+from notebooks.dag import Dag
+from notebooks.session import CellState, Derived, Session
+
+
+def dag_dict(dag: Dag, *, producers: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "edges": [
+            {"from_cell_id": e.from_cell_id, "to_cell_id": e.to_cell_id, "variable": e.variable}
+            for e in dag.edges
+        ]
+        if dag.error is None
+        else [],
+        "topological_order": list(dag.topological_order),
+        "leaves": list(dag.leaves),
+        "roots": list(dag.roots),
+    }
+    if producers:
+        out["variable_producer"] = dict(dag.variable_producer)
+    if dag.error is not None:
+        out["error"] = dag.error
+    return out
+
+
+def cell_dict(cell: CellState, derived: Derived) -> dict[str, Any]:
+    entry, info, dag = cell.entry, cell.analysis, derived.dag
+    st = derived.staleness.get(cell.id)
+    diagnostics = [
+        d.to_dict()
+        for d in (*cell.file_diagnostics, *info.diagnostics, *dag.diagnostics.get(cell.id, ()))
+    ]
+    downstream = list(dag.downstream.get(cell.id, ()))
+    out: dict[str, Any] = {
+        "id": cell.id,
+        "source": cell.source,
+        "test_source": cell.test_source,
+        "test_result": None,
+        "language": entry.language,
+        "order": entry.order,
+        "status": st.status if st else "idle",
+        "defines": list(info.defines),
+        "references": list(info.references),
+        "mutation_defines": list(info.mutation_defines),
+        "builtin_references": list(info.builtin_references),
+        "upstream_ids": list(dag.upstream.get(cell.id, ())),
+        "downstream_ids": downstream,
+        "worker": entry.worker,
+        "worker_override": entry.worker,
+        "timeout": entry.timeout,
+        "timeout_override": entry.timeout,
+        "env": dict(entry.env),
+        "env_overrides": dict(entry.env),
+        "mounts": list(entry.mounts),
+        "mount_overrides": list(entry.mounts),
+        "variant_group": None,
+        "variant_name": None,
+        "variant_active": True,
+        "annotation_diagnostics": diagnostics,
+        "is_leaf": not downstream,
+        "staleness": {"status": st.status, "reasons": list(st.reasons)} if st else None,
+        "staleness_reasons": list(st.reasons) if st else [],
+        "artifact_uri": None,
+        "artifact_uris": {},
+        "display_outputs": [],
+        "display_output": None,
+        "console_stdout": "",
+        "console_stderr": "",
+        "cache_hit": False,
+        "execution_method": None,
+        "remote_worker": None,
+        "remote_transport": None,
+        "remote_build_id": None,
+        "remote_build_state": None,
+        "remote_error_code": None,
+        "annotations": info.annotations.to_dict(),
+    }
+    if entry.language == "python":
+        out["is_module_cell"] = info.module_exports is not None
+        if info.module_exports is not None:
+            out["module_exports"] = [{"name": n, "kind": k} for n, k in info.module_exports]
+    causality = st.causality() if st else None
+    if causality is not None:
+        out["causality"] = causality
+    shadows = dag.shadow_warnings.get(cell.id)
+    if shadows:
+        out["shadow_warnings"] = list(shadows)
+    return out
+
+
+def cells_list(derived: Derived) -> list[dict[str, Any]]:
+    return [cell_dict(c, derived) for c in derived.cells]
+
+
+def environment_dict(session: Session) -> dict[str, Any]:
+    path = session.nb.path
+    requested: str | None = None
+    declared = 0
+    try:
+        project = tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8")).get(
+            "project", {}
+        )
+        spec = str(project.get("requires-python", ""))
+        requested = spec.removeprefix("==").removesuffix(".*") or None if spec else None
+        declared = len(project.get("dependencies", []))
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        pass
+    lock = path / "uv.lock"
+    lock_bytes = lock.read_bytes() if lock.is_file() else None
+    venv_python = path / ".venv" / "bin" / "python"
+    return {
+        "requested_python_version": requested,
+        "runtime_python_version": None,
+        "python_version": requested,
+        "lockfile_hash": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
+        "package_count": declared,
+        "declared_package_count": declared,
+        "resolved_package_count": len(session.env.packages) if lock_bytes else 0,
+        "sync_state": "unknown",
+        "sync_error": None,
+        "sync_notice": None,
+        "last_synced_at": None,
+        "last_sync_duration_ms": None,
+        "has_lockfile": lock_bytes is not None,
+        "venv_python": str(venv_python) if venv_python.exists() else None,
+        "interpreter_source": "venv" if venv_python.exists() else "unknown",
+    }
+
+
+def state_dict(session: Session) -> dict[str, Any]:
+    nb = session.nb
+    derived = session.derived
+    return {
+        "id": nb.notebook_id,
+        "name": nb.name,
+        "owner": nb.get("owner"),
+        "worker": nb.get("worker"),
+        "timeout": nb.get("timeout"),
+        "env": dict(nb.get("env") or {}),
+        "env_sources": {},
+        "env_fetch_error": None,
+        "env_fetched_at": None,
+        "workers": list(nb.get("workers") or []),
+        "mounts": list(nb.get("mounts") or []),
+        "connections": [],
+        "malformed_connections": [],
+        "secret_manager_config": {},
+        "r": {},
+        "cells": cells_list(derived),
+        "variant_groups": [],
+        "created_at": _iso(nb.get("created_at")),
+        "updated_at": _iso(nb.get("updated_at")),
+        "environment": environment_dict(session),
+        "environment_job": None,
+        "environment_job_history": [],
+        "r_environment": {
+            "has_lockfile": False,
+            "current_lock_hash": None,
+            "lock_hash": None,
+            "r_version": None,
+            "system_r_version": None,
+            "last_synced_at": None,
+            "sync_state": "absent",
+            "sync_error": None,
+            "packages": [],
+            "packages_status": "absent",
+            "packages_error": None,
+        },
+    }
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)

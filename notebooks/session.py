@@ -1,0 +1,239 @@
+"""A notebook session: the one coordinator that owns a notebook's mutable state.
+
+Every mutation (cells added, edited, removed, reordered; rename; a run
+recorded) goes through a :class:`Session` method holding its lock, writes the
+disk first, then recomputes the derived state — analyses, DAG, staleness —
+with the pure functions of ``analysis``, ``dag`` and ``staleness``. Readers
+get immutable snapshots (:class:`Derived`), so serialising never races an edit.
+The directory on disk is the truth: :meth:`Session.reload` rebuilds everything
+from it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from notebooks.analysis import EXTENSIONS, CellAnalysis, Diagnostic, analyse
+from notebooks.dag import Dag, build_dag
+from notebooks.disk import CellEntry, NotebookDir, iso, now
+from notebooks.paths import check_name
+from notebooks.runtime import RuntimeState, read_env
+from notebooks.staleness import CellFacts, Env, Staleness, compute_staleness, source_hash
+from quiver.errors import Conflict, InvalidArgument, NotFound
+
+
+@dataclass(frozen=True)
+class CellState:
+    entry: CellEntry
+    source: str
+    source_hash: str
+    test_source: str
+    analysis: CellAnalysis
+    file_diagnostics: tuple[Diagnostic, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Everything computed from the cells, replaced as a whole on each change."""
+
+    cells: tuple[CellState, ...] = ()  # in notebook order
+    dag: Dag = field(default_factory=Dag)
+    staleness: Mapping[str, Staleness] = field(default_factory=dict)
+
+    def cell(self, cell_id: str) -> CellState | None:
+        for cell in self.cells:
+            if cell.id == cell_id:
+                return cell
+        return None
+
+
+def _analyse_cell(nb: NotebookDir, entry: CellEntry, source: str | None = None) -> CellState:
+    diags: tuple[Diagnostic, ...] = ()
+    if nb.cell_path(entry.file) is None:
+        diags = (Diagnostic("error", "bad_file", f"cell file {entry.file!r} is outside cells/"),)
+    if source is None:
+        source = nb.read_cell(entry.file)
+    return CellState(
+        entry=entry,
+        source=source,
+        source_hash=source_hash(source),
+        test_source=nb.read_test(entry.id) if entry.language == "python" else "",
+        analysis=analyse(entry.language, source, entry.id),
+        file_diagnostics=diags,
+    )
+
+
+class Session:
+    """One open notebook. Thread-safe: every public method takes the session lock."""
+
+    def __init__(self, nb: NotebookDir, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.id = str(uuid.uuid4())
+        self.nb = nb
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.created_at = iso(now())
+        self.last_used = clock()
+        self.executing = False  # set by the executor (issue 6)
+        self.env_busy = False  # set by environment jobs
+        self.env: Env = Env(hash="")
+        self.runtime = RuntimeState(nb.state_dir)
+        self.derived = Derived()
+        self.reload()
+
+    @property
+    def path(self) -> str:
+        return str(self.nb.path)
+
+    def touch(self) -> None:
+        self.last_used = self.clock()
+
+    # -- derived state -----------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Rebuild everything from disk (the truth)."""
+        with self.lock:
+            self.nb.load()
+            self.nb.ensure_state_dir()
+            self.runtime.load()
+            self.env = read_env(self.nb.path)
+            cells = tuple(_analyse_cell(self.nb, e) for e in self.nb.cell_entries())
+            self._derive(cells)
+
+    def refresh_env(self) -> None:
+        with self.lock:
+            self.env = read_env(self.nb.path)
+            self._derive(self.derived.cells)
+
+    def _derive(self, cells: Sequence[CellState]) -> None:
+        ordered = tuple(sorted(cells, key=lambda c: c.entry.order))
+        dag = build_dag([(c.id, c.analysis) for c in ordered])
+        facts = {
+            c.id: CellFacts(c.entry.language, c.source_hash, c.analysis.annotations.name)
+            for c in ordered
+        }
+        order = dag.topological_order or tuple(c.id for c in ordered)
+        stale = compute_staleness(
+            order, facts, dag.upstream, self.runtime.runs(), self.env, self.runtime.env_snapshots
+        )
+        self.derived = Derived(ordered, dag, stale)
+
+    def _require_cell(self, cell_id: str, message: str) -> CellState:
+        cell = self.derived.cell(cell_id)
+        if cell is None:
+            raise NotFound(message)
+        return cell
+
+    def ensure_not_busy(self) -> None:
+        if self.env_busy:
+            raise Conflict(
+                "Environment operation in progress",
+                detail={
+                    "message": "Environment operation in progress",
+                    "code": "ENVIRONMENT_BUSY",
+                    "environment_job": None,
+                },
+            )
+        if self.executing:
+            raise Conflict("Notebook deletion is blocked while notebook execution is running.")
+
+    # -- mutations ---------------------------------------------------------------------------
+
+    def add_cell(
+        self, language: str, after_cell_id: str | None = None, *, cell_id: str | None = None
+    ) -> CellState:
+        with self.lock:
+            cells = self.derived.cells
+            if after_cell_id is not None:
+                anchor = self.derived.cell(after_cell_id)
+                if anchor is None:
+                    raise InvalidArgument(f"after_cell_id '{after_cell_id}' not found")
+                later = [c.entry.order for c in cells if c.entry.order > anchor.entry.order]
+                order = (anchor.entry.order + min(later)) / 2 if later else anchor.entry.order + 1
+            else:
+                order = max((c.entry.order for c in cells), default=-1.0) + 1
+            existing = {c.id for c in cells}
+            new_id = cell_id or uuid.uuid4().hex[:8]
+            while new_id in existing:
+                new_id = uuid.uuid4().hex[:8]
+            entry = CellEntry(new_id, f"{new_id}.{EXTENSIONS[language]}", language, float(order))
+            self.nb.write_cell(entry.file, "")
+            self.nb.add_cell(entry)
+            cell = _analyse_cell(self.nb, entry, "")
+            self._derive((*cells, cell))
+            return cell
+
+    def update_source(self, cell_id: str, source: str) -> CellState:
+        with self.lock:
+            old = self._require_cell(cell_id, f"Cell {cell_id} not found in notebook.toml")
+            if old.file_diagnostics:
+                raise InvalidArgument(f"Cell file {old.entry.file!r} is outside cells/")
+            self.nb.write_cell(old.entry.file, source)
+            cell = _analyse_cell(self.nb, old.entry, source)
+            self._derive(tuple(cell if c.id == cell_id else c for c in self.derived.cells))
+            return cell
+
+    def delete_cell(self, cell_id: str) -> None:
+        with self.lock:
+            cell = self._require_cell(cell_id, "Cell not found")
+            self.nb.remove_cell(cell_id)
+            if not cell.file_diagnostics:
+                self.nb.delete_cell_file(cell.entry.file)
+            self.runtime.forget(cell_id)
+            self._derive(tuple(c for c in self.derived.cells if c.id != cell_id))
+
+    def reorder(self, cell_ids: Sequence[str]) -> None:
+        """Listed known ids take orders 0, 1, …; unlisted cells follow in their old order."""
+        with self.lock:
+            known = {c.id for c in self.derived.cells}
+            listed = list(dict.fromkeys(cid for cid in cell_ids if cid in known))
+            rest = [c.id for c in self.derived.cells if c.id not in set(listed)]
+            orders = {cid: float(i) for i, cid in enumerate([*listed, *rest])}
+            self.nb.set_orders(orders)
+            cells = tuple(
+                CellState(
+                    entry=CellEntry(**{**c.entry.__dict__, "order": orders[c.id]}),
+                    source=c.source,
+                    source_hash=c.source_hash,
+                    test_source=c.test_source,
+                    analysis=c.analysis,
+                    file_diagnostics=c.file_diagnostics,
+                )
+                for c in self.derived.cells
+            )
+            self._derive(cells)
+
+    def rename(self, name: str) -> None:
+        check_name(name)
+        with self.lock:
+            self.nb.set_name(name)
+
+    def record_run(
+        self, cell_id: str, inputs: Mapping[str, str] | None = None, status: str = "ready"
+    ) -> None:
+        """Record that ``cell_id`` ran against the current state (the executor's hook)."""
+        with self.lock:
+            cell = self._require_cell(cell_id, "Cell not found")
+            st = self.derived.staleness[cell_id]
+            ups = self.derived.dag.upstream.get(cell_id, ())
+            consumed = (
+                dict(inputs)
+                if inputs is not None
+                else {up: self.derived.staleness[up].provenance_hash for up in ups}
+            )
+            self.runtime.record_run(
+                cell_id,
+                source_hash=cell.source_hash,
+                env=self.env,
+                provenance_hash=st.provenance_hash,
+                inputs=consumed,
+                status=status,
+            )
+            self._derive(self.derived.cells)

@@ -1,0 +1,157 @@
+"""Cell staleness as a pure function of the DAG, sources, environment and last runs.
+
+A cell's *provenance hash* is sha256 over its source hash, the environment
+hash and the provenance hashes of its upstream cells, so it changes exactly
+when something the cell's result depends on changed. Statuses:
+
+- ``ready`` — markdown always; otherwise the cell ran, succeeded, and
+  nothing it depends on changed since;
+- ``idle`` — never ran (no run record);
+- ``error`` — its last run failed and nothing changed since;
+- ``stale`` — it ran, and since then at least one reason holds:
+  ``self`` (its source changed), ``env`` (the environment changed) or
+  ``upstream`` (an upstream cell changed, is not ready, or the set of
+  upstream cells changed). Each reason comes with causality details naming
+  the cell or the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["idle", "ready", "error", "stale", "running"]
+
+NO_PROVENANCE = frozenset({"markdown"})
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a cell's last run left behind (written by the executor, issue 6)."""
+
+    source_hash: str
+    env_hash: str
+    provenance_hash: str
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    """Upstream cell id -> the provenance hash of the value this run consumed."""
+    status: Literal["ready", "error"] = "ready"
+
+
+@dataclass(frozen=True)
+class Env:
+    hash: str
+    packages: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CellFacts:
+    language: str
+    source_hash: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Staleness:
+    status: Status
+    provenance_hash: str
+    reasons: tuple[str, ...] = ()
+    details: tuple[dict[str, Any], ...] = ()
+
+    def causality(self) -> dict[str, Any] | None:
+        if not self.reasons:
+            return None
+        return {"reason": self.reasons[0], "details": list(self.details)}
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def provenance(source_h: str, env_h: str, inputs: Mapping[str, str]) -> str:
+    h = hashlib.sha256()
+    h.update(source_h.encode())
+    h.update(b"\0")
+    h.update(env_h.encode())
+    for cid in sorted(inputs):
+        h.update(b"\0")
+        h.update(cid.encode())
+        h.update(b"=")
+        h.update(inputs[cid].encode())
+    return h.hexdigest()
+
+
+def env_changes(old: Mapping[str, str] | None, new: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One ``env_changed`` detail per package added, removed or changed in version."""
+    if old is None:
+        return [{"type": "env_changed"}]
+    out: list[dict[str, Any]] = []
+    for pkg in sorted(set(old) | set(new)):
+        before, after = old.get(pkg), new.get(pkg)
+        if before != after:
+            detail: dict[str, Any] = {"type": "env_changed", "package": pkg}
+            if before is not None:
+                detail["from_package_version"] = before
+            if after is not None:
+                detail["to_package_version"] = after
+            out.append(detail)
+    return out or [{"type": "env_changed"}]
+
+
+def compute_staleness(
+    order: Sequence[str],
+    cells: Mapping[str, CellFacts],
+    upstream: Mapping[str, Sequence[str]],
+    runs: Mapping[str, RunRecord],
+    env: Env,
+    env_history: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, Staleness]:
+    """Staleness of every cell in ``order`` (topological, or notebook order when cyclic).
+
+    An upstream not yet computed when its reader is reached (only in a cyclic
+    graph) counts as not ready.
+    """
+    history = env_history or {}
+    out: dict[str, Staleness] = {}
+    for cid in order:
+        facts = cells[cid]
+        if facts.language in NO_PROVENANCE:
+            out[cid] = Staleness("ready", facts.source_hash)
+            continue
+        ups = upstream.get(cid, ())
+        inputs = {up: out[up].provenance_hash if up in out else "" for up in ups}
+        prov = provenance(facts.source_hash, env.hash, inputs)
+        run = runs.get(cid)
+        if run is None:
+            out[cid] = Staleness("idle", prov)
+            continue
+        reasons: list[str] = []
+        details: list[dict[str, Any]] = []
+        if run.source_hash != facts.source_hash:
+            reasons.append("self")
+            details.append({"type": "source_changed", "cell_id": cid})
+        if run.env_hash != env.hash:
+            reasons.append("env")
+            details.extend(env_changes(history.get(run.env_hash), env.packages))
+        changed = [
+            up
+            for up in ups
+            if up not in out
+            or out[up].status != "ready"
+            or run.inputs.get(up) != out[up].provenance_hash
+        ]
+        changed += [up for up in run.inputs if up not in inputs]
+        if changed:
+            reasons.append("upstream")
+            for up in changed:
+                detail: dict[str, Any] = {"type": "input_changed", "cell_id": up}
+                name = cells[up].name if up in cells else None
+                if name:
+                    detail["cell_name"] = name
+                details.append(detail)
+        if reasons:
+            out[cid] = Staleness("stale", prov, tuple(reasons), tuple(details))
+        else:
+            out[cid] = Staleness(run.status, prov)
+    return out

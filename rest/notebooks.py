@@ -1,0 +1,228 @@
+"""Notebook routes (API.md §3–§6, §11): validate, call the domain, shape the JSON.
+
+Statuses come from the domain errors (``rest/errors.py``); body validation is
+pydantic's 422. Responses are pre-built dicts of plain JSON types, encoded
+once with ``json.dumps`` (FastAPI's generic encoder would walk them again).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, field_validator
+
+from notebooks.analysis import LANGUAGES
+from notebooks.manager import NotebookManager
+from notebooks.serialize import cell_dict, cells_list, dag_dict, state_dict
+from notebooks.session import Session
+from quiver.errors import Internal
+from quiver.settings import Settings
+
+
+def _json(body: Any, *, started: float | None = None) -> Response:
+    headers = {}
+    if started is not None:
+        headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(payload, media_type="application/json", headers=headers)
+
+
+class CreateBody(BaseModel):
+    parent_path: str
+    name: str
+    python_version: str | None = Field(default=None, max_length=16, pattern=r"^\d+\.\d+$")
+    starter_cell: bool = False
+
+
+class OpenBody(BaseModel):
+    path: str = "..."
+
+
+class PathBody(BaseModel):
+    path: str
+
+
+class RenameBody(BaseModel):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _trimmed(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("name must not be empty")
+        if len(value) > 255:
+            raise ValueError("name must be at most 255 characters")
+        return value
+
+
+class AddCellBody(BaseModel):
+    after_cell_id: str | None = None
+    language: str = "python"
+
+    @field_validator("language")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value not in LANGUAGES:
+            raise ValueError(
+                f"unsupported cell language '{value}'; supported: {', '.join(LANGUAGES)}"
+            )
+        return value
+
+
+class ReorderBody(BaseModel):
+    cell_ids: list[str]
+
+
+class SourceBody(BaseModel):
+    source: str
+
+
+def _check_source(source: str, limit: int) -> None:
+    # The cap is a setting, so it is checked here rather than in the model; same 422 shape.
+    if len(source) > limit:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "string_too_long",
+                    "loc": ("body", "source"),
+                    "msg": f"String should have at most {limit} characters",
+                    "input": None,
+                    "ctx": {"max_length": limit},
+                }
+            ]
+        )
+
+
+def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
+    """The ``/v1/notebooks`` routes over ``manager``."""
+    router = APIRouter(prefix="/v1/notebooks", tags=["notebooks"])
+    max_source = settings.notebook_max_source_chars
+
+    def opened(session: Session, *, dag: bool) -> dict[str, Any]:
+        with session.lock:
+            body = state_dict(session)
+            if dag:
+                body["dag"] = dag_dict(session.derived.dag)
+        body["session_id"] = session.id
+        body["path"] = session.path
+        body.update(manager.runtime_config())
+        return body
+
+    @router.get("/config")
+    def config() -> Response:
+        return _json(manager.runtime_config())
+
+    @router.get("/discover")
+    def discover() -> Response:
+        return _json(manager.discover())
+
+    @router.post("/create")
+    def create(body: CreateBody) -> Response:
+        started = time.perf_counter()
+        session = manager.create(
+            body.parent_path, body.name, body.python_version, body.starter_cell
+        )
+        return _json(opened(session, dag=False), started=started)
+
+    @router.post("/open")
+    def open_notebook(body: OpenBody) -> Response:
+        started = time.perf_counter()
+        return _json(opened(manager.open(body.path), dag=True), started=started)
+
+    @router.post("/delete-by-path")
+    def delete_by_path(body: PathBody) -> Response:
+        return _json(manager.delete_by_path(body.path))
+
+    @router.get("/sessions")
+    def sessions() -> Response:
+        return _json({"sessions": manager.list_sessions()})
+
+    @router.get("/sessions/{session_id}")
+    def session_state(session_id: str) -> Response:
+        started = time.perf_counter()
+        manager.require_personal()
+        session = manager.get(session_id, "Session not found")
+        return _json(opened(session, dag=True), started=started)
+
+    @router.delete("/{session_id}")
+    def delete(session_id: str) -> Response:
+        return _json(manager.delete(session_id))
+
+    @router.put("/{session_id}/name")
+    def rename(session_id: str, body: RenameBody) -> Response:
+        session = manager.get(session_id)
+        session.rename(body.name)
+        return _json({"notebook_id": session.nb.notebook_id, "name": session.nb.name})
+
+    @router.get("/{session_id}/cells")
+    def list_cells(session_id: str) -> Response:
+        session = manager.get(session_id)
+        return _json({"notebook_id": session.nb.notebook_id, "cells": cells_list(session.derived)})
+
+    @router.post("/{session_id}/cells")
+    def add_cell(session_id: str, body: AddCellBody) -> Response:
+        session = manager.get(session_id)
+        with session.lock:
+            cell = session.add_cell(body.language, body.after_cell_id)
+            derived = session.derived
+        return _json(cell_dict(_current(derived, cell.id), derived))
+
+    @router.put("/{session_id}/cells/reorder")
+    def reorder(session_id: str, body: ReorderBody) -> Response:
+        session = manager.get(session_id)
+        with session.lock:
+            session.reorder(body.cell_ids)
+            derived = session.derived
+        return _json({"notebook_id": session.nb.notebook_id, "cells": cells_list(derived)})
+
+    @router.put("/{session_id}/cells/{cell_id}")
+    def update_cell(session_id: str, cell_id: str, body: SourceBody) -> Response:
+        _check_source(body.source, max_source)
+        session = manager.get(session_id)
+        with session.lock:
+            session.update_source(cell_id, body.source)
+            derived = session.derived
+        return _json(
+            {
+                "cell": cell_dict(_current(derived, cell_id), derived),
+                "dag": dag_dict(derived.dag),
+                "cells": cells_list(derived),
+            }
+        )
+
+    @router.delete("/{session_id}/cells/{cell_id}")
+    def delete_cell(session_id: str, cell_id: str) -> Response:
+        session = manager.get(session_id)
+        with session.lock:
+            session.delete_cell(cell_id)
+            derived = session.derived
+        dag = dag_dict(derived.dag, producers=False)
+        dag["variant_groups"] = []
+        return _json(
+            {
+                "message": "Cell deleted",
+                "cell_id": cell_id,
+                "variant_groups": [],
+                "cells": cells_list(derived),
+                "dag": dag,
+            }
+        )
+
+    @router.get("/{session_id}/dag")
+    def get_dag(session_id: str) -> Response:
+        return _json(dag_dict(manager.get(session_id).derived.dag))
+
+    return router
+
+
+def _current(derived: Any, cell_id: str) -> Any:
+    cell = derived.cell(cell_id)
+    if cell is None:  # the lock makes this unreachable; say so loudly if not
+        raise Internal(f"cell {cell_id} vanished during the request")
+    return cell
