@@ -149,7 +149,10 @@ def live_server() -> Iterator[LiveServer]:
 def make_client(
     live_server: LiveServer, settings: Settings, clock: FakeClock
 ) -> Iterator[Callable[..., tuple[httpx.Client, NotebookManager]]]:
-    """Serve a fresh manager (optionally with other settings) and return a client for it."""
+    """Serve a fresh manager (optionally with other settings) and return a client for it.
+
+    The shared server serves the most recently made manager: one per test.
+    """
     clients: list[httpx.Client] = []
 
     def make(**overrides: Any) -> tuple[httpx.Client, NotebookManager]:
