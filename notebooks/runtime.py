@@ -74,9 +74,11 @@ class RuntimeState:
         self.path = state_dir / "runtime.json"
         self.cells: dict[str, dict[str, Any]] = {}
         self.env_snapshots: dict[str, dict[str, str]] = {}
+        self._runs: dict[str, RunRecord] | None = None
         self.load()
 
     def load(self) -> None:
+        self._runs = None
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -89,6 +91,7 @@ class RuntimeState:
             self.env_snapshots = dict(data.get("env_snapshots") or {})
 
     def save(self) -> None:
+        self._runs = None
         self.path.parent.mkdir(exist_ok=True)
         body = {
             "schema_version": SCHEMA_VERSION,
@@ -98,6 +101,11 @@ class RuntimeState:
         atomic_write(self.path, json.dumps(body, indent=1, sort_keys=True))
 
     def runs(self) -> dict[str, RunRecord]:
+        if self._runs is None:
+            self._runs = self._parse_runs()
+        return self._runs
+
+    def _parse_runs(self) -> dict[str, RunRecord]:
         out = {}
         for cid, rec in self.cells.items():
             try:

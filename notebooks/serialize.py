@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import tomllib
 from typing import Any
 
@@ -29,14 +30,9 @@ def dag_dict(dag: Dag, *, producers: bool = True) -> dict[str, Any]:
     return out
 
 
-def cell_dict(cell: CellState, derived: Derived) -> dict[str, Any]:
-    entry, info, dag = cell.entry, cell.analysis, derived.dag
-    st = derived.staleness.get(cell.id)
-    diagnostics = [
-        d.to_dict()
-        for d in (*cell.file_diagnostics, *info.diagnostics, *dag.diagnostics.get(cell.id, ()))
-    ]
-    downstream = list(dag.downstream.get(cell.id, ()))
+def cell_static(cell: CellState) -> dict[str, Any]:
+    """The part of a Cell fixed by its ``CellState`` (source, analysis, toml entry)."""
+    entry, info = cell.entry, cell.analysis
     out: dict[str, Any] = {
         "id": cell.id,
         "source": cell.source,
@@ -44,13 +40,10 @@ def cell_dict(cell: CellState, derived: Derived) -> dict[str, Any]:
         "test_result": None,
         "language": entry.language,
         "order": entry.order,
-        "status": st.status if st else "idle",
         "defines": list(info.defines),
         "references": list(info.references),
         "mutation_defines": list(info.mutation_defines),
         "builtin_references": list(info.builtin_references),
-        "upstream_ids": list(dag.upstream.get(cell.id, ())),
-        "downstream_ids": downstream,
         "worker": entry.worker,
         "worker_override": entry.worker,
         "timeout": entry.timeout,
@@ -62,10 +55,6 @@ def cell_dict(cell: CellState, derived: Derived) -> dict[str, Any]:
         "variant_group": None,
         "variant_name": None,
         "variant_active": True,
-        "annotation_diagnostics": diagnostics,
-        "is_leaf": not downstream,
-        "staleness": {"status": st.status, "reasons": list(st.reasons)} if st else None,
-        "staleness_reasons": list(st.reasons) if st else [],
         "artifact_uri": None,
         "artifact_uris": {},
         "display_outputs": [],
@@ -85,6 +74,31 @@ def cell_dict(cell: CellState, derived: Derived) -> dict[str, Any]:
         out["is_module_cell"] = info.module_exports is not None
         if info.module_exports is not None:
             out["module_exports"] = [{"name": n, "kind": k} for n, k in info.module_exports]
+    return out
+
+
+def cell_dynamic(cell: CellState, derived: Derived) -> dict[str, Any]:
+    """The part of a Cell that other cells' edits change: edges, staleness, diagnostics."""
+    dag = derived.dag
+    st = derived.staleness.get(cell.id)
+    diagnostics = [
+        d.to_dict()
+        for d in (
+            *cell.file_diagnostics,
+            *cell.analysis.diagnostics,
+            *dag.diagnostics.get(cell.id, ()),
+        )
+    ]
+    downstream = list(dag.downstream.get(cell.id, ()))
+    out: dict[str, Any] = {
+        "status": st.status if st else "idle",
+        "upstream_ids": list(dag.upstream.get(cell.id, ())),
+        "downstream_ids": downstream,
+        "annotation_diagnostics": diagnostics,
+        "is_leaf": not downstream,
+        "staleness": {"status": st.status, "reasons": list(st.reasons)} if st else None,
+        "staleness_reasons": list(st.reasons) if st else [],
+    }
     causality = st.causality() if st else None
     if causality is not None:
         out["causality"] = causality
@@ -94,8 +108,52 @@ def cell_dict(cell: CellState, derived: Derived) -> dict[str, Any]:
     return out
 
 
+def cell_dict(cell: CellState, derived: Derived) -> dict[str, Any]:
+    return {**cell_static(cell), **cell_dynamic(cell, derived)}
+
+
 def cells_list(derived: Derived) -> list[dict[str, Any]]:
     return [cell_dict(c, derived) for c in derived.cells]
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def cell_json(cell: CellState, derived: Derived, cache: dict[str, Any]) -> bytes:
+    """``cell_dict`` encoded, re-encoding only what changed.
+
+    An edit changes one cell's source but can touch every cell's edges and
+    staleness. The static half is encoded once per ``CellState``; the dynamic
+    half is re-encoded only when what it shows changed.
+    """
+    dag = derived.dag
+    key = (
+        dag.upstream.get(cell.id),
+        dag.downstream.get(cell.id),
+        derived.staleness.get(cell.id),
+        dag.diagnostics.get(cell.id),
+        dag.shadow_warnings.get(cell.id),
+    )
+    hit = cache.get(cell.id)
+    if hit is not None and hit[0] is cell:
+        static = hit[1]
+        if hit[2] == key:
+            return hit[3]
+    else:
+        static = dumps(cell_static(cell))[:-1]  # without the closing brace
+    encoded = static + b"," + dumps(cell_dynamic(cell, derived))[1:]
+    cache[cell.id] = (cell, static, key, encoded)
+    return encoded
+
+
+def cells_json(derived: Derived, cache: dict[str, Any]) -> bytes:
+    """The ``[Cell]`` array, encoded; drops cache entries of cells that are gone."""
+    if len(cache) > 2 * len(derived.cells) + 16:
+        live = {c.id for c in derived.cells}
+        for cid in [k for k in cache if k not in live]:
+            cache.pop(cid, None)
+    return b"[" + b",".join(cell_json(c, derived, cache) for c in derived.cells) + b"]"
 
 
 def environment_dict(session: Session) -> dict[str, Any]:

@@ -34,10 +34,10 @@ class CellState:
     test_source: str
     analysis: CellAnalysis
     file_diagnostics: tuple[Diagnostic, ...] = ()
+    id: str = field(init=False)  # a plain field: read in every hot loop
 
-    @property
-    def id(self) -> str:
-        return self.entry.id
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", self.entry.id)
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ class Session:
         self.env: Env = Env(hash="")
         self.runtime = RuntimeState(nb.state_dir)
         self.derived = Derived()
+        self.render_cache: dict[str, object] = {}  # encoded Cell JSON, see serialize.cell_json
         self.reload()
 
     @property
@@ -176,7 +177,13 @@ class Session:
             if old.file_diagnostics:
                 raise InvalidArgument(f"Cell file {old.entry.file!r} is outside cells/")
             self.nb.write_cell(old.entry.file, source)
-            cell = _analyse_cell(self.nb, old.entry, source)
+            cell = CellState(
+                entry=old.entry,
+                source=source,
+                source_hash=source_hash(source),
+                test_source=old.test_source,
+                analysis=analyse(old.entry.language, source, cell_id),
+            )
             self._derive(tuple(cell if c.id == cell_id else c for c in self.derived.cells))
             return cell
 

@@ -7,7 +7,6 @@ once with ``json.dumps`` (FastAPI's generic encoder would walk them again).
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -18,7 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from notebooks.analysis import LANGUAGES
 from notebooks.manager import NotebookManager
-from notebooks.serialize import cell_dict, cells_list, dag_dict, state_dict
+from notebooks.serialize import cell_json, cells_json, dag_dict, dumps, state_dict
 from notebooks.session import Session
 from quiver.errors import Internal
 from quiver.settings import Settings
@@ -28,8 +27,17 @@ def _json(body: Any, *, started: float | None = None) -> Response:
     headers = {}
     if started is not None:
         headers["Server-Timing"] = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
-    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    payload = body if isinstance(body, bytes) else dumps(body)
     return Response(payload, media_type="application/json", headers=headers)
+
+
+def _object(**members: Any) -> bytes:
+    """A JSON object whose ``bytes`` members are already-encoded JSON."""
+    parts = [
+        dumps(key) + b":" + (value if isinstance(value, bytes) else dumps(value))
+        for key, value in members.items()
+    ]
+    return b"{" + b",".join(parts) + b"}"
 
 
 class CreateBody(BaseModel):
@@ -163,7 +171,8 @@ def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
     @router.get("/{session_id}/cells")
     def list_cells(session_id: str) -> Response:
         session = manager.get(session_id)
-        return _json({"notebook_id": session.nb.notebook_id, "cells": cells_list(session.derived)})
+        cells = cells_json(session.derived, session.render_cache)
+        return _json(_object(notebook_id=session.nb.notebook_id, cells=cells))
 
     @router.post("/{session_id}/cells")
     def add_cell(session_id: str, body: AddCellBody) -> Response:
@@ -171,7 +180,7 @@ def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
         with session.lock:
             cell = session.add_cell(body.language, body.after_cell_id)
             derived = session.derived
-        return _json(cell_dict(_current(derived, cell.id), derived))
+        return _json(cell_json(_current(derived, cell.id), derived, session.render_cache))
 
     @router.put("/{session_id}/cells/reorder")
     def reorder(session_id: str, body: ReorderBody) -> Response:
@@ -179,7 +188,8 @@ def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
         with session.lock:
             session.reorder(body.cell_ids)
             derived = session.derived
-        return _json({"notebook_id": session.nb.notebook_id, "cells": cells_list(derived)})
+        cells = cells_json(derived, session.render_cache)
+        return _json(_object(notebook_id=session.nb.notebook_id, cells=cells))
 
     @router.put("/{session_id}/cells/{cell_id}")
     def update_cell(session_id: str, cell_id: str, body: SourceBody) -> Response:
@@ -188,12 +198,13 @@ def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
         with session.lock:
             session.update_source(cell_id, body.source)
             derived = session.derived
+        cache = session.render_cache
         return _json(
-            {
-                "cell": cell_dict(_current(derived, cell_id), derived),
-                "dag": dag_dict(derived.dag),
-                "cells": cells_list(derived),
-            }
+            _object(
+                cell=cell_json(_current(derived, cell_id), derived, cache),
+                dag=dag_dict(derived.dag),
+                cells=cells_json(derived, cache),
+            )
         )
 
     @router.delete("/{session_id}/cells/{cell_id}")
@@ -205,13 +216,13 @@ def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
         dag = dag_dict(derived.dag, producers=False)
         dag["variant_groups"] = []
         return _json(
-            {
-                "message": "Cell deleted",
-                "cell_id": cell_id,
-                "variant_groups": [],
-                "cells": cells_list(derived),
-                "dag": dag,
-            }
+            _object(
+                message="Cell deleted",
+                cell_id=cell_id,
+                variant_groups=[],
+                cells=cells_json(derived, session.render_cache),
+                dag=dag,
+            )
         )
 
     @router.get("/{session_id}/dag")
