@@ -122,11 +122,19 @@ class NotebookDir:
     def load(self) -> None:
         try:
             self.doc = tomlkit.parse(self.toml_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise NotFound(f"notebook.toml not found at {self.path}") from exc
         except tomlkit.exceptions.ParseError as exc:
             raise InvalidArgument(f"notebook.toml at {self.path} is not valid TOML: {exc}") from exc
 
     def save(self) -> None:
-        atomic_write(self.toml_path, tomlkit.dumps(self.doc))
+        self._write(self.toml_path, tomlkit.dumps(self.doc))
+
+    def _write(self, path: Path, text: str) -> None:
+        try:
+            atomic_write(path, text)
+        except FileNotFoundError as exc:
+            raise NotFound(f"Notebook directory vanished: {self.path}") from exc
 
     def ensure_state_dir(self) -> None:
         self.state_dir.mkdir(exist_ok=True)
@@ -270,8 +278,10 @@ class NotebookDir:
         path = self.cell_path(file)
         if path is None:
             raise InvalidArgument(f"Cell file {file!r} is outside {self.cells_dir}")
+        if not self.toml_path.is_file():
+            raise NotFound(f"Notebook directory vanished: {self.path}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, source)
+        self._write(path, source)
 
     def delete_cell_file(self, file: str) -> None:
         path = self.cell_path(file)

@@ -44,6 +44,7 @@ class NotebookManager:
         self._python_versions = python_versions
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -160,15 +161,20 @@ class NotebookManager:
 
     def open(self, path: str) -> Session:
         target = confine(self.root, path, "path")
-        if self.personal:
-            existing = self._by_path(target)
+        with self._open_lock:  # two opens of one path must not make two sessions
+            existing = self._by_path(target) if self.personal else None
+            try:
+                nb = NotebookDir.open(target)
+            except NotFound:
+                if existing is not None:
+                    self.close(existing.id)  # its directory is gone
+                raise
             if existing is not None:
                 if not (existing.executing or existing.env_busy):
                     existing.reload()
                 existing.touch()
                 return existing
-        nb = NotebookDir.open(target)
-        return self._register(Session(nb, clock=self.clock))
+            return self._register(Session(nb, clock=self.clock))
 
     def close(self, session_id: str) -> None:
         with self._lock:

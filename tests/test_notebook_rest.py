@@ -550,3 +550,18 @@ def test_unknown_route_is_404(client):
 def test_paths_in_responses_are_inside_root(client, nb_root):
     body = create(client, "inside")
     assert Path(body["path"]).is_relative_to(nb_root)
+
+
+def test_vanished_directory_is_404_not_500(client, nb_root):
+    import shutil
+
+    body = create(client, "vanish")
+    sid = body["session_id"]
+    cid = add(client, sid)["id"]
+    shutil.rmtree(nb_root / "vanish")
+    r = client.put(f"/v1/notebooks/{sid}/cells/{cid}", json={"source": "x = 1"})
+    assert r.status_code == 404
+    assert r.json() == {"detail": f"Notebook directory vanished: {nb_root / 'vanish'}"}
+    r = client.post("/v1/notebooks/open", json={"path": "vanish"})
+    assert (r.status_code, r.json()) == (404, {"detail": "Notebook directory not found"})
+    assert client.get(f"/v1/notebooks/{sid}/cells").json() == GEN_404  # its session closed
