@@ -1,0 +1,233 @@
+"""Pure ASGI middleware: request ids, body cap, bearer auth, metrics.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so streamed bodies pass through
+untouched, batch by batch.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PREFIXES = ("/health", "/metrics", "/docs", "/openapi.json", "/redoc")
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any], headers: list) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value
+    return None
+
+
+class RequestId:
+    """Every response carries ``X-Request-ID``, echoing the client's when sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"x-request-id")
+        rid = given[:200] if given else uuid.uuid4().hex.encode()
+        scope.setdefault("state", {})["request_id"] = rid.decode("latin-1")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        too_large = {
+            "detail": f"request body exceeds the limit of {self.max_bytes} bytes",
+        }
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_json(send, 413, too_large, [])
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await _send_json(send, 413, too_large, [])
+
+
+class BearerAuth:
+    """With a token configured, ``/v1/*`` needs ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.token is None or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        if not path.startswith("/v1/") and path != "/v1":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"authorization") or b""
+        scheme, _, credential = given.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), self.token):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 4401, "reason": "unauthenticated"})
+            return
+        detail = "missing bearer token" if not given else "invalid bearer token"
+        await _send_json(send, 401, {"detail": detail}, [(b"www-authenticate", b"Bearer")])
+
+
+class Metrics:
+    """Prometheus counters and histograms, plus the JSON view of ``/metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "quiver_http_requests",
+            "HTTP requests by method, route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "quiver_http_request_seconds",
+            "Time to the first response byte, by route.",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 10),
+        )
+        self.bytes_sent = Counter(
+            "quiver_http_response_bytes",
+            "Response body bytes sent, by route.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.cache = Counter(
+            "quiver_materialize",
+            "Materialize requests by outcome (hit or miss).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.builds = Counter(
+            "quiver_builds_started", "Builds started through this front end.", registry=self.registry
+        )
+        self.started = time.time()
+        self.totals: dict[str, float] = {"requests": 0, "bytes_sent": 0, "errors": 0}
+
+    def record_materialize(self, hit: bool) -> None:
+        self.cache.labels("hit" if hit else "miss").inc()
+        if not hit:
+            self.builds.inc()
+
+    def snapshot(self) -> dict[str, Any]:
+        hits = self.cache.labels("hit")._value.get()
+        misses = self.cache.labels("miss")._value.get()
+        return {
+            "uptime_s": round(time.time() - self.started, 3),
+            "requests": int(self.totals["requests"]),
+            "errors": int(self.totals["errors"]),
+            "bytes_sent": int(self.totals["bytes_sent"]),
+            "materialize": {"hits": int(hits), "misses": int(misses)},
+        }
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        sent = 0
+
+        async def measuring_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                route = scope.get("route")
+                self.metrics.latency.labels(getattr(route, "path", "unmatched")).observe(
+                    time.perf_counter() - start
+                )
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, measuring_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.bytes_sent.labels(route).inc(sent)
+            self.metrics.totals["requests"] += 1
+            self.metrics.totals["bytes_sent"] += sent
+            if status >= 500:
+                self.metrics.totals["errors"] += 1
