@@ -425,10 +425,16 @@ class Materializer:
     def open_artifact(self, artifact_id: str, version: int) -> pa.RecordBatchReader:
         """A ready artifact's batches, or a build in progress followed as it grows."""
         with self._lock:
-            for flight in self._inflight.values():
-                b = flight.build
-                if b is not None and (b.artifact_id, b.version) == (artifact_id, version):
-                    return b.follow()
+            live = [
+                f.build
+                for f in self._inflight.values()
+                if f.build is not None
+                and (f.build.artifact_id, f.build.version) == (artifact_id, version)
+            ]
+        if live:
+            # Outside the lock: follow() may wait for the build, whose publish
+            # needs this lock (_forget) before it wakes anyone.
+            return live[0].follow()
         info = self.store.get(artifact_id, version)
         if info.state == "failed":
             raise BuildFailed(
