@@ -105,8 +105,8 @@ ServerFactory = Callable[..., QuiverFlightServer]
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
-    """``make_server(**settings)``: a started in-process server on an ephemeral port."""
+def make_flight_server(tmp_path: Path) -> Iterator[ServerFactory]:
+    """``make_flight_server(**settings)``: a started in-process server on an ephemeral port."""
     servers: list[QuiverFlightServer] = []
 
     def make(**overrides: Any) -> QuiverFlightServer:
@@ -130,12 +130,12 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
 
 
 @pytest.fixture
-def server(make_server: ServerFactory) -> QuiverFlightServer:
-    return make_server()
+def flight_server(make_flight_server: ServerFactory) -> QuiverFlightServer:
+    return make_flight_server()
 
 
 @pytest.fixture
-def client(server: QuiverFlightServer) -> Iterator[fl.FlightClient]:
-    c = fl.connect(server.location)
+def flight_client(flight_server: QuiverFlightServer) -> Iterator[fl.FlightClient]:
+    c = fl.connect(flight_server.location)
     yield c
     c.close()

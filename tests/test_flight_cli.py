@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,18 +19,38 @@ from quiver.cli import main, parse_filter
 from quiver.errors import InvalidArgument
 from tests.fixtures_flight import DEMO_ROWS, act, cmd
 
+
+# Short local names for the fixtures of tests/fixtures_flight.py (other plugins
+# define their own ``client``/``server``).
+@pytest.fixture
+def make_server(make_flight_server):
+    return make_flight_server
+
+
+@pytest.fixture
+def server(flight_server):
+    return flight_server
+
+
+@pytest.fixture
+def client(flight_client):
+    return flight_client
+
+
 QUIVER = shutil.which("quiver", path=str(Path(sys.executable).parent)) or "quiver"
 
 
 def start_serve(data_dir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     """Start ``quiver serve`` on free ports; read where it listens from its stdout."""
+    errors = (data_dir.parent / "serve-stderr.txt").open("a")
     proc = subprocess.Popen(
         [QUIVER, "serve", "--data-dir", str(data_dir), "--flight-port", "0", "--rest-port", "0"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors,
         text=True,
         env={**os.environ, "QUIVER_LOG_LEVEL": "warning"},
     )
+    errors.close()
     seen: dict[str, str] = {}
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -37,13 +58,22 @@ def start_serve(data_dir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
         seen[key] = value
         if line.startswith("ready"):
             return proc, seen
-    raise AssertionError(f"quiver serve exited: {proc.wait()} {proc.stderr.read()}")
+    raise AssertionError(f"quiver serve exited with {proc.wait()}")
 
 
 def stop(proc: subprocess.Popen) -> str:
+    """SIGTERM; on a hang, dump the server's stacks (SIGUSR1) into its stderr file, kill it."""
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(2)
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("quiver serve did not stop on SIGTERM; see serve-stderr.txt") from None
+    assert proc.returncode == 0
     return out
 
 
