@@ -38,17 +38,20 @@ class Diagnostic:
 
 @dataclass(frozen=True)
 class Annotations:
-    """First-lines comment annotations: ``# @name x`` / ``-- @name x``, ``@after <cell-id>``."""
+    """First-lines comment annotations: ``# @name x`` / ``-- @name x``, ``@after <cell-id>``,
+    ``@timeout <seconds>``, ``@worker <name>``."""
 
     name: str | None = None
     after: tuple[str, ...] = ()
+    timeout: float | None = None
+    worker: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
             "after": list(self.after),
-            "worker": None,
-            "timeout": None,
+            "worker": self.worker,
+            "timeout": self.timeout,
             "env": {},
             "mounts": [],
             "tables": [],
@@ -78,9 +81,11 @@ class CellAnalysis:
 
 
 def parse_annotations(source: str, prefix: str) -> tuple[Annotations, list[Diagnostic]]:
-    """Read ``@name``/``@after`` from the leading comment block (``#`` or ``--`` lines)."""
+    """Read ``@name``/``@after``/``@timeout``/``@worker`` from the leading comment block."""
     name: str | None = None
     after: list[str] = []
+    timeout: float | None = None
+    worker: str | None = None
     diags: list[Diagnostic] = []
     for lineno, raw in enumerate(source.splitlines(), start=1):
         line = raw.strip()
@@ -104,7 +109,21 @@ def parse_annotations(source: str, prefix: str) -> tuple[Annotations, list[Diagn
                 )
         elif key == "after":
             after.extend(v for v in value.replace(",", " ").split() if v not in after)
-    return Annotations(name=name, after=tuple(after)), diags
+        elif key == "timeout":
+            try:
+                timeout = float(value.removesuffix("s"))
+                if not timeout > 0:
+                    raise ValueError(value)
+            except ValueError:
+                timeout = None
+                diags.append(
+                    Diagnostic(
+                        "warn", "bad_annotation", f"@timeout needs seconds > 0: {value!r}", lineno
+                    )
+                )
+        elif key == "worker" and value:
+            worker = value
+    return Annotations(name=name, after=tuple(after), timeout=timeout, worker=worker), diags
 
 
 def analyse(language: str, source: str, cell_id: str) -> CellAnalysis:

@@ -43,6 +43,8 @@ class NotebookManager:
         self.root = self.root.resolve()
         self._python_versions = python_versions
         self._sessions: dict[str, Session] = {}
+        self.on_close: list[Callable[[Session], None]] = []
+        """Called with each session that is closed or evicted (e.g. to stop its kernel)."""
         self._lock = threading.Lock()
         self._open_lock = threading.Lock()
 
@@ -78,10 +80,11 @@ class NotebookManager:
         """Close sessions idle past the timeout, then the oldest idle beyond the cap."""
         now = self.clock()
         limit = self.settings.notebook_session_idle_s
+        gone: list[Session] = []
         with self._lock:
             for sid, s in list(self._sessions.items()):
                 if now - s.last_used > limit and not s.executing:
-                    del self._sessions[sid]
+                    gone.append(self._sessions.pop(sid))
             extra = len(self._sessions) - self.settings.notebook_max_sessions
             if extra > 0:
                 idle = sorted(
@@ -89,7 +92,13 @@ class NotebookManager:
                     key=lambda s: s.last_used,
                 )
                 for s in idle[:extra]:
-                    del self._sessions[s.id]
+                    gone.append(self._sessions.pop(s.id))
+        self._closed(gone)
+
+    def _closed(self, sessions: list[Session]) -> None:
+        for session in sessions:
+            for hook in self.on_close:
+                hook(session)
 
     def get(self, session_id: str, message: str = NOT_FOUND) -> Session:
         self.evict_idle()
@@ -178,7 +187,15 @@ class NotebookManager:
 
     def close(self, session_id: str) -> None:
         with self._lock:
-            self._sessions.pop(session_id, None)
+            session = self._sessions.pop(session_id, None)
+        if session is not None:
+            self._closed([session])
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        self._closed(sessions)
 
     def delete(self, session_id: str) -> dict[str, Any]:
         self.require_personal()

@@ -90,7 +90,7 @@ class RuntimeState:
             self.cells = dict(data.get("cells") or {})
             self.env_snapshots = dict(data.get("env_snapshots") or {})
 
-    def save(self) -> None:
+    def save(self, *, durable: bool = True) -> None:
         self._runs = None
         self.path.parent.mkdir(exist_ok=True)
         body = {
@@ -98,7 +98,7 @@ class RuntimeState:
             "cells": self.cells,
             "env_snapshots": self.env_snapshots,
         }
-        atomic_write(self.path, json.dumps(body, indent=1, sort_keys=True))
+        atomic_write(self.path, json.dumps(body, indent=1, sort_keys=True), durable=durable)
 
     def runs(self) -> dict[str, RunRecord]:
         if self._runs is None:
@@ -130,8 +130,13 @@ class RuntimeState:
         inputs: Mapping[str, str],
         status: str = "ready",
         extra: Mapping[str, Any] | None = None,
+        durable: bool = True,
     ) -> None:
-        """Remember a finished run; ``extra`` keeps executor fields (outputs, console...)."""
+        """Remember a finished run; ``extra`` keeps executor fields (outputs, console...).
+
+        Runs save without fsync (``durable=False``): losing the file only
+        makes cells idle, and an unreadable one is ignored.
+        """
         record = dict(self.cells.get(cell_id, {}))
         record.update(extra or {})
         record.update(
@@ -145,7 +150,7 @@ class RuntimeState:
         self.env_snapshots[env.hash] = dict(env.packages)
         while len(self.env_snapshots) > MAX_SNAPSHOTS:
             self.env_snapshots.pop(next(iter(self.env_snapshots)))
-        self.save()
+        self.save(durable=durable)
 
     def forget(self, cell_id: str) -> None:
         if self.cells.pop(cell_id, None) is not None:

@@ -8,6 +8,7 @@ import tomllib
 from typing import Any
 
 from notebooks.dag import Dag
+from notebooks.outputs import EMPTY_CELL_FIELDS
 from notebooks.session import CellState, Derived, Session
 
 
@@ -55,14 +56,6 @@ def cell_static(cell: CellState) -> dict[str, Any]:
         "variant_group": None,
         "variant_name": None,
         "variant_active": True,
-        "artifact_uri": None,
-        "artifact_uris": {},
-        "display_outputs": [],
-        "display_output": None,
-        "console_stdout": "",
-        "console_stderr": "",
-        "cache_hit": False,
-        "execution_method": None,
         "remote_worker": None,
         "remote_transport": None,
         "remote_build_id": None,
@@ -78,9 +71,10 @@ def cell_static(cell: CellState) -> dict[str, Any]:
 
 
 def cell_dynamic(cell: CellState, derived: Derived) -> dict[str, Any]:
-    """The part of a Cell that other cells' edits change: edges, staleness, diagnostics."""
+    """The part of a Cell that edits and runs change: edges, staleness, diagnostics, outputs."""
     dag = derived.dag
     st = derived.staleness.get(cell.id)
+    result = derived.results.get(cell.id)
     diagnostics = [
         d.to_dict()
         for d in (
@@ -90,14 +84,16 @@ def cell_dynamic(cell: CellState, derived: Derived) -> dict[str, Any]:
         )
     ]
     downstream = list(dag.downstream.get(cell.id, ()))
+    status = "running" if derived.running == cell.id else (st.status if st else "idle")
     out: dict[str, Any] = {
-        "status": st.status if st else "idle",
+        "status": status,
         "upstream_ids": list(dag.upstream.get(cell.id, ())),
         "downstream_ids": downstream,
         "annotation_diagnostics": diagnostics,
         "is_leaf": not downstream,
         "staleness": {"status": st.status, "reasons": list(st.reasons)} if st else None,
         "staleness_reasons": list(st.reasons) if st else [],
+        **(result.cell_fields() if result is not None else EMPTY_CELL_FIELDS),
     }
     causality = st.causality() if st else None
     if causality is not None:
@@ -134,6 +130,8 @@ def cell_json(cell: CellState, derived: Derived, cache: dict[str, Any]) -> bytes
         derived.staleness.get(cell.id),
         dag.diagnostics.get(cell.id),
         dag.shadow_warnings.get(cell.id),
+        derived.results.get(cell.id),
+        derived.running == cell.id,
     )
     hit = cache.get(cell.id)
     if hit is not None and hit[0] is cell:

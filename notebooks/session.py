@@ -11,6 +11,7 @@ from it.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from notebooks.analysis import EXTENSIONS, CellAnalysis, Diagnostic, analyse
 from notebooks.dag import Dag, build_dag
 from notebooks.disk import CellEntry, NotebookDir, iso, now
+from notebooks.outputs import CellResult, ResultStore
 from notebooks.paths import check_name
 from notebooks.runtime import RuntimeState, read_env
 from notebooks.staleness import CellFacts, Env, Staleness, compute_staleness, source_hash
@@ -47,6 +49,10 @@ class Derived:
     cells: tuple[CellState, ...] = ()  # in notebook order
     dag: Dag = field(default_factory=Dag)
     staleness: Mapping[str, Staleness] = field(default_factory=dict)
+    results: Mapping[str, CellResult] = field(default_factory=dict)
+    """Each cell's last finished run (its outputs, console, displays)."""
+    running: str | None = None
+    """The cell executing now, shown as ``running``."""
 
     def cell(self, cell_id: str) -> CellState | None:
         for cell in self.cells:
@@ -85,6 +91,8 @@ class Session:
         self.env_busy = False  # set by environment jobs
         self.env: Env = Env(hash="")
         self.runtime = RuntimeState(nb.state_dir)
+        self.result_store = ResultStore(nb.state_dir)
+        self.results: dict[str, CellResult] = {}
         self.derived = Derived()
         self.render_cache: dict[str, object] = {}  # encoded Cell JSON, see serialize.cell_json
         self.reload()
@@ -106,6 +114,12 @@ class Session:
             self.runtime.load()
             self.env = read_env(self.nb.path)
             cells = tuple(_analyse_cell(self.nb, e) for e in self.nb.cell_entries())
+            self.results = {}
+            for c in cells:
+                last = self.runtime.cells.get(c.id, {}).get("last_result")
+                result = self.result_store.get(last) if isinstance(last, str) else None
+                if result is not None and result.cell_id == c.id:
+                    self.results[c.id] = result
             self._derive(cells)
 
     def refresh_env(self) -> None:
@@ -116,15 +130,39 @@ class Session:
     def _derive(self, cells: Sequence[CellState]) -> None:
         ordered = tuple(sorted(cells, key=lambda c: c.entry.order))
         dag = build_dag([(c.id, c.analysis) for c in ordered])
+        default_worker = self.nb.get("worker")
         facts = {
-            c.id: CellFacts(c.entry.language, c.source_hash, c.analysis.annotations.name)
+            c.id: CellFacts(
+                c.entry.language,
+                c.source_hash,
+                c.analysis.annotations.name,
+                c.analysis.annotations.worker or c.entry.worker or default_worker,
+            )
             for c in ordered
         }
         order = dag.topological_order or tuple(c.id for c in ordered)
         stale = compute_staleness(
             order, facts, dag.upstream, self.runtime.runs(), self.env, self.runtime.env_snapshots
         )
-        self.derived = Derived(ordered, dag, stale)
+        self.derived = Derived(ordered, dag, stale, dict(self.results), self.derived.running)
+
+    def set_running(self, cell_id: str | None) -> None:
+        with self.lock:
+            self.derived = dataclasses.replace(self.derived, running=cell_id)
+
+    def cell_worker(self, cell: CellState) -> str | None:
+        return cell.analysis.annotations.worker or cell.entry.worker or self.nb.get("worker")
+
+    def cell_timeout(self, cell: CellState) -> float | None:
+        """``# @timeout`` annotation, else the cell's toml ``timeout``, else the notebook's."""
+        for value in (
+            cell.analysis.annotations.timeout,
+            cell.entry.timeout,
+            self.nb.get("timeout"),
+        ):
+            if isinstance(value, int | float) and value > 0:
+                return float(value)
+        return None
 
     def _require_cell(self, cell_id: str, message: str) -> CellState:
         cell = self.derived.cell(cell_id)
@@ -194,6 +232,7 @@ class Session:
             if not cell.file_diagnostics:
                 self.nb.delete_cell_file(cell.entry.file)
             self.runtime.forget(cell_id)
+            self.results.pop(cell_id, None)
             self._derive(tuple(c for c in self.derived.cells if c.id != cell_id))
 
     def reorder(self, cell_ids: Sequence[str]) -> None:
@@ -243,4 +282,28 @@ class Session:
                 inputs=consumed,
                 status=status,
             )
+            self._derive(self.derived.cells)
+
+    def record_result(self, result: CellResult, source_hash: str) -> None:
+        """Record a finished run of ``result.cell_id`` (the executor's hook).
+
+        ``source_hash`` and the result's provenance hash are those the run
+        started with, so an edit made while the cell ran leaves it stale.
+        ``error`` runs are recorded too: their downstream cells become stale.
+        """
+        with self.lock:
+            self._require_cell(result.cell_id, "Cell not found")
+            if result.status == "ready":
+                self.result_store.put(result)
+            self.runtime.record_run(
+                result.cell_id,
+                source_hash=source_hash,
+                env=self.env,
+                provenance_hash=result.provenance_hash,
+                inputs=result.inputs,
+                status="error" if result.status == "error" else "ready",
+                extra={"last_result": result.provenance_hash if result.status == "ready" else None},
+                durable=False,
+            )
+            self.results[result.cell_id] = result
             self._derive(self.derived.cells)

@@ -1,7 +1,8 @@
 """Cell staleness as a pure function of the DAG, sources, environment and last runs.
 
 A cell's *provenance hash* is sha256 over its source hash, the environment
-hash and the provenance hashes of its upstream cells, so it changes exactly
+hash, the provenance hashes of its upstream cells and the worker it runs on
+(when one is named), so it changes exactly
 when something the cell's result depends on changed. Statuses:
 
 - ``ready`` — markdown always; otherwise the cell ran, succeeded, and
@@ -50,6 +51,7 @@ class CellFacts:
     language: str
     source_hash: str
     name: str | None = None
+    worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,16 @@ def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def provenance(source_h: str, env_h: str, inputs: Mapping[str, str]) -> str:
+def provenance(
+    source_h: str, env_h: str, inputs: Mapping[str, str], worker: str | None = None
+) -> str:
     h = hashlib.sha256()
     h.update(source_h.encode())
     h.update(b"\0")
     h.update(env_h.encode())
+    if worker:  # the default (local) worker leaves the hash as it always was
+        h.update(b"\0worker=")
+        h.update(worker.encode())
     for cid in sorted(inputs):
         h.update(b"\0")
         h.update(cid.encode())
@@ -121,7 +128,7 @@ def compute_staleness(
             continue
         ups = upstream.get(cid, ())
         inputs = {up: out[up].provenance_hash if up in out else "" for up in ups}
-        prov = provenance(facts.source_hash, env.hash, inputs)
+        prov = provenance(facts.source_hash, env.hash, inputs, facts.worker)
         run = runs.get(cid)
         if run is None:
             out[cid] = Staleness("idle", prov)

@@ -1,4 +1,4 @@
-"""Notebook routes (API.md §3–§6, §11): validate, call the domain, shape the JSON.
+"""Notebook routes (API.md §3–§6, §11, §13): validate, call the domain, shape the JSON.
 
 Statuses come from the domain errors (``rest/errors.py``); body validation is
 pydantic's 422. Responses are pre-built dicts of plain JSON types, encoded
@@ -10,17 +10,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 
 from notebooks.analysis import LANGUAGES
+from notebooks.execution import MODES, Executions, Runner
 from notebooks.manager import NotebookManager
 from notebooks.serialize import cell_json, cells_json, dag_dict, dumps, state_dict
 from notebooks.session import Session
-from quiver.errors import Internal
+from quiver.errors import Internal, InvalidArgument, NotFound, Unavailable
 from quiver.settings import Settings
+from rest.notebook_ws import Hub, serve_socket
+from rest.streaming import check_format, stream_response
 
 
 def _json(body: Any, *, started: float | None = None) -> Response:
@@ -107,10 +110,38 @@ def _check_source(source: str, limit: int) -> None:
         )
 
 
-def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
-    """The ``/v1/notebooks`` routes over ``manager``."""
+def notebook_router(
+    manager: NotebookManager,
+    settings: Settings,
+    *,
+    executions: Executions | None = None,
+    hub: Hub | None = None,
+) -> APIRouter:
+    """The ``/v1/notebooks`` routes over ``manager``.
+
+    ``executions`` (built over the same manager with the Flight location the
+    kernels and cell-data routes use) enables running cells and reading their
+    outputs; without it those routes answer 503. Run frames of ``executions``
+    go to the WebSocket ``hub`` (one is made if not given).
+    """
     router = APIRouter(prefix="/v1/notebooks", tags=["notebooks"])
     max_source = settings.notebook_max_source_chars
+    hub = hub or Hub()
+    if executions is not None:
+        executions.set_emitter(hub.publish)
+
+    def runner_for(session: Session) -> Runner:
+        if executions is None:
+            raise Unavailable("Cell execution is not configured on this server")
+        return executions.runner(session)
+
+    def changed(session: Session, *, dag: bool = False) -> None:
+        # Cheap when nobody listens: frames are built only for live sockets.
+        if not hub.has_clients(session.id):
+            return
+        hub.publish_state(session)
+        if dag:
+            hub.publish(session.id, "dag_update", dag_update(session))
 
     def opened(session: Session, *, dag: bool) -> dict[str, Any]:
         with session.lock:
@@ -180,6 +211,7 @@ def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
         with session.lock:
             cell = session.add_cell(body.language, body.after_cell_id)
             derived = session.derived
+        changed(session, dag=True)
         return _json(cell_json(_current(derived, cell.id), derived, session.render_cache))
 
     @router.put("/{session_id}/cells/reorder")
@@ -188,6 +220,7 @@ def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
         with session.lock:
             session.reorder(body.cell_ids)
             derived = session.derived
+        changed(session, dag=True)
         cells = cells_json(derived, session.render_cache)
         return _json(_object(notebook_id=session.nb.notebook_id, cells=cells))
 
@@ -198,6 +231,7 @@ def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
         with session.lock:
             session.update_source(cell_id, body.source)
             derived = session.derived
+        changed(session, dag=True)
         cache = session.render_cache
         return _json(
             _object(
@@ -213,6 +247,7 @@ def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
         with session.lock:
             session.delete_cell(cell_id)
             derived = session.derived
+        changed(session, dag=True)
         dag = dag_dict(derived.dag, producers=False)
         dag["variant_groups"] = []
         return _json(
@@ -229,7 +264,77 @@ def notebook_router(manager: NotebookManager, settings: Settings) -> APIRouter:
     def get_dag(session_id: str) -> Response:
         return _json(dag_dict(manager.get(session_id).derived.dag))
 
+    # -- execution (API.md §5, §13) -------------------------------------------------------
+
+    @router.post("/{session_id}/cells/{cell_id}/execute")
+    def execute(session_id: str, cell_id: str, mode: str = "normal") -> Response:
+        session = manager.get(session_id)
+        if mode not in MODES:
+            raise InvalidArgument(f"unknown run mode '{mode}'")
+        if session.derived.cell(cell_id) is None:
+            raise NotFound("Cell not found")
+        return _json(runner_for(session).execute(cell_id, mode))
+
+    @router.post("/{session_id}/cells/{cell_id}/cancel")
+    def cancel(session_id: str, cell_id: str) -> Response:
+        session = manager.get(session_id)
+        if session.derived.cell(cell_id) is None:
+            raise NotFound("Cell not found")
+        runner = executions.get(session.id) if executions is not None else None
+        cancelled = runner is not None and runner.cancel(cell_id)
+        return _json({"cell_id": cell_id, "cancelled": cancelled})
+
+    @router.get("/{session_id}/cells/{cell_id}/outputs/{variable}")
+    def cell_output(
+        session_id: str, cell_id: str, variable: str, format: str | None = None
+    ) -> Response:
+        fmt = check_format(format)
+        session = manager.get(session_id)
+        derived = session.derived
+        if derived.cell(cell_id) is None:
+            raise NotFound("Cell not found")
+        result = derived.results.get(cell_id)
+        var = result.variables.get(variable) if result is not None else None
+        if var is None:
+            raise NotFound(f"Cell {cell_id} has no output named '{variable}' (run the cell?)")
+        if var.get("kind") != "arrow" or not var.get("artifact_uri"):
+            raise NotFound(
+                f"Output '{variable}' of cell {cell_id} is a {var.get('type', 'value')}, "
+                "not a table; only tables are served as data"
+            )
+        if executions is None:
+            raise Unavailable("Cell data needs the Flight service, which is not configured")
+        uri = str(var["artifact_uri"])
+        reader = executions.client.stream(uri)  # a Flight DoGet, forwarded batch by batch
+        return stream_response(
+            reader, fmt, filename=variable, headers={"X-Strata-Artifact-Uri": uri}
+        )
+
+    @router.websocket("/ws/{session_id}")
+    async def socket(websocket: WebSocket, session_id: str) -> None:
+        await serve_socket(websocket, session_id, hub, manager, executions)
+
     return router
+
+
+def dag_update(session: Session) -> dict[str, Any]:
+    derived = session.derived
+    body = dag_dict(derived.dag, producers=False)
+    body["cells"] = [
+        {
+            "id": c.id,
+            "defines": list(c.analysis.defines),
+            "references": list(c.analysis.references),
+            "upstream_ids": list(derived.dag.upstream.get(c.id, ())),
+            "downstream_ids": list(derived.dag.downstream.get(c.id, ())),
+            "is_leaf": not derived.dag.downstream.get(c.id),
+            "annotation_diagnostics": [d.to_dict() for d in c.analysis.diagnostics],
+            "is_module_cell": c.analysis.module_exports is not None,
+        }
+        for c in derived.cells
+    ]
+    body["variant_groups"] = []
+    return body
 
 
 def _current(derived: Any, cell_id: str) -> Any:

@@ -8,7 +8,12 @@ import pytest
 
 from quiver.settings import Settings
 
-pytest_plugins = ["tests.fixtures_iceberg", "tests.fixtures_flight", "tests.fixtures_notebooks"]
+pytest_plugins = [
+    "tests.fixtures_iceberg",
+    "tests.fixtures_flight",
+    "tests.fixtures_notebooks",
+    "tests.fixtures_execution",
+]
 
 
 @pytest.fixture

@@ -542,9 +542,15 @@ def test_cycle_is_reported_not_a_500(client):
     assert dag["roots"] == dag["leaves"] == [] and dag["variable_producer"] == {}
 
 
-def test_unknown_route_is_404(client):
+def test_execute_checks_mode_and_cell_then_needs_an_executor(client):
     sid = create(client)["session_id"]
-    assert client.post(f"/v1/notebooks/{sid}/cells/x/execute").status_code == 404
+    r = client.post(f"/v1/notebooks/{sid}/cells/x/execute", params={"mode": "odd"})
+    assert r.status_code == 400 and r.json()["detail"] == "unknown run mode 'odd'"
+    r = client.post(f"/v1/notebooks/{sid}/cells/x/execute")
+    assert r.status_code == 404 and r.json()["detail"] == "Cell not found"
+    cid = add(client, sid)["id"]
+    r = client.post(f"/v1/notebooks/{sid}/cells/{cid}/execute")  # no Flight service given
+    assert r.status_code == 503 and "not configured" in r.json()["detail"]
 
 
 def test_paths_in_responses_are_inside_root(client, nb_root):
