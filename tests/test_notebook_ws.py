@@ -1,0 +1,133 @@
+"""The notebook WebSocket (API.md §13) with two sockets on one session, real kernels."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from tests.fixtures_execution import Nb, recv_until
+
+
+def send(ws, kind: str, **payload) -> None:
+    ws.send_text(json.dumps({"type": kind, "payload": payload}))
+
+
+def is_status(cid: str, status: str):
+    return lambda f: (
+        f["type"] == "cell_status"
+        and f["payload"]
+        == {
+            **f["payload"],
+            "cell_id": cid,
+            "status": status,
+        }
+    )
+
+
+def test_unknown_session_is_closed_with_1008(nb: Nb) -> None:
+    with (
+        pytest.raises(WebSocketDisconnect) as info,
+        nb.client.websocket_connect("/v1/notebooks/ws/nope"),
+    ):
+        pass
+    assert info.value.code == 1008
+
+
+def test_cascade_prompt_then_broadcast_to_both_sockets(nb: Nb) -> None:
+    a = nb.add("x = 1\nprint('one')\nprint('two')")
+    b = nb.add("y = x + 1")
+    url = f"/v1/notebooks/ws/{nb.sid}"
+    with nb.client.websocket_connect(url) as ws1, nb.client.websocket_connect(url) as ws2:
+        send(ws1, "bogus")
+        err = recv_until(ws1, lambda f: f["type"] == "error")[-1]
+        assert err["payload"] == {"error": "Unknown message type: bogus"}
+        send(ws1, "cell_execute", cell_id=b)
+        prompt = recv_until(ws1, lambda f: f["type"] == "cascade_prompt")[-1]
+        assert prompt["payload"]["cells_to_run"] == [a, b]
+        send(ws1, "cell_execute_cascade", cell_id=b, plan_id="wrong")
+        err = recv_until(ws1, lambda f: f["type"] == "error")[-1]
+        assert err["payload"]["error"] == "Cascade plan not found or expired"
+        send(ws1, "cell_execute_cascade", cell_id=b, plan_id=prompt["payload"]["plan_id"])
+        for ws in (ws1, ws2):
+            frames = recv_until(
+                ws, lambda f: f["type"] == "cell_output" and f["payload"]["cell_id"] == b
+            )
+            frames += recv_until(ws, is_status(b, "ready"))
+            kinds = [(f["type"], f["payload"].get("cell_id")) for f in frames]
+            assert kinds.index(("cell_status", a)) < kinds.index(("cell_output", a))
+            assert ("cascade_progress", None) in kinds
+            console = [f["payload"]["text"] for f in frames if f["type"] == "cell_console"]
+            assert "".join(console) == "one\ntwo\n"
+            assert kinds.index(("cell_console", a)) < kinds.index(("cell_output", a))
+            out = next(
+                f for f in frames if f["type"] == "cell_output" and f["payload"]["cell_id"] == b
+            )
+            assert out["payload"]["outputs"]["y"]["preview"] == 2
+            seqs = [f["seq"] for f in frames]
+            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+            assert all(f["ts"].endswith("Z") for f in frames)
+
+        # a REST-triggered run broadcasts the same frames; a REST edit sends notebook_state
+        nb.edit(a, "x = 5")
+        for ws in (ws1, ws2):
+            state = recv_until(ws, lambda f: f["type"] == "notebook_state")[-1]
+            assert state["seq"] == 0
+            recv_until(ws, lambda f: f["type"] == "dag_update")
+        assert nb.run(b, "force")["status"] == "ready"
+        for ws in (ws1, ws2):
+            frames = recv_until(ws, lambda f: f["type"] == "cell_output")
+            assert frames[0]["payload"] == {"cell_id": b, "status": "running"}
+
+        send(ws2, "cell_execute_rerun", cell_id=b)  # no prompt: runs a, then b
+        frames = recv_until(
+            ws1, lambda f: f["type"] == "cell_output" and f["payload"]["cell_id"] == b
+        )
+        assert [f["payload"]["cell_id"] for f in frames if f["type"] == "cell_output"] == [a, b]
+        send(ws1, "notebook_sync")
+        state = recv_until(ws1, lambda f: f["type"] == "notebook_state")[-1]
+        assert {c["id"]: c["status"] for c in state["payload"]["cells"]} == {a: "ready", b: "ready"}
+
+
+def test_console_streams_while_running_busy_error_and_cancel(nb: Nb, tmp_path) -> None:
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    slow = nb.add(
+        f"print('waiting', flush=True)\nwith open({str(gate)!r}) as f:\n    got = f.read()\n"
+        "print('got', got)"
+    )
+    spin = nb.add("print('spin', flush=True)\nwhile True:\n    pass")
+    url = f"/v1/notebooks/ws/{nb.sid}"
+    with nb.client.websocket_connect(url) as ws, nb.client.websocket_connect(url) as other:
+        send(ws, "cell_execute", cell_id=slow)
+        frames = recv_until(ws, lambda f: f["type"] == "cell_console")
+        assert frames[-1]["payload"] == {"cell_id": slow, "stream": "stdout", "text": "waiting"}
+        send(other, "cell_execute", cell_id=spin)  # one run at a time
+        err = recv_until(other, lambda f: f["type"] == "error")[-1]
+        assert err["payload"]["error"] == f"Notebook is already executing cell {slow}"
+        with open(gate, "w") as f:
+            f.write("open")
+        frames = recv_until(ws, lambda f: f["type"] == "cell_output")
+        texts = [f["payload"]["text"] for f in frames if f["type"] == "cell_console"]
+        assert "".join(texts).startswith("\ngot open")
+        recv_until(ws, is_status(slow, "ready"))
+
+        send(ws, "cell_execute", cell_id=spin)
+        recv_until(ws, lambda f: f["type"] == "cell_console")
+        send(other, "cell_cancel", cell_id=spin)
+        recv_until(ws, is_status(spin, "idle"))
+
+    runner = nb.executions.get(nb.sid)
+    assert runner is not None and not runner.busy
+
+
+def test_viewer_sockets_are_read_only(nb: Nb) -> None:
+    a = nb.add("x = 1")
+    with nb.client.websocket_connect(f"/v1/notebooks/ws/{nb.sid}?role=viewer") as ws:
+        send(ws, "cell_execute", cell_id=a)
+        err = recv_until(ws, lambda f: f["type"] == "error")[-1]
+        assert err["payload"] == {"error": "This socket is read-only", "code": "read_only"}
+        send(ws, "notebook_sync")
+        recv_until(ws, lambda f: f["type"] == "notebook_state")
