@@ -404,6 +404,7 @@ class ArtifactStore:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._leases: Counter[tuple[str, int]] = Counter()
+        self._schemas: dict[tuple[str, int], pa.Schema] = {}
         self._db = sqlite3.connect(
             self.root / "store.db", check_same_thread=False, isolation_level=None
         )
@@ -506,10 +507,18 @@ class ArtifactStore:
         return report
 
     # --- reading metadata -------------------------------------------------
-    @staticmethod
-    def _info(row: sqlite3.Row) -> ArtifactInfo:
+    def _info(self, row: sqlite3.Row) -> ArtifactInfo:
         blob = row["arrow_schema"]
-        schema = pa.ipc.read_schema(pa.py_buffer(blob)) if blob else None
+        schema = None
+        if blob:
+            # Artifacts are immutable: decode each schema once.
+            key = (row["artifact_id"], row["version"])
+            schema = self._schemas.get(key)
+            if schema is None:
+                schema = pa.ipc.read_schema(pa.py_buffer(blob))
+                if len(self._schemas) > 10_000:
+                    self._schemas.clear()
+                self._schemas[key] = schema
         return ArtifactInfo(
             artifact_id=row["artifact_id"],
             version=row["version"],

@@ -11,6 +11,7 @@ message):
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -136,6 +137,13 @@ def parse_uri(uri: object) -> Ref:
     """Parse ``uri`` into a :data:`Ref`, or raise :class:`InvalidArgument`."""
     if not isinstance(uri, str):
         raise _refuse(uri, "a URI must be a string")
+    return _parse_str(uri)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_str(uri: str) -> Ref:
+    # Pure and hot (every materialize parses its inputs): cache the parsed refs,
+    # which are frozen. Refusals raise and are not cached.
     if not uri or uri != uri.strip():
         raise _refuse(uri, "empty or surrounded by whitespace")
     if uri.startswith("strata://"):

@@ -9,6 +9,7 @@ immutable metadata file, the snapshot and the filters.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -91,15 +92,19 @@ class Warehouses:
         # catalog.db (~10 µs) and the table loaded from it, reused until it moves.
         self._pointers: dict[str, sqlite3.Connection] = {}
         self._tables: dict[tuple[str, str], tuple[str, Table]] = {}
+        self._resolved: dict[tuple[TableRef, str, int | None], ResolvedTable] = {}
 
     def catalog(self, warehouse: str) -> SqlCatalog:
+        cached = self._catalogs.get(warehouse)
+        if cached is not None and os.path.isfile(os.path.join(warehouse, "catalog.db")):
+            return cached
         wh = Path(warehouse)
+        db = wh / "catalog.db"
         if not wh.is_dir():
             raise NotFound(
                 f"warehouse {warehouse} does not exist (no such directory)",
                 detail={"warehouse": warehouse, "reason": "no such directory"},
             )
-        db = wh / "catalog.db"
         if not db.is_file():
             raise NotFound(
                 f"warehouse {warehouse} has no catalog.db (not an Iceberg SQL-catalog warehouse)",
@@ -121,7 +126,7 @@ class Warehouses:
         with self._lock:
             con = self._pointers.get(ref.warehouse)
             if con is None:
-                uri = f"file:{Path(ref.warehouse) / 'catalog.db'}?mode=ro"
+                uri = f"file:{os.path.join(ref.warehouse, 'catalog.db')}?mode=ro"
                 con = sqlite3.connect(uri, uri=True, check_same_thread=False)
                 self._pointers[ref.warehouse] = con
             try:
@@ -179,6 +184,18 @@ class Warehouses:
         a function of the snapshot id alone (the provenance version).
         """
         table = self.load(ref)
+        key = (ref, table.metadata_location, snapshot_id)
+        hit = self._resolved.get(key)
+        if hit is not None:
+            return hit
+        resolved = self._resolve(ref, table, snapshot_id)
+        with self._lock:
+            if len(self._resolved) > 1024:
+                self._resolved.clear()
+            self._resolved[key] = resolved
+        return resolved
+
+    def _resolve(self, ref: TableRef, table: Table, snapshot_id: int | None) -> ResolvedTable:
         metadata = table.metadata
         if snapshot_id is None:
             snapshot = table.current_snapshot()
@@ -254,6 +271,7 @@ class Warehouses:
             self._catalogs.clear()
             self._pointers.clear()
             self._tables.clear()
+            self._resolved.clear()
             self._plans.clear()
 
 
