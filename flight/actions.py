@@ -6,6 +6,7 @@ JSON-able value; the server sends it as the one result of the action.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,6 +85,10 @@ class PrefixArg(BaseModel):
     prefix: str | None = None
 
 
+class DependentsArg(ArtifactArg):
+    limit: int | None = Field(default=None, ge=1)
+
+
 class GcArg(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -120,6 +125,15 @@ def info_json(info: ArtifactInfo) -> dict[str, Any]:
     }
 
 
+def build_id(artifact_id: str, version: int) -> str:
+    """The id of the build of one version: the artifact id for v1, ``{id}.v{n}`` after.
+
+    Artifact ids never contain ``.``, so the two forms cannot collide. Stream ids
+    are the same ids: ``GET /v1/streams/{id}`` follows the build of that version.
+    """
+    return artifact_id if version == 1 else f"{artifact_id}.v{version}"
+
+
 def result_json(result: MaterializeResult, request: MaterializeRequest) -> dict[str, Any]:
     """The materialize answer: the library's JSON plus what a Flight client needs."""
     body = result.to_json()
@@ -128,10 +142,8 @@ def result_json(result: MaterializeResult, request: MaterializeRequest) -> dict[
     body["stream_id"] = None
     body["build_id"] = None
     if result.state == "building":
-        if request.mode == "stream":
-            body["stream_id"] = result.artifact_id
-        else:
-            body["build_id"] = result.artifact_id
+        key = "stream_id" if request.mode == "stream" else "build_id"
+        body[key] = build_id(result.artifact_id, result.version)
     return body
 
 
@@ -161,7 +173,14 @@ def _explain(core: Core, body: Any) -> Any:
 )
 def _status(core: Core, body: Any) -> Any:
     aid, version = parse_model(ArtifactArg, body, "status request").resolve(core)
-    return info_json(core.store.get(aid, version))
+    info = core.store.get(aid, version)
+    answer = info_json(info)
+    answer["arrow_schema"] = (
+        base64.b64encode(info.schema.serialize().to_pybytes()).decode() if info.schema else None
+    )
+    answer["input_versions"] = {i.uri: i.version for i in core.store.inputs(aid, version)}
+    answer["build_id"] = build_id(aid, version)
+    return answer
 
 
 @action("name-set", 'Point a name at an artifact version: {"name", "artifact_uri"}.')
@@ -219,14 +238,23 @@ def _lineage(core: Core, body: Any) -> Any:
     }
 
 
-@action("dependents", "The artifact versions built from an artifact version.")
+@action("dependents", "The artifact versions built from an artifact version ({limit?}).")
 def _dependents(core: Core, body: Any) -> Any:
-    aid, version = parse_model(ArtifactArg, body, "dependents request").resolve(core)
+    arg = parse_model(DependentsArg, body, "dependents request")
+    aid, version = arg.resolve(core)
+    found = core.store.dependents(aid, version)[: arg.limit]
     return {
         "artifact_uri": artifact_uri(aid, version),
         "dependents": [
-            {"artifact_uri": d.uri, "state": d.state, "executor": d.executor}
-            for d in core.store.dependents(aid, version)
+            {
+                "artifact_uri": d.uri,
+                "artifact_id": d.artifact_id,
+                "version": d.version,
+                "state": d.state,
+                "executor": d.executor,
+                "created_at": d.created_at,
+            }
+            for d in found
         ],
     }
 
@@ -238,10 +266,23 @@ def _delete(core: Core, body: Any) -> Any:
     return {"status": "deleted", "artifact_uri": artifact_uri(aid, version)}
 
 
-@action("gc", 'Drop old failed and superseded versions and evict to the cap: {"max_bytes"?}.')
+@action(
+    "gc",
+    'Drop old failed and superseded versions and evict to the cap: {"max_bytes"?}; '
+    "answers removed, evicted, deleted_count, deleted_bytes, store_bytes and store stats.",
+)
 def _gc(core: Core, body: Any) -> Any:
     arg = parse_model(GcArg, body, "gc request")
-    return core.store.gc(max_bytes=arg.max_bytes, failed_older_than_s=arg.failed_older_than_s)
+    before = _stored_bytes(core.store.stats())
+    answer = core.store.gc(max_bytes=arg.max_bytes, failed_older_than_s=arg.failed_older_than_s)
+    answer["deleted_count"] = len(answer["removed"]) + len(answer["evicted"])
+    answer["store_bytes"] = _stored_bytes(answer)
+    answer["deleted_bytes"] = max(0, before - answer["store_bytes"])
+    return answer
+
+
+def _stored_bytes(stats: dict[str, Any]) -> int:
+    return int(sum(s["bytes"] for s in stats["by_state"].values()))
 
 
 @action("executors", "The registered executors with the JSON schema of their params.")

@@ -30,6 +30,35 @@ Target = str | dict[str, Any]
 """An artifact or name URI, a table URI (read as a plain scan), or a materialize result."""
 
 
+class FlightStream:
+    """One DoGet in progress. :meth:`cancel` is thread-safe: a read blocked in another
+    thread fails at once, and the server stops sending (and releases what it holds)."""
+
+    def __init__(self, reader: fl.FlightStreamReader, schema: pa.Schema) -> None:
+        self._reader = reader
+        self.schema = schema
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            while True:
+                try:
+                    chunk = self._reader.read_chunk()
+                except StopIteration:
+                    return
+                if chunk.data is not None:
+                    yield chunk.data
+        except fl.FlightError as exc:
+            raise from_flight_error(exc) from None
+        finally:
+            self._reader.cancel()
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(self.schema, self.batches())
+
+    def cancel(self) -> None:
+        self._reader.cancel()
+
+
 class QuiverClient:
     """A connection to a Quiver Flight server. Thread-safe; a context manager."""
 
@@ -121,29 +150,18 @@ class QuiverClient:
         return self.action("explain", self._request(inputs, executor, params))
 
     # --- reading ----------------------------------------------------------------
-    def stream(self, target: Target) -> pa.RecordBatchReader:
-        """Batches of a result, as they arrive (a build in progress is followed)."""
+    def open_stream(self, target: Target) -> FlightStream:
+        """Start a DoGet; the stream can be cancelled from any thread."""
         try:
             reader = self._client.do_get(self._ticket(target), self._options)
             schema = reader.schema
         except fl.FlightError as exc:
             raise from_flight_error(exc) from None
+        return FlightStream(reader, schema)
 
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                while True:
-                    try:
-                        chunk = reader.read_chunk()
-                    except StopIteration:
-                        return
-                    if chunk.data is not None:
-                        yield chunk.data
-            except fl.FlightError as exc:
-                raise from_flight_error(exc) from None
-            finally:
-                reader.cancel()
-
-        return pa.RecordBatchReader.from_batches(schema, batches())
+    def stream(self, target: Target) -> pa.RecordBatchReader:
+        """Batches of a result, as they arrive (a build in progress is followed)."""
+        return self.open_stream(target).reader()
 
     def fetch(self, target: Target) -> pa.Table:
         """A whole result as a table."""

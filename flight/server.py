@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as fl
 
+import flight.queries  # noqa: F401  (registers its actions)
 from catalog.store import ArtifactInfo, Build
 from flight.actions import ACTIONS, info_json, materialize, result_json
 from flight.core import Core
@@ -43,6 +44,7 @@ from flight.security import (
     tls_certificates,
 )
 from flight.streams import data_stream
+from flight.uploads import stated_provenance, store_stated
 from quiver.errors import BuildFailed, Conflict, InvalidArgument
 from quiver.materialize import MaterializeRequest
 
@@ -219,8 +221,17 @@ class QuiverFlightServer(fl.FlightServerBase):
     ) -> dict[str, Any]:
         # The provenance of an upload is the hash of its content, known only at the
         # end, and the store needs it up front: spool the stream first, hashing it.
-        spool = self._spool / f"{uuid.uuid4().hex}.arrows"
         store = self.core.store
+        stated = stated_provenance(self.core, command.metadata)
+        if stated is not None:
+            try:
+                info, deduped = store_stated(
+                    self.core, reader.schema, _chunks(reader), stated, command.metadata
+                )
+            except pa.ArrowInvalid as exc:
+                raise InvalidArgument(f"invalid upload stream: {exc}") from None
+            return self._put_answer(info, deduped, command)
+        spool = self._spool / f"{uuid.uuid4().hex}.arrows"
         try:
             try:
                 with (
@@ -250,6 +261,10 @@ class QuiverFlightServer(fl.FlightServerBase):
         finally:
             spool.unlink(missing_ok=True)
         assert info is not None
+        return self._put_answer(info, deduped, command)
+
+    def _put_answer(self, info: ArtifactInfo, deduped: bool, command: PutCommand) -> dict[str, Any]:
+        store = self.core.store
         answer = info_json(info)
         answer["deduplicated"] = deduped
         answer["name_uri"] = None
