@@ -1,24 +1,108 @@
-"""The FastAPI application factory. Routers are passed their domain objects."""
+"""The FastAPI application: routers are passed their domain objects; the edge is wired here.
+
+``create_app(routers)`` builds a bare app (tests of one router use it);
+``app_from_settings(settings, flight_uri=...)`` is what ``quiver serve`` and
+``quiver rest`` run: the core and notebook routers over one Flight client,
+wrapped in the request-id, metrics, auth and body-limit middleware.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from flight.client import QuiverClient
 from quiver import __version__
+from quiver.settings import Settings
 from rest import errors
+from rest.core import FlightLink, core_router
+from rest.middleware import (
+    ASGIApp,
+    BearerAuth,
+    BodyLimit,
+    Metrics,
+    MetricsMiddleware,
+    RequestId,
+)
+from rest.ops import ops_router
+
+Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 
-def create_app(routers: Iterable[APIRouter] = ()) -> FastAPI:
+def create_app(routers: Iterable[APIRouter] = (), *, lifespan: Lifespan | None = None) -> FastAPI:
     """Build the app from routers; each router got its dependencies when it was made."""
-    app = FastAPI(title="Quiver", version=__version__)
+    app = FastAPI(title="Quiver", version=__version__, lifespan=lifespan)
     errors.install(app)
 
-    @app.get("/health")
+    @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
+        """Liveness: the REST process answers (no auth)."""
         return {"status": "ok"}
 
     for router in routers:
         app.include_router(router)
     return app
+
+
+def with_middleware(app: ASGIApp, settings: Settings, metrics: Metrics) -> ASGIApp:
+    """Outermost first: request id, metrics, bearer auth, body limit.
+
+    They wrap the FastAPI app from outside (not ``add_middleware``) so that even
+    the 500s of Starlette's outermost error middleware get an ``X-Request-ID``
+    and are counted.
+    """
+    token = settings.token.get_secret_value() if settings.token is not None else None
+    inner = BodyLimit(app, settings.rest_max_body_bytes)
+    return RequestId(MetricsMiddleware(BearerAuth(inner, token), metrics))
+
+
+def flight_client(settings: Settings, flight_uri: str) -> QuiverClient:
+    """The REST layer's Flight connection, with this server's own credentials."""
+    token = settings.token.get_secret_value() if settings.token is not None else None
+    kwargs: dict[str, Any] = {}
+    if flight_uri.startswith("grpc+tls") and settings.tls_cert is not None:
+        kwargs["tls_root_certs"] = settings.tls_cert.read_bytes()  # a self-signed server
+    return QuiverClient(flight_uri, token=token, **kwargs)
+
+
+def notebook_routes(settings: Settings, flight_uri: str) -> tuple[APIRouter, Callable[[], None]]:
+    """The notebook router and what closes it. The one place that knows its constructor."""
+    from notebooks.execution import Executions, FlightConfig
+    from notebooks.manager import NotebookManager
+    from rest.notebooks import notebook_router
+
+    token = settings.token.get_secret_value() if settings.token is not None else None
+    manager = NotebookManager(settings)
+    executions = Executions(manager, FlightConfig(flight_uri, token))
+    router = notebook_router(manager, settings, executions=executions)
+
+    def close() -> None:
+        executions.close()
+        manager.close_all()
+
+    return router, close
+
+
+def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
+    """The whole REST app over the Flight server at ``flight_uri`` (``quiver serve``/``rest``)."""
+    client = flight_client(settings, flight_uri)
+    link = FlightLink(client)
+    metrics = Metrics()
+    notebooks, close_notebooks = notebook_routes(settings, flight_uri)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                close_notebooks()
+            client.close()
+
+    app = create_app(
+        [core_router(link, metrics), ops_router(link, metrics), notebooks], lifespan=lifespan
+    )
+    return with_middleware(app, settings, metrics)

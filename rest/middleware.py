@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.exceptions import HTTPException
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -24,7 +25,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PREFIXES = ("/health", "/metrics", "/docs", "/openapi.json", "/redoc")
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], headers: list) -> None:
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
+) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
@@ -69,8 +72,16 @@ class RequestId:
         await self.app(scope, receive, send_with_id)
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a streamed body passes the cap.
+
+    An ``HTTPException`` so that FastAPI's body parsing (which turns other
+    exceptions into a 400) and Starlette's form parser let it through to the
+    app's HTTP error handler: the client gets a 413 with ``{"detail": ...}``.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds the limit of {limit} bytes")
 
 
 class BodyLimit:
@@ -100,7 +111,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -174,29 +185,40 @@ class Metrics:
             registry=self.registry,
         )
         self.builds = Counter(
-            "quiver_builds_started", "Builds started through this front end.", registry=self.registry
+            "quiver_builds_started",
+            "Builds started through this front end.",
+            registry=self.registry,
         )
         self.started = time.time()
-        self.totals: dict[str, float] = {"requests": 0, "bytes_sent": 0, "errors": 0}
+        self.totals: dict[str, float] = {
+            "requests": 0,
+            "bytes_sent": 0,
+            "errors": 0,
+            "client_errors": 0,
+            "hits": 0,
+            "misses": 0,
+        }
 
     def record_materialize(self, hit: bool) -> None:
         self.cache.labels("hit" if hit else "miss").inc()
+        self.totals["hits" if hit else "misses"] += 1
         if not hit:
             self.builds.inc()
 
     def snapshot(self) -> dict[str, Any]:
-        hits = self.cache.labels("hit")._value.get()
-        misses = self.cache.labels("miss")._value.get()
         return {
             "uptime_s": round(time.time() - self.started, 3),
             "requests": int(self.totals["requests"]),
             "errors": int(self.totals["errors"]),
+            "client_errors": int(self.totals["client_errors"]),
             "bytes_sent": int(self.totals["bytes_sent"]),
-            "materialize": {"hits": int(hits), "misses": int(misses)},
+            "materialize": {"hits": int(self.totals["hits"]), "misses": int(self.totals["misses"])},
         }
 
 
 class MetricsMiddleware:
+    """Counts requests, bytes and time to first byte by route template (not raw path)."""
+
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
@@ -231,3 +253,5 @@ class MetricsMiddleware:
             self.metrics.totals["bytes_sent"] += sent
             if status >= 500:
                 self.metrics.totals["errors"] += 1
+            elif status >= 400:
+                self.metrics.totals["client_errors"] += 1

@@ -8,8 +8,8 @@ the client goes away the reader is closed (which cancels a Flight DoGet).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from typing import Literal
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -121,15 +121,45 @@ def body(reader: pa.RecordBatchReader, fmt: Format) -> Iterator[bytes | memoryvi
             reader.close()
 
 
+class ClosingStreamingResponse(StreamingResponse):
+    """A streamed body that runs ``on_close`` when it ends, however it ends.
+
+    Starlette abandons the body iterator when the client goes away (the task is
+    cancelled, possibly while a worker thread is blocked reading the next
+    batch); ``on_close`` — a thread-safe cancel of the Flight read — runs
+    deterministically here instead of whenever the iterator is collected.
+    """
+
+    def __init__(self, *args: Any, on_close: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with contextlib.suppress(Exception):
+                self._on_close()
+
+
 def stream_response(
     reader: pa.RecordBatchReader,
     fmt: Format = "arrow",
     *,
     filename: str = "data",
     headers: Mapping[str, str] | None = None,
+    on_close: Callable[[], None] | None = None,
 ) -> StreamingResponse:
-    """A streamed response of ``reader`` in ``fmt``; csv/parquet come as attachments."""
+    """A streamed response of ``reader`` in ``fmt``; csv/parquet come as attachments.
+
+    ``on_close`` runs when the response ends or the client disconnects (pass
+    the cancel of the Flight DoGet that feeds ``reader``).
+    """
     out = dict(headers or {})
     if fmt != "arrow":
         out["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
-    return StreamingResponse(body(reader, fmt), media_type=MEDIA_TYPES[fmt], headers=out)
+    if on_close is None:
+        return StreamingResponse(body(reader, fmt), media_type=MEDIA_TYPES[fmt], headers=out)
+    return ClosingStreamingResponse(
+        body(reader, fmt), media_type=MEDIA_TYPES[fmt], headers=out, on_close=on_close
+    )

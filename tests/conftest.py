@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures_flight",
     "tests.fixtures_notebooks",
     "tests.fixtures_execution",
+    "tests.fixtures_rest",
 ]
 
 

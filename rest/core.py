@@ -1,0 +1,409 @@
+"""The core data routes (API.md §12) over a Flight client: materialize, streams, artifacts.
+
+Thin by design: validate, run one Flight action (or DoGet/DoPut), shape the
+JSON the Strata protocol and strata-client 0.11 expect. Nothing here opens an
+artifact file or the store. docs/rest.md documents every route.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import pyarrow as pa
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flight.client import QuiverClient
+from quiver.errors import BuildFailed, InvalidArgument, NotFound, Unavailable
+from quiver.materialize import MaterializeRequest, Transform
+from rest.middleware import Metrics
+from rest.streaming import StreamingResponse, check_format, stream_response
+
+ARTIFACT_URI_HEADER = "X-Strata-Artifact-Uri"
+ROW_COUNT_HEADER = "X-Arrow-Row-Count"
+
+
+def json_response(body: Any, status_code: int = 200) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=status_code,
+        media_type="application/json",
+    )
+
+
+class FlightLink:
+    """The REST side of the Flight connection: actions and DoGets with REST errors."""
+
+    def __init__(self, client: QuiverClient) -> None:
+        self.client = client
+
+    def _unreachable(self, exc: Unavailable) -> Unavailable:
+        return Unavailable(
+            f"the Flight server at {self.client.location} is unavailable: {exc.message}",
+            detail=exc.detail,
+        )
+
+    def act(self, name: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            return self.client.action(name, body or {})
+        except Unavailable as exc:
+            raise self._unreachable(exc) from None
+
+    def stream(
+        self,
+        uri: str,
+        fmt: str | None,
+        *,
+        filename: str,
+        headers: dict[str, str],
+    ) -> StreamingResponse:
+        checked = check_format(fmt)
+        try:
+            flight_stream = self.client.open_stream(uri)
+        except Unavailable as exc:
+            raise self._unreachable(exc) from None
+        return stream_response(
+            flight_stream.reader(),
+            checked,
+            filename=filename,
+            headers=headers,
+            on_close=flight_stream.cancel,
+        )
+
+
+class NameBody(BaseModel):
+    name: str = Field(min_length=1)
+    artifact_id: str = Field(min_length=1)
+    version: int
+
+
+class ExplainBody(BaseModel):
+    inputs: list[str]
+    transform: Transform
+    name: str | None = None
+
+
+class UploadMetadata(BaseModel):
+    """The ``metadata`` part of ``PUT /v1/artifacts`` (strata-client's ``put``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    inputs: list[str] = []
+    transform: dict[str, Any] | None = None
+    name: str | None = None
+
+
+class JsonUpload(UploadMetadata):
+    """A JSON upload: the metadata fields plus ``data`` (columns, or any JSON document)."""
+
+    data: Any
+
+
+def data_url(artifact_id: str, version: int) -> str:
+    return f"/v1/artifacts/{artifact_id}/v/{version}/data"
+
+
+def materialize_json(answer: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The §12.1 response from the Flight ``materialize`` answer."""
+    stream = mode == "stream"
+    body: dict[str, Any] = {
+        "hit": answer["hit"],
+        "artifact_uri": answer["artifact_uri"],
+        "state": answer["state"],
+        "build_spec": None,
+        "build_id": None,
+        "stream_id": None,
+        "stream_url": None,
+    }
+    if answer["state"] == "building":
+        if stream:
+            body["stream_id"] = answer["stream_id"]
+            body["stream_url"] = f"/v1/streams/{answer['stream_id']}"
+        else:
+            body["state"] = "pending"
+            body["build_id"] = answer["build_id"]
+    elif stream:
+        body["stream_url"] = data_url(answer["artifact_id"], answer["version"])
+    return body
+
+
+def info_json(status: dict[str, Any]) -> dict[str, Any]:
+    """``GET /v1/artifacts/{id}/v/{n}`` (§12.3, with the 0.11 additions)."""
+    return {
+        "artifact_id": status["artifact_id"],
+        "version": status["version"],
+        "artifact_uri": status["artifact_uri"],
+        "state": status["state"],
+        "arrow_schema": status.get("arrow_schema"),
+        "schema": status["schema"],
+        "row_count": status["row_count"],
+        "byte_size": status["byte_size"],
+        "created_at": status["created_at"],
+        "finished_at": status["finished_at"],
+        "provenance_hash": status["provenance_hash"],
+        "transform_spec": json.dumps({"executor": status["executor"], "params": status["params"]}),
+        "input_versions": json.dumps(status.get("input_versions", {})),
+        "kind": status["kind"],
+        "build_id": status["build_id"],
+        "error_message": status["error"],
+    }
+
+
+def _table_from_json(data: Any) -> pa.Table:
+    """strata-client's encoding: equal-length list values are columns, anything else a blob."""
+    columns = isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values())
+    if columns and len({len(v) for v in data.values()}) == 1:
+        try:
+            table = pa.Table.from_pydict(data)
+            return table.replace_schema_metadata({b"strata.json.blob": b"0"})
+        except (pa.ArrowException, TypeError, ValueError):
+            pass
+    table = pa.Table.from_pydict({"data": [json.dumps(data)]})
+    return table.replace_schema_metadata({b"strata.json.blob": b"1"})
+
+
+def _validation_error(exc: ValidationError, where: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{**e, "loc": ("body", where, *e["loc"])} for e in exc.errors(include_url=False)]
+    )
+
+
+def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
+    """The ``/v1/materialize``, ``/v1/streams``, ``/v1/artifacts`` and ``/v1/names`` routes."""
+    router = APIRouter(tags=["core"])
+    act = link.act
+
+    # --- materialize & streams -------------------------------------------------
+    @router.post("/v1/materialize", response_model=None)
+    def materialize(body: MaterializeRequest) -> Response:
+        """Find or build an artifact (§12.1); a miss in stream mode answers a stream_url."""
+        request = body.model_dump(exclude_defaults=True)
+        request["transform"] = body.transform.model_dump()
+        answer = act("materialize", request)
+        metrics.record_materialize(answer["hit"])
+        return json_response(materialize_json(answer, body.mode))
+
+    @router.get("/v1/streams/{stream_id}", response_model=None)
+    def stream(stream_id: str, format: str | None = None) -> Response:
+        """The result of a build as it is written (Arrow IPC by default)."""
+        check_format(format)
+        try:
+            build = act("build-status", {"build_id": stream_id})
+        except NotFound:
+            raise NotFound(f"Stream {stream_id} not found") from None
+        if build["state"] == "failed":
+            raise BuildFailed(
+                f"build {stream_id} failed: {build['error_message']}",
+                detail={"error": "scan_build_failed", "detail": build["error_message"]},
+            )
+        headers = {ARTIFACT_URI_HEADER: build["artifact_uri"]}
+        if build["state"] in ("ready", "superseded") and build["row_count"] is not None:
+            headers[ROW_COUNT_HEADER] = str(build["row_count"])
+        return link.stream(
+            build["artifact_uri"], format, filename=build["artifact_id"], headers=headers
+        )
+
+    # --- artifacts -----------------------------------------------------------------
+    @router.get("/v1/artifacts", response_model=None)
+    def list_artifacts(
+        since: float | None = None,
+        sort: Literal["created_at", "byte_size", "row_count", "last_read_at"] = "created_at",
+        order: Literal["asc", "desc"] = "desc",
+        limit: int = Query(100, ge=1, le=10_000),
+        offset: int = Query(0, ge=0),
+        state: Literal["building", "ready", "failed", "superseded"] | None = None,
+        name_prefix: str | None = None,
+    ) -> Response:
+        body = {"sort": sort, "order": order, "limit": limit, "offset": offset}
+        extra = {"since": since, "state": state, "name_prefix": name_prefix}
+        body.update({k: v for k, v in extra.items() if v is not None})
+        answer = act("list", body)
+        answer["artifacts"] = [info_json(a) | {"names": a["names"]} for a in answer["artifacts"]]
+        return json_response(answer)
+
+    @router.get("/v1/artifacts/stats", response_model=None)
+    def stats() -> Response:
+        return json_response(act("stats"))
+
+    @router.get("/v1/artifacts/builds/{build_id}", response_model=None)
+    @router.get("/v1/builds/{build_id}", response_model=None, include_in_schema=False)
+    def build_status(build_id: str) -> Response:
+        return json_response(act("build-status", {"build_id": build_id}))
+
+    @router.put("/v1/artifacts", response_model=None)
+    async def upload(request: Request) -> Response:
+        """Upload a result: multipart ``metadata`` (JSON) + ``data`` (Arrow IPC), or JSON."""
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            form = await request.form(max_files=4, max_fields=16)
+            try:
+                raw_meta, data = form.get("metadata"), form.get("data")
+                if raw_meta is None or data is None or isinstance(data, str):
+                    raise RequestValidationError(
+                        [{"type": "missing", "loc": ("body", part), "msg": "Field required",
+                          "input": None} for part in ("metadata", "data")
+                         if form.get(part) is None or (part == "data" and isinstance(data, str))]
+                    )  # fmt: skip
+                if not isinstance(raw_meta, str):
+                    raw_meta = (await raw_meta.read()).decode("utf-8", "replace")
+                try:
+                    meta = UploadMetadata.model_validate_json(raw_meta)
+                except ValidationError as exc:
+                    raise _validation_error(exc, "metadata") from None
+                return await run_in_threadpool(_put_ipc, data.file, meta)
+            finally:
+                await form.close()
+        if ctype.startswith("application/json"):
+            try:
+                upload = JsonUpload.model_validate_json(await request.body())
+            except ValidationError as exc:
+                raise RequestValidationError(exc.errors(include_url=False)) from None
+            return await run_in_threadpool(_put_table, _table_from_json(upload.data), upload)
+        raise InvalidArgument(
+            "PUT /v1/artifacts takes multipart/form-data (metadata + data) or application/json"
+        )
+
+    def _put_ipc(file: Any, meta: UploadMetadata) -> Response:
+        try:
+            reader = pa.ipc.open_stream(pa.PythonFile(file, mode="r"))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InvalidArgument(f"data is not an Arrow IPC stream: {exc}") from None
+        return _put(reader, meta)
+
+    def _put_table(table: pa.Table, meta: UploadMetadata) -> Response:
+        return _put(table, meta)
+
+    def _put(data: pa.Table | pa.RecordBatchReader, meta: UploadMetadata) -> Response:
+        metadata = meta.model_dump(exclude={"name", "data"}, exclude_none=True)
+        try:
+            answer = link.client.put(data, name=meta.name, metadata=metadata)
+        except Unavailable as exc:
+            raise link._unreachable(exc) from None
+        except pa.ArrowInvalid as exc:
+            raise InvalidArgument(f"data is not a valid Arrow IPC stream: {exc}") from None
+        return json_response(
+            {
+                "artifact_uri": answer["artifact_uri"],
+                "artifact_id": answer["artifact_id"],
+                "version": answer["version"],
+                "hit": answer["deduplicated"],
+                "byte_size": answer["byte_size"],
+                "name_uri": answer["name_uri"],
+            }
+        )
+
+    @router.post("/v1/artifacts/explain-materialize", response_model=None)
+    def explain(body: ExplainBody) -> Response:
+        """Would this materialize hit? And is the named result stale?"""
+        answer = act("explain", {"inputs": body.inputs, "transform": body.transform.model_dump()})
+        out = {
+            "cache_hit": answer["would_hit"],
+            "artifact_uri": answer["artifact_uri"],
+            "provenance_hash": answer["provenance_hash"],
+            "building": answer["building"],
+            "input_versions": answer["input_versions"],
+            "execution": "cache" if answer["would_hit"] else "server",
+            "is_stale": False,
+            "stale_reason": None,
+            "changed_inputs": [],
+        }
+        if body.name is not None:
+            try:
+                status = act("name-status", {"name": body.name})
+            except NotFound:
+                status = None
+            if status is not None:
+                out["is_stale"] = status["is_stale"]
+                out["stale_reason"] = status["stale_reason"]
+                out["changed_inputs"] = status["changed_inputs"]
+        return json_response(out)
+
+    @router.post("/v1/artifacts/gc", response_model=None)
+    def gc(
+        max_bytes: int | None = Query(None, ge=0),
+        max_idle_days: float | None = None,
+        min_idle_seconds: float | None = None,
+        collect_latest: bool = False,
+        dry_run: bool = False,
+    ) -> Response:
+        """Drop failed and superseded versions, then evict unnamed ones down to max_bytes."""
+        unsupported = {"dry_run": dry_run or None, "max_idle_days": max_idle_days,
+                       "min_idle_seconds": min_idle_seconds}  # fmt: skip
+        given = [k for k, v in unsupported.items() if v is not None]
+        if given:
+            raise InvalidArgument(
+                f"{', '.join(given)} not supported: gc removes failed and superseded versions "
+                "and evicts unnamed ones least-recently-read first down to max_bytes"
+            )
+        answer = act("gc", {"max_bytes": max_bytes} if max_bytes is not None else {})
+        return json_response(answer)
+
+    @router.get("/v1/artifacts/names/{name:path}/status", response_model=None)
+    def name_status(name: str) -> Response:
+        """Is the artifact a name points at stale (an input has a newer version)?"""
+        return json_response(act("name-status", {"name": name}))
+
+    @router.get("/v1/artifacts/{artifact_id}/v/{version}", response_model=None)
+    def artifact(artifact_id: str, version: int) -> Response:
+        status = act("status", {"artifact_id": artifact_id, "version": version})
+        return json_response(info_json(status))
+
+    @router.get("/v1/artifacts/{artifact_id}/v/{version}/data", response_model=None)
+    def artifact_data(artifact_id: str, version: int, format: str | None = None) -> Response:
+        """The artifact's rows, streamed: Arrow IPC (default), ``?format=csv|parquet``."""
+        check_format(format)
+        status = act("status", {"artifact_id": artifact_id, "version": version})
+        if status["state"] not in ("ready", "superseded"):
+            raise InvalidArgument(f"Artifact is not ready (state={status['state']})")
+        headers = {
+            ARTIFACT_URI_HEADER: status["artifact_uri"],
+            ROW_COUNT_HEADER: str(status["row_count"]),
+        }
+        return link.stream(
+            status["artifact_uri"], format, filename=f"{artifact_id}-v{version}", headers=headers
+        )
+
+    @router.get("/v1/artifacts/{artifact_id}/v/{version}/lineage", response_model=None)
+    def lineage(artifact_id: str, version: int, max_depth: int = Query(10, ge=1, le=100)) -> Any:
+        body = {"artifact_id": artifact_id, "version": version, "max_depth": max_depth}
+        return json_response(act("lineage-graph", body))
+
+    @router.get("/v1/artifacts/{artifact_id}/v/{version}/dependents", response_model=None)
+    def dependents(artifact_id: str, version: int, limit: int = Query(100, ge=1)) -> Response:
+        body = {"artifact_id": artifact_id, "version": version, "limit": limit}
+        return json_response(act("dependents", body))
+
+    @router.delete("/v1/artifacts/{artifact_id}/v/{version}", response_model=None)
+    def delete(artifact_id: str, version: int) -> Response:
+        answer = act("delete", {"artifact_id": artifact_id, "version": version})
+        return json_response(answer | {"artifact_id": artifact_id, "version": version})
+
+    # --- names -----------------------------------------------------------------------
+    @router.post("/v1/names", response_model=None)
+    def set_name(body: NameBody) -> Response:
+        answer = act(
+            "name-set",
+            {"name": body.name, "artifact_id": body.artifact_id, "version": body.version},
+        )
+        keys = ("name", "name_uri", "artifact_uri")
+        return json_response({k: answer[k] for k in keys})
+
+    @router.get("/v1/names", response_model=None)
+    def list_names(prefix: str | None = None) -> Response:
+        answer = act("name-list", {"prefix": prefix} if prefix else {})
+        return json_response(answer)
+
+    @router.get("/v1/names/{name:path}", response_model=None)
+    def get_name(name: str) -> Response:
+        return json_response(act("name-get", {"name": name}))
+
+    @router.delete("/v1/names/{name:path}", response_model=None)
+    def delete_name(name: str) -> Response:
+        return json_response(act("name-delete", {"name": name}))
+
+    return router
+

@@ -1,0 +1,455 @@
+"""The core REST routes (API.md §12, docs/rest.md) through a real uvicorn and a real Flight
+server: every route, every error status, streaming formats, disconnects, auth and metrics."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+
+import duckdb
+import httpx
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import pytest
+
+from tests.fixtures_flight import DEMO_ROWS, GATES, gated_request
+
+
+def scan(uri: str, **params: object) -> dict:
+    return {"inputs": [uri], "transform": {"executor": "scan@v1", "params": params}}
+
+
+def ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def read_ipc(content: bytes) -> pa.Table:
+    return ipc.open_stream(pa.BufferReader(content)).read_all()
+
+
+class HttpBody(io.RawIOBase):
+    """A streamed HTTP body as a file, read as it arrives (for DuckDB and pyarrow)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._chunks = response.iter_raw()
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            self._pending = next(self._chunks, b"")
+            if not self._pending:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    """Poll a condition the server reaches asynchronously (not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def ready_artifact(http: httpx.Client, uri: str, **params: object) -> dict:
+    """Materialize in stream mode and read the stream to its end: the artifact is ready."""
+    res = http.post("/v1/materialize", json=scan(uri, **params)).json()
+    assert http.get(res["stream_url"]).status_code == 200
+    again = http.post("/v1/materialize", json={**scan(uri, **params), "mode": "artifact"}).json()
+    assert again["state"] == "ready", again
+    aid, version = again["artifact_uri"].removeprefix("strata://artifact/").split("@v=")
+    return {**again, "artifact_id": aid, "version": int(version)}
+
+
+def expect(response: httpx.Response, status: int, contains: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert "detail" in body
+    if contains is not None:
+        assert contains in json.dumps(body["detail"]), body
+    return body
+
+
+# --- materialize and streams ------------------------------------------------------
+def test_materialize_stream_mode_miss_then_hit(rest, demo_table) -> None:
+    http = rest.http
+    miss = http.post("/v1/materialize", json=scan(demo_table.uri, columns=["id", "value"]))
+    assert miss.status_code == 200, miss.text
+    body = miss.json()
+    assert set(body) == {"hit", "artifact_uri", "state", "build_spec", "build_id", "stream_id",
+                         "stream_url"}  # fmt: skip
+    assert body["hit"] is False and body["state"] in ("building", "ready")
+    if body["state"] == "building":
+        assert body["stream_url"] == f"/v1/streams/{body['stream_id']}"
+    streamed = http.get(body["stream_url"])
+    assert streamed.status_code == 200
+    assert streamed.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    assert streamed.headers["x-strata-artifact-uri"] == body["artifact_uri"]
+    table = read_ipc(streamed.content)
+    assert table.num_rows == DEMO_ROWS and table.column_names == ["id", "value"]
+    hit = http.post("/v1/materialize", json=scan(demo_table.uri, columns=["id", "value"])).json()
+    aid, version = body["artifact_uri"].removeprefix("strata://artifact/").split("@v=")
+    assert hit == {"hit": True, "artifact_uri": body["artifact_uri"], "state": "ready",
+                   "build_spec": None, "build_id": None, "stream_id": None,
+                   "stream_url": f"/v1/artifacts/{aid}/v/{version}/data"}  # fmt: skip
+    data = http.get(hit["stream_url"])
+    assert data.headers["x-arrow-row-count"] == str(DEMO_ROWS)
+    assert read_ipc(data.content).equals(table)
+    artifact_mode = {**scan(demo_table.uri, columns=["id", "value"]), "mode": "artifact"}
+    assert http.post("/v1/materialize", json=artifact_mode).json()["stream_url"] is None
+
+
+def test_stream_follows_a_live_build(rest) -> None:
+    res = rest.http.post("/v1/materialize", json=gated_request("live1")).json()
+    assert res["state"] == "building" and res["stream_id"]
+    with rest.http.stream("GET", res["stream_url"]) as response:
+        assert response.status_code == 200
+        assert "x-arrow-row-count" not in response.headers  # not known while building
+        chunks = response.iter_bytes()
+        first = next(chunks)  # the first batch arrives before the build ends
+        GATES["live1"].set()
+        content = first + b"".join(chunks)
+    assert read_ipc(content).num_rows == 4000
+
+
+def test_artifact_mode_polls_the_build(rest) -> None:
+    http = rest.http
+    res = http.post("/v1/materialize", json={**gated_request("poll1"), "mode": "artifact"}).json()
+    assert res["state"] == "pending" and res["build_id"] and res["stream_url"] is None
+    build = http.get(f"/v1/artifacts/builds/{res['build_id']}").json()
+    assert build["state"] == "building" and build["artifact_uri"] == res["artifact_uri"]
+    GATES["poll1"].set()
+    assert http.get(f"/v1/streams/{res['build_id']}").status_code == 200  # to the end
+    assert http.get(f"/v1/builds/{res['build_id']}").json()["state"] == "ready"
+
+
+def test_failed_build(rest) -> None:
+    res = rest.http.post("/v1/materialize", json=gated_request("fail1", fail_at=0)).json()
+    try:
+        first = rest.http.get(res["stream_url"])
+    except httpx.HTTPError:  # failed mid-body: the body ends without end-of-stream
+        pass
+    else:  # failed before the stream started: an error status
+        expect(first, 500, "boom")
+    status = rest.http.get(f"/v1/artifacts/builds/{res['stream_id']}").json()
+    assert status["state"] == "failed" and "boom" in status["error_message"]
+    expect(rest.http.get(res["stream_url"]), 500, "boom")
+
+
+@pytest.mark.parametrize("executor", ["sql@v1", "duckdb_sql@v1"])
+def test_materialize_sql(rest, demo_table, executor) -> None:
+    request = {
+        "inputs": [demo_table.uri],
+        "transform": {"executor": executor, "params": {"sql": "select count(*) n from input0"}},
+        "mode": "artifact",
+    }
+    res = rest.http.post("/v1/materialize", json=request).json()
+    if res["state"] == "pending":
+        rest.http.get(f"/v1/streams/{res['build_id']}")
+    aid, version = res["artifact_uri"].removeprefix("strata://artifact/").split("@v=")
+    table = read_ipc(rest.http.get(f"/v1/artifacts/{aid}/v/{version}/data").content)
+    assert table.to_pylist() == [{"n": DEMO_ROWS}]
+
+
+# --- artifacts ----------------------------------------------------------------------
+def test_artifact_info_data_formats_and_readers(rest, demo_table) -> None:
+    art = ready_artifact(rest.http, demo_table.uri, columns=["id", "category"])
+    base = f"/v1/artifacts/{art['artifact_id']}/v/{art['version']}"
+    info = rest.http.get(base).json()
+    assert info["artifact_id"] == art["artifact_id"] and info["version"] == art["version"]
+    assert info["state"] == "ready" and info["row_count"] == DEMO_ROWS and info["byte_size"] > 0
+    assert isinstance(info["created_at"], float) and len(info["provenance_hash"]) == 64
+    schema = ipc.read_schema(pa.py_buffer(__import__("base64").b64decode(info["arrow_schema"])))
+    assert schema.names == ["id", "category"]
+    assert json.loads(info["transform_spec"])["executor"] == "scan@v1"
+    assert list(json.loads(info["input_versions"])) == [demo_table.uri]
+    table = read_ipc(rest.http.get(f"{base}/data").content)
+    csv = rest.http.get(f"{base}/data", params={"format": "csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert 'filename="' in csv.headers["content-disposition"]
+    assert pacsv.read_csv(io.BytesIO(csv.content)).num_rows == DEMO_ROWS
+    parquet = rest.http.get(f"{base}/data", params={"format": "parquet"})
+    assert pq.read_table(io.BytesIO(parquet.content)).equals(table)
+    # polars and DuckDB read the HTTP stream as it arrives
+    with rest.http.stream("GET", f"{base}/data") as response:
+        frame = pl.read_ipc_stream(io.BytesIO(response.read()))
+    assert frame.height == DEMO_ROWS
+    with rest.http.stream("GET", f"{base}/data") as response:
+        reader = ipc.open_stream(io.BufferedReader(HttpBody(response)))
+        con = duckdb.connect()
+        con.register("served", reader)
+        assert con.execute("select count(distinct id) from served").fetchall() == [(DEMO_ROWS,)]
+    expect(rest.http.get(f"{base}/data", params={"format": "xlsx"}), 400, "unknown format")
+
+
+def test_lineage_dependents_delete(rest, demo_table) -> None:
+    http = rest.http
+    base = ready_artifact(http, demo_table.uri, columns=["id"])
+    transform = {"executor": "sql@v1", "params": {"sql": "select * from input0"}}
+    request = {"inputs": [base["artifact_uri"]], "mode": "artifact", "transform": transform}
+    derived = http.post("/v1/materialize", json=request).json()
+    if derived["build_id"]:
+        http.get(f"/v1/streams/{derived['build_id']}")
+    did, dver = derived["artifact_uri"].removeprefix("strata://artifact/").split("@v=")
+    lineage = http.get(f"/v1/artifacts/{did}/v/{dver}/lineage", params={"max_depth": 5}).json()
+    expected = {derived["artifact_uri"], base["artifact_uri"], demo_table.uri}
+    assert {n["id"] for n in lineage["nodes"]} == expected
+    assert len(lineage["edges"]) == 2
+    bpath = f"/v1/artifacts/{base['artifact_id']}/v/{base['version']}"
+    deps = http.get(f"{bpath}/dependents", params={"limit": 10}).json()
+    assert [d["artifact_uri"] for d in deps["dependents"]] == [derived["artifact_uri"]]
+    deleted = http.delete(f"/v1/artifacts/{did}/v/{dver}").json()
+    assert deleted["status"] == "deleted" and deleted["artifact_uri"] == derived["artifact_uri"]
+    expect(http.get(f"/v1/artifacts/{did}/v/{dver}"), 404, "not found")
+    expect(http.delete(f"/v1/artifacts/{did}/v/{dver}"), 404)
+
+
+def test_list_stats_and_gc(rest, demo_table) -> None:
+    http = rest.http
+    a = ready_artifact(http, demo_table.uri, columns=["id"])
+    b = ready_artifact(http, demo_table.uri, columns=["value"])
+    http.post("/v1/names", json={"name": "keep/b", "artifact_id": b["artifact_id"],
+                                 "version": b["version"]})  # fmt: skip
+    listed = http.get("/v1/artifacts", params={"sort": "byte_size", "order": "asc"}).json()
+    assert listed["count"] == 2 and listed["limit"] == 100
+    sizes = [x["byte_size"] for x in listed["artifacts"]]
+    assert sizes == sorted(sizes)
+    assert http.get("/v1/artifacts", params={"limit": 1}).json()["count"] == 1
+    named = http.get("/v1/artifacts", params={"name_prefix": "keep/"}).json()["artifacts"]
+    assert [x["artifact_uri"] for x in named] == [b["artifact_uri"]]
+    assert http.get("/v1/artifacts", params={"state": "failed"}).json()["artifacts"] == []
+    assert http.get("/v1/artifacts", params={"since": time.time() + 60}).json()["count"] == 0
+    assert http.get("/v1/artifacts", params={"sort": "nope"}).status_code == 422
+    assert http.get("/v1/artifacts", params={"limit": 0}).status_code == 422
+    stats = http.get("/v1/artifacts/stats").json()
+    assert stats["artifacts"] == 2 and stats["names"] == 1
+    gc = http.post("/v1/artifacts/gc", params={"collect_latest": False, "dry_run": False})
+    assert gc.status_code == 200 and gc.json()["deleted_count"] == 0
+    evicted = http.post("/v1/artifacts/gc", params={"max_bytes": 0}).json()
+    assert evicted["store_bytes"] >= 0
+    expect(http.post("/v1/artifacts/gc", params={"dry_run": True}), 400, "not supported")
+    assert a["artifact_uri"]
+
+
+def test_upload_multipart_and_json(rest, demo_table) -> None:
+    http = rest.http
+    meta = {"inputs": [], "transform": {"executor": "local@v1", "params": {"k": 1}}, "name": "up"}
+    table = pa.table({"x": [1, 2, 3]})
+    files = {
+        "metadata": ("metadata.json", json.dumps(meta), "application/json"),
+        "data": ("data.arrow", ipc_bytes(table), "application/vnd.apache.arrow.stream"),
+    }
+    first = http.put("/v1/artifacts", files=files)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["hit"] is False and body["name_uri"] == "strata://name/up" and body["byte_size"]
+    again = http.put("/v1/artifacts", files=files).json()
+    assert again["hit"] is True and again["artifact_uri"] == body["artifact_uri"]
+    aid, version = body["artifact_uri"].removeprefix("strata://artifact/").split("@v=")
+    assert read_ipc(http.get(f"/v1/artifacts/{aid}/v/{version}/data").content).equals(table)
+    as_json = {"inputs": [], "transform": {"executor": "j@v1"}, "data": {"a": [1, 2], "b": [3, 4]}}
+    j = http.put("/v1/artifacts", json=as_json)
+    assert j.status_code == 200, j.text
+    jid, jver = j.json()["artifact_uri"].removeprefix("strata://artifact/").split("@v=")
+    assert read_ipc(http.get(f"/v1/artifacts/{jid}/v/{jver}/data").content).to_pydict() == {
+        "a": [1, 2], "b": [3, 4]}  # fmt: skip
+    bad = {"metadata": files["metadata"], "data": ("d", b"not arrow", "application/octet-stream")}
+    expect(http.put("/v1/artifacts", files=bad), 400, "Arrow IPC")
+    assert http.put("/v1/artifacts", files={"metadata": files["metadata"]}).status_code == 422
+    bad_meta = {"metadata": ("m", "[1]", "application/json"), "data": files["data"]}
+    assert http.put("/v1/artifacts", files=bad_meta).status_code == 422
+    missing_input = {**meta, "inputs": ["strata://artifact/nope@v=1"]}
+    gone = {"metadata": ("m", json.dumps(missing_input), "application/json"), "data": files["data"]}
+    expect(http.put("/v1/artifacts", files=gone), 404)
+    expect(http.put("/v1/artifacts", content=b"x", headers={"content-type": "text/plain"}), 400)
+
+
+def test_explain_and_name_status(rest, tmp_path) -> None:
+    from catalog.demo import demo_batch, write_demo_warehouse
+    from tests.fixtures_iceberg import open_catalog
+
+    http = rest.http
+    table = write_demo_warehouse(tmp_path / "wh", rows=500, files=1)
+    cold = http.post("/v1/artifacts/explain-materialize", json=scan(table.uri)).json()
+    assert cold["cache_hit"] is False and cold["execution"] == "server" and not cold["is_stale"]
+    art = http.post("/v1/materialize", json={**scan(table.uri), "name": "daily"}).json()
+    http.get(art["stream_url"])
+    warm = http.post("/v1/artifacts/explain-materialize", json={**scan(table.uri), "name": "daily"})
+    assert warm.json()["cache_hit"] is True and warm.json()["artifact_uri"] == art["artifact_uri"]
+    status = http.get("/v1/artifacts/names/daily/status").json()
+    assert status["is_stale"] is False and status["artifact_uri"] == art["artifact_uri"]
+    catalog = open_catalog(tmp_path / "wh")
+    catalog.load_table("db.events").append(demo_batch(500, 510))
+    catalog.engine.dispose()
+    stale = http.get("/v1/artifacts/names/daily/status").json()
+    assert stale["is_stale"] is True and stale["changed_inputs"][0]["input_uri"] == table.uri
+    explained = http.post(
+        "/v1/artifacts/explain-materialize", json={**scan(table.uri), "name": "daily"}
+    ).json()
+    assert explained["cache_hit"] is False and explained["is_stale"] is True
+    expect(http.get("/v1/artifacts/names/nope/status"), 404, "nope")
+
+
+def test_names(rest, demo_table) -> None:
+    http = rest.http
+    art = ready_artifact(http, demo_table.uri, columns=["id"])
+    target = {"artifact_id": art["artifact_id"], "version": art["version"]}
+    made = http.post("/v1/names", json={"name": "team/daily", **target}).json()
+    assert made == {"name": "team/daily", "name_uri": "strata://name/team/daily",
+                    "artifact_uri": art["artifact_uri"]}  # fmt: skip
+    got = http.get("/v1/names/team/daily").json()
+    assert got["artifact_uri"] == art["artifact_uri"] and got["version"] == art["version"]
+    assert isinstance(got["updated_at"], float)
+    names = http.get("/v1/names").json()["names"]
+    assert [(n["name"], n["artifact_uri"]) for n in names] == [("team/daily", art["artifact_uri"])]
+    assert http.delete("/v1/names/team/daily").json() == {"status": "deleted", "name": "team/daily"}
+    expect(http.get("/v1/names/team/daily"), 404, "Name 'team/daily' not found")
+    expect(http.delete("/v1/names/team/daily"), 404)
+    expect(http.post("/v1/names", json={"name": "../x", **target}), 400)
+    expect(http.post("/v1/names", json={"name": "x", "artifact_id": "nope", "version": 1}), 404)
+    assert http.post("/v1/names", json={"name": "x"}).status_code == 422
+
+
+# --- errors -------------------------------------------------------------------------
+def test_errors_are_statuses_never_500(rest, demo_table) -> None:
+    http = rest.http
+    expect(http.post("/v1/materialize", json=scan("s3://bucket/t#a.b")), 400)
+    expect(http.post("/v1/materialize", json=scan(demo_table.uri, columns=["nope"])), 400)
+    expect(http.post("/v1/materialize", json={"inputs": [], "transform": {"executor": "x@v9"}}),
+           400, "x@v9")  # fmt: skip
+    expect(http.post("/v1/materialize", json=scan(demo_table.uri.replace("events", "nope"))), 404)
+    expect(http.post("/v1/materialize", json={"inputs": []}), 422)
+    expect(http.post("/v1/materialize", content=b"{not json",
+                     headers={"content-type": "application/json"}), 422)  # fmt: skip
+    expect(http.get("/v1/artifacts/abc/v/notint"), 422)
+    expect(http.get("/v1/artifacts/abc/v/0"), 400)
+    expect(http.get("/v1/artifacts/bad id!/v/1"), 400)
+    expect(http.get("/v1/artifacts/nope/v/1/data"), 404, "not found")
+    expect(http.get("/v1/streams/nope"), 404, "Stream nope not found")
+    expect(http.get("/v1/artifacts/builds/nope"), 404)
+    # a building artifact: its data is not ready (400), it cannot be named or deleted (409)
+    res = http.post("/v1/materialize", json={**gated_request("busy1"), "mode": "artifact"}).json()
+    aid = res["build_id"]
+    expect(http.get(f"/v1/artifacts/{aid}/v/1/data"), 400, "Artifact is not ready (state=building)")
+    expect(http.post("/v1/names", json={"name": "b", "artifact_id": aid, "version": 1}), 409)
+    expect(http.delete(f"/v1/artifacts/{aid}/v/1"), 409)
+    GATES["busy1"].set()
+
+
+def test_body_limit_413(make_rest) -> None:
+    rest = make_rest(rest_max_body_bytes=1000)
+    big = scan("file:///x#a.b", columns=["c" * 2000])
+    expect(rest.http.post("/v1/materialize", json=big), 413, "limit of 1000 bytes")
+
+    def chunked():  # no content-length: counted as it streams
+        yield b'{"inputs": ["'
+        yield b"x" * 2000
+        yield b'"]}'
+
+    response = rest.http.post(
+        "/v1/materialize", content=chunked(), headers={"content-type": "application/json"}
+    )
+    expect(response, 413, "limit of 1000 bytes")
+    files = {"metadata": ("m", "{}", "application/json"), "data": ("d", b"x" * 5000, "a/b")}
+    expect(rest.http.put("/v1/artifacts", files=files), 413)
+
+
+def test_flight_unreachable_is_503(make_rest, tmp_path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rest = make_rest(flight_uri=f"grpc://127.0.0.1:{port}", data_dir=tmp_path / "d",
+                     notebook_root=tmp_path / "nb")  # fmt: skip
+    expect(rest.http.post("/v1/materialize", json=scan("file:///x#a.b")), 503, "unavailable")
+    expect(rest.http.get("/v1/artifacts/a/v/1/data"), 503)
+    expect(rest.http.get("/v1/names"), 503)
+    ready = rest.http.get("/health/ready")
+    assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+    assert rest.http.get("/health").json() == {"status": "ok"}
+    assert rest.http.get("/metrics").json()["flight"]["status"] == "unreachable"
+
+
+# --- edge: request ids, auth, docs, metrics -----------------------------------------------
+def test_request_id_echo_and_generated(rest) -> None:
+    echoed = rest.http.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    generated = rest.http.get("/v1/names").headers["x-request-id"]
+    assert len(generated) == 32
+    assert rest.http.get("/v1/streams/nope").headers["x-request-id"]
+    assert rest.http.post("/v1/materialize", json={}).headers["x-request-id"]
+
+
+def test_bearer_auth_and_forwarded_credentials(make_rest, demo_table) -> None:
+    rest = make_rest(token="s3cret")
+    http = rest.http
+    assert http.get("/health").status_code == 200
+    assert http.get("/health/ready").status_code == 200  # REST's own credentials reach Flight
+    assert http.get("/metrics").status_code == 200
+    assert http.get("/openapi.json").status_code == 200
+    expect(http.get("/v1/names"), 401, "missing bearer token")
+    expect(http.get("/v1/names", headers={"Authorization": "Bearer wrong"}), 401, "invalid")
+    assert http.get("/v1/names").headers["www-authenticate"] == "Bearer"
+    auth = {"Authorization": "Bearer s3cret"}
+    res = http.post("/v1/materialize", json=scan(demo_table.uri, columns=["id"]), headers=auth)
+    assert res.status_code == 200, res.text
+    assert http.get(res.json()["stream_url"], headers=auth).status_code == 200
+
+
+def test_openapi_and_docs(rest) -> None:
+    spec = rest.http.get("/openapi.json").json()
+    for path in (
+        "/v1/materialize",
+        "/v1/streams/{stream_id}",
+        "/v1/artifacts",
+        "/v1/artifacts/{artifact_id}/v/{version}/data",
+        "/v1/names/{name}",
+        "/v1/artifacts/names/{name}/status",
+        "/health/ready",
+        "/v1/notebooks/open",
+    ):
+        assert path in spec["paths"], path  # fmt: skip
+    docs = rest.http.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_metrics_json_and_prometheus(rest, demo_table) -> None:
+    ready_artifact(rest.http, demo_table.uri, columns=["id"])
+    rest.http.post("/v1/materialize", json=scan(demo_table.uri, columns=["id"]))
+    body = rest.http.get("/metrics").json()
+    assert body["materialize"]["hits"] >= 2 and body["materialize"]["misses"] == 1
+    assert body["bytes_sent"] > 0 and body["requests"] >= 4
+    assert body["flight"]["artifacts"] == 1
+    text = rest.http.get("/metrics/prometheus").text
+    assert 'quiver_materialize_total{outcome="hit"}' in text
+    assert 'quiver_http_requests_total{method="POST",route="/v1/materialize",status="200"}' in text
+    assert "quiver_http_request_seconds_bucket" in text
+    assert 'quiver_http_response_bytes_total{route="/v1/streams/{stream_id}"}' in text
+
+
+def test_disconnect_mid_stream_cancels_the_flight_read(make_rest, demo_table) -> None:
+    rest = make_rest(batch_size=200)  # many small batches: far more than socket buffers hold
+    art = ready_artifact(rest.http, demo_table.uri)
+    store = rest.flight.core.store
+    url = f"{rest.url}/v1/artifacts/{art['artifact_id']}/v/{art['version']}/data"
+    for _ in range(3):
+        with httpx.Client() as fresh, fresh.stream("GET", url) as response:
+            next(response.iter_raw(1024))
+            assert store.readers(art["artifact_id"], art["version"]) == 1
+        # the connection is closed mid-body: REST cancels its DoGet, the server lets go
+        assert wait_until(lambda: store.readers(art["artifact_id"], art["version"]) == 0)
+    assert rest.http.get("/health").status_code == 200
