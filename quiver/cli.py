@@ -1,8 +1,9 @@
-"""The ``quiver`` command: ``serve``, ``flight``, ``demo`` and ``materialize``.
+"""The ``quiver`` command: ``serve``, ``flight``, ``rest``, ``demo`` and ``materialize``.
 
 Flags override the ``QUIVER_*`` settings; settings are built once here and
-passed down. ``serve`` runs the Flight server and, once the REST app exists,
-the REST app in the same process (see :func:`start_rest`).
+passed down. ``serve`` runs the Flight server and the REST app in the same
+process (see :func:`start_rest`); ``rest --flight grpc://host:port`` runs the
+REST app alone in front of a Flight server elsewhere.
 """
 
 from __future__ import annotations
@@ -112,6 +113,31 @@ def _serve(args: argparse.Namespace, *, rest: bool) -> int:
         if handle is not None:
             handle.stop()
         server.close()
+    print("stopped", flush=True)
+    return 0
+
+
+def _rest(args: argparse.Namespace) -> int:
+    """Only the REST app, in front of a Flight server that runs elsewhere."""
+    settings = settings_from(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    flight_uri = args.flight or f"grpc://{settings.host}:{settings.flight_port}"
+    handle = start_rest(settings, flight_uri)
+    if handle is None:
+        raise InvalidArgument(f"the REST app is not available (no rest.app.{REST_HOOK})")
+    try:
+        print(f"flight: {flight_uri}", flush=True)
+        print(f"rest: {handle.url}", flush=True)
+        print("ready (Ctrl-C to stop)", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        handle.stop()
     print("stopped", flush=True)
     return 0
 
@@ -302,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=lambda a: _serve(a, rest=True))
     fl_ = sub.add_parser("flight", parents=[common], help="only the Flight server")
     fl_.set_defaults(func=lambda a: _serve(a, rest=False))
+    rest = sub.add_parser("rest", parents=[common], help="only the REST app, over a Flight server")
+    rest.add_argument("--flight", help="Flight server (default grpc://<host>:<flight-port>)")
+    rest.add_argument("--rest-port", dest="rest_port", type=int, help="0 picks a free port")
+    rest.add_argument("--notebook-root", dest="notebook_root")
+    rest.set_defaults(func=_rest)
 
     demo = sub.add_parser("demo", parents=[common], help="write a demo warehouse")
     demo.add_argument("--rows", type=int, default=100_000)
