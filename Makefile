@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint demo clean
+.PHONY: run test bench lint demo clean wheels
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,7 +21,16 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/quiver demo
 
-test: $(STAMP)
+# strata-client 0.11 needs Python >= 3.12; its test installs it offline from this cache.
+# Downloaded once; without a network the test skips and says why.
+WHEELS := $(VENV)/wheels
+$(WHEELS)/.strata-client: | $(BIN)/python
+	-$(BIN)/python -m pip download -q -d $(WHEELS) --only-binary=:all: --python-version 3.12 \
+		'strata-client==0.11.*' && touch $@
+
+wheels: $(WHEELS)/.strata-client
+
+test: $(STAMP) wheels
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

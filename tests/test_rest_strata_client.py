@@ -1,0 +1,134 @@
+"""strata-client 0.11 (PyPI), unchanged, against Quiver's REST facade.
+
+strata-client needs Python >= 3.12 and this project runs on 3.11, so the client
+runs in its own venv, made once under ``.venv/strata-client`` from an
+interpreter found on PATH or under pyenv, and installed **offline** from the
+wheel cache ``.venv/wheels`` that ``make test`` fills beforehand (``make
+wheels``: the only step that needs the network, and it tolerates having none).
+When either is missing the test is skipped with the reason, never passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from notebooks.interpreters import discover
+
+ROOT = Path(__file__).resolve().parents[1]
+WHEELS = Path(os.environ.get("QUIVER_WHEELS", ROOT / ".venv" / "wheels"))
+CLIENT_VENV = ROOT / ".venv" / "strata-client"
+
+
+def _python_312() -> Path | None:
+    found = discover()
+    for version, path in sorted(found.items(), key=lambda kv: tuple(map(int, kv[0].split(".")))):
+        if tuple(map(int, version.split("."))) >= (3, 12):
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def strata_python() -> Path:
+    python = CLIENT_VENV / "bin" / "python"
+    probe = [str(python), "-c", "import strata_client"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    base = _python_312()
+    if base is None:
+        pytest.skip("strata-client 0.11 needs Python >= 3.12: none on PATH or under pyenv")
+    if not any(WHEELS.glob("strata_client-0.11.*.whl")):
+        pytest.skip(
+            f"no strata-client 0.11 wheel in {WHEELS}: run `make wheels` (needs the network once)"
+        )
+    subprocess.run([str(base), "-m", "venv", "--clear", str(CLIENT_VENV)], check=True)
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(WHEELS),
+         "strata-client==0.11.*"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    if install.returncode != 0:
+        pytest.skip(f"strata-client could not be installed offline from {WHEELS}: "
+                    f"{install.stderr.strip().splitlines()[-1:]}")  # fmt: skip
+    return python
+
+
+FLOWS = textwrap.dedent(
+    """
+    import json, sys
+    import pyarrow as pa
+    from strata_client import StrataClient
+
+    url, table_uri = sys.argv[1], sys.argv[2]
+    out = {}
+    scan = lambda *cols: {"executor": "scan@v1", "params": {"columns": list(cols)}}
+    with StrataClient(base_url=url) as c:
+        out["health"] = c.health()
+        miss = c.materialize(inputs=[table_uri], transform=scan("id", "value"), name="events/v")
+        out["miss"] = [miss.cache_hit, miss.execution, miss.to_table().num_rows]
+        hit = c.materialize(inputs=[table_uri], transform=scan("id", "value"))
+        out["hit"] = [hit.cache_hit, hit.uri == miss.uri, hit.to_table().num_rows]
+        built = c.materialize(inputs=[table_uri], transform=scan("category"), mode="artifact",
+                              poll_interval=0.05)
+        out["artifact_mode"] = [built.cache_hit, c.fetch(built.uri).column_names]
+        out["info"] = built.info()["state"]
+        out["get_artifact"] = c.get_artifact(built.artifact_id, built.version).uri == built.uri
+        sql = c.materialize(inputs=[miss.uri], mode="artifact", poll_interval=0.05,
+                            transform={"ref": "duckdb_sql@v1",
+                                       "params": {"sql": "select count(*) n from input0"}})
+        out["sql"] = c.fetch(sql.uri).to_pylist()
+        out["lineage"] = sorted(n["id"] for n in sql.lineage()["nodes"])
+        out["dependents"] = [d["artifact_uri"] for d in miss.dependents()["dependents"]]
+        up = c.put(inputs=[miss.uri], transform={"executor": "local@v1", "params": {}},
+                   data=pa.table({"x": [1, 2]}), name="mine")
+        again = c.put(inputs=[miss.uri], transform={"executor": "local@v1", "params": {}},
+                      data={"x": [1, 2]})
+        out["put"] = [up.cache_hit, again.cache_hit, again.uri == up.uri, c.fetch(up.uri).num_rows]
+        out["json"] = c.get_json(c.put_json(inputs=[], transform={"executor": "j@v1"},
+                                            data={"a": 1, "b": [1, 2, 3]}).uri)
+        c.set_name("alias", up.artifact_id, up.version)
+        out["resolve"] = c.resolve_name("alias")["artifact_uri"] == up.uri
+        out["by_name"] = c.get_artifact_by_name("events/v").uri == miss.uri
+        out["status"] = c.get_name_status("events/v")["is_stale"]
+        out["explain"] = c.explain_materialize(inputs=[table_uri], transform=scan("id", "value"),
+                                               name="events/v")["cache_hit"]
+        out["list"] = len(c.list_artifacts(limit=100)["artifacts"])
+        out["list_named"] = len(c.list_artifacts(name_prefix="events/")["artifacts"])
+        out["delete"] = c.delete_artifact(sql.artifact_id, sql.version)["status"]
+        out["gc"] = sorted(c.garbage_collect())
+    print(json.dumps(out))
+    """
+)
+
+
+def test_strata_client_flows(strata_python, rest, demo_table, tmp_path) -> None:
+    script = tmp_path / "flows.py"
+    script.write_text(FLOWS)
+    done = subprocess.run(
+        [str(strata_python), str(script), rest.url, demo_table.uri],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["health"] == {"status": "ok"}
+    assert out["miss"][0] is False and out["miss"][2] == 20_000
+    assert out["hit"] == [True, True, 20_000]
+    assert out["artifact_mode"] == [False, ["category"]] and out["info"] == "ready"
+    assert out["get_artifact"] is True
+    assert out["sql"] == [{"n": 20_000}]
+    assert demo_table.uri in out["lineage"] and len(out["lineage"]) == 3
+    assert len(out["dependents"]) == 1
+    assert out["put"] == [False, True, True, 2]
+    assert out["json"] == {"a": 1, "b": [1, 2, 3]}
+    assert out["resolve"] and out["by_name"] and out["status"] is False and out["explain"] is True
+    assert out["list"] >= 5 and out["list_named"] == 1
+    assert out["delete"] == "deleted"
+    assert {"deleted_count", "deleted_bytes", "store_bytes"} <= set(out["gc"])
