@@ -7,7 +7,9 @@ the client goes away the reader is closed (which cancels a Flight DoGet).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -121,25 +123,78 @@ def body(reader: pa.RecordBatchReader, fmt: Format) -> Iterator[bytes | memoryvi
             reader.close()
 
 
-class ClosingStreamingResponse(StreamingResponse):
-    """A streamed body that runs ``on_close`` when it ends, however it ends.
+class ReadAheadResponse(StreamingResponse):
+    """A streamed body produced by a thread that reads ahead of the socket.
 
-    Starlette abandons the body iterator when the client goes away (the task is
-    cancelled, possibly while a worker thread is blocked reading the next
-    batch); ``on_close`` — a thread-safe cancel of the Flight read — runs
-    deterministically here instead of whenever the iterator is collected.
+    A producer thread pulls and encodes chunks (a Flight read and an IPC
+    encode, both of which release the GIL) while the event loop sends earlier
+    ones, so reading and sending overlap instead of taking turns. At most
+    ``depth`` chunks wait in between. ``on_close`` (the cancel of the Flight
+    read) runs when the response ends, however it ends — also when the client
+    goes away while the producer is blocked on a read.
     """
 
-    def __init__(self, *args: Any, on_close: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        chunks: Iterator[bytes | memoryview],
+        *,
+        media_type: str,
+        headers: Mapping[str, str],
+        on_close: Callable[[], None] | None = None,
+        depth: int = 4,
+    ) -> None:
+        super().__init__(iter(()), media_type=media_type, headers=dict(headers))
+        self._chunks = chunks
         self._on_close = on_close
+        self._depth = depth
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        room = threading.Semaphore(self._depth)
+        stop = threading.Event()
+        done = object()
+
+        def produce() -> None:
+            try:
+                for chunk in self._chunks:
+                    while not room.acquire(timeout=0.5):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                loop.call_soon_threadsafe(queue.put_nowait, done)
+            except BaseException as exc:  # handed to the event loop below
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                close = getattr(self._chunks, "close", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        close()
+
+        producer = threading.Thread(target=produce, name="rest-read-ahead", daemon=True)
+        producer.start()
         try:
-            await super().__call__(scope, receive, send)
+            await send(
+                {"type": "http.response.start", "status": self.status_code,
+                 "headers": self.raw_headers}
+            )  # fmt: skip
+            while True:
+                item = await queue.get()
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                room.release()
+                await send({"type": "http.response.body", "body": item, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            with contextlib.suppress(Exception):
-                self._on_close()
+            stop.set()
+            if self._on_close is not None:
+                with contextlib.suppress(Exception):
+                    self._on_close()
+            room.release()
 
 
 def stream_response(
@@ -158,8 +213,6 @@ def stream_response(
     out = dict(headers or {})
     if fmt != "arrow":
         out["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
-    if on_close is None:
-        return StreamingResponse(body(reader, fmt), media_type=MEDIA_TYPES[fmt], headers=out)
-    return ClosingStreamingResponse(
+    return ReadAheadResponse(
         body(reader, fmt), media_type=MEDIA_TYPES[fmt], headers=out, on_close=on_close
     )
