@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from notebooks import interpreters
+from notebooks import interpreters, owner
 from notebooks.disk import TOML, NotebookDir, iso, slug
 from notebooks.paths import check_name, confine
 from notebooks.session import Session
@@ -53,6 +53,13 @@ class NotebookManager:
     @property
     def personal(self) -> bool:
         return self.settings.deployment_mode == "personal"
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.settings.personal_mode_user_header)
+
+    def visible(self, session: Session) -> bool:
+        return owner.visible(session.nb.get("owner"), self.gated)
 
     def require_personal(self) -> None:
         if not self.personal:
@@ -104,7 +111,7 @@ class NotebookManager:
         self.evict_idle()
         with self._lock:
             session = self._sessions.get(session_id)
-        if session is None:
+        if session is None or not self.visible(session):
             raise NotFound(message)
         session.touch()
         return session
@@ -137,7 +144,7 @@ class NotebookManager:
                 "updated_at": iso(s.nb.get("updated_at")),
             }
             for s in sessions
-            if s.nb.path.is_relative_to(self.root)
+            if s.nb.path.is_relative_to(self.root) and self.visible(s)
         ]
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -163,6 +170,10 @@ class NotebookManager:
             nb = NotebookDir.create(target, name, version)
         except PermissionError as exc:
             raise Unauthorized(f"Permission denied: {exc.filename or target}") from exc
+        creator = owner.caller.get()
+        if self.gated and creator:
+            nb.doc["owner"] = creator
+            nb.save()
         session = Session(nb, clock=self.clock)
         if starter_cell:
             session.add_cell("python")
@@ -178,6 +189,8 @@ class NotebookManager:
                 if existing is not None:
                     self.close(existing.id)  # its directory is gone
                 raise
+            if not owner.visible(nb.get("owner"), self.gated):
+                raise NotFound(NOT_FOUND)
             if existing is not None:
                 if not (existing.executing or existing.env_busy):
                     existing.reload()
@@ -212,6 +225,8 @@ class NotebookManager:
         target = confine(self.root, path, "path")
         if not (target / TOML).is_file():
             raise NotFound(f"No notebook found at {path}")
+        if not owner.visible(NotebookDir.open(target).get("owner"), self.gated):
+            raise NotFound(f"No notebook found at {path}")
         existing = self._by_path(target)
         if existing is not None:
             with existing.lock:
@@ -227,6 +242,8 @@ class NotebookManager:
                 dirs.clear()  # a notebook's own folders hold no notebooks
                 try:
                     nb = NotebookDir.open(Path(folder))
+                    if not owner.visible(nb.get("owner"), self.gated):
+                        continue
                     found.append(
                         {
                             "path": folder,

@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         default=False,
         description="Allow binding a non-loopback host with no token configured.",
     )
+    personal_mode_user_header: str | None = Field(
+        default=None,
+        description="HTTP header naming the caller (e.g. X-Forwarded-User). When set, a "
+        "notebook with an owner is reachable only by requests whose header equals it (404 "
+        "otherwise), and new notebooks are owned by their creator.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level."
     )

@@ -10,11 +10,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, Depends, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
+from starlette.requests import HTTPConnection
 
+from notebooks import owner
 from notebooks.analysis import LANGUAGES
 from notebooks.execution import MODES, Executions, Runner
 from notebooks.manager import NotebookManager
@@ -124,7 +126,17 @@ def notebook_router(
     outputs; without it those routes answer 503. Run frames of ``executions``
     go to the WebSocket ``hub`` (one is made if not given).
     """
-    router = APIRouter(prefix="/v1/notebooks", tags=["notebooks"])
+    header = settings.personal_mode_user_header
+
+    async def identify(connection: HTTPConnection) -> None:
+        # Async, so the value is set in the request's own context, which the
+        # sync route functions inherit when they run in the thread pool.
+        # (HTTPConnection: requests and WebSockets alike.)
+        owner.caller.set(connection.headers.get(header) if header else None)
+
+    router = APIRouter(
+        prefix="/v1/notebooks", tags=["notebooks"], dependencies=[Depends(identify)]
+    )
     max_source = settings.notebook_max_source_chars
     hub = hub or Hub()
     if executions is not None:

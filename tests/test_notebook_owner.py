@@ -1,0 +1,105 @@
+"""Owner gating (API.md §1) through the real REST routes and the WebSocket."""
+
+from __future__ import annotations
+
+import pytest
+
+from notebooks import owner
+
+
+@pytest.fixture
+def gated(make_client):
+    client, manager = make_client(personal_mode_user_header="X-User")
+    return client, manager
+
+
+def create(client, user: str | None, name: str = "Mine") -> dict:
+    headers = {"X-User": user} if user else {}
+    r = client.post(
+        "/v1/notebooks/create", json={"parent_path": ".", "name": name}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_the_creator_owns_the_notebook_and_others_cannot_see_it(gated) -> None:
+    client, _ = gated
+    nb = create(client, "ada")
+    sid, path = nb["session_id"], nb["path"]
+    assert 'owner = "ada"' in (__import__("pathlib").Path(path) / "notebook.toml").read_text()
+    mine = {"X-User": "ada"}
+    assert client.get(f"/v1/notebooks/{sid}/cells", headers=mine).status_code == 200
+    for headers in ({"X-User": "bob"}, {}):
+        for method, url in [
+            ("GET", f"/v1/notebooks/{sid}/cells"),
+            ("GET", f"/v1/notebooks/{sid}/dag"),
+            ("GET", f"/v1/notebooks/sessions/{sid}"),
+            ("PUT", f"/v1/notebooks/{sid}/name"),
+            ("DELETE", f"/v1/notebooks/{sid}"),
+        ]:
+            body = {"name": "x"} if method == "PUT" else None
+            r = client.request(method, url, headers=headers, json=body)
+            assert r.status_code == 404, (method, url, r.text)
+            assert r.json()["detail"] in ("Notebook not found", "Session not found")
+        r = client.post("/v1/notebooks/open", json={"path": path}, headers=headers)
+        assert (r.status_code, r.json()["detail"]) == (404, "Notebook not found")
+        r = client.post("/v1/notebooks/delete-by-path", json={"path": path}, headers=headers)
+        assert r.status_code == 404
+        listed = client.get("/v1/notebooks/sessions", headers=headers).json()["sessions"]
+        assert sid not in {s["session_id"] for s in listed}
+        found = client.get("/v1/notebooks/discover", headers=headers).json()["notebooks"]
+        assert path not in {n["path"] for n in found}
+    assert sid in {
+        s["session_id"]
+        for s in client.get("/v1/notebooks/sessions", headers=mine).json()["sessions"]
+    }
+    assert (
+        client.post("/v1/notebooks/open", json={"path": path}, headers=mine).json()["session_id"]
+        == sid
+    )
+
+
+def test_unowned_notebooks_are_not_gated(gated) -> None:
+    client, _ = gated
+    nb = create(client, None, "Shared")
+    for headers in ({"X-User": "bob"}, {}):
+        assert (
+            client.get(f"/v1/notebooks/{nb['session_id']}/cells", headers=headers).status_code
+            == 200
+        )
+
+
+def test_without_the_header_configured_owner_is_ignored(make_client) -> None:
+    client, manager = make_client()
+    nb = create(client, "ada", "Plain")
+    session = manager.get(nb["session_id"])
+    session.nb.doc["owner"] = "ada"
+    assert (
+        client.get(f"/v1/notebooks/{nb['session_id']}/cells", headers={"X-User": "bob"}).status_code
+        == 200
+    )
+
+
+def test_websocket_owner_mismatch_closes_1008(gated) -> None:
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    client, manager = gated
+    nb = create(client, "ada", "Sock")
+    from rest.app import create_app
+    from rest.notebooks import notebook_router
+
+    app = create_app([notebook_router(manager, manager.settings)])
+    with TestClient(app) as tc:
+        with (
+            pytest.raises(WebSocketDisconnect) as info,
+            tc.websocket_connect(f"/v1/notebooks/ws/{nb['session_id']}", headers={"X-User": "bob"}),
+        ):
+            pass
+        assert info.value.code == 1008
+        with tc.websocket_connect(
+            f"/v1/notebooks/ws/{nb['session_id']}", headers={"X-User": "ada"}
+        ) as ws:
+            ws.send_json({"type": "notebook_sync", "payload": {}})
+            assert ws.receive_json()["type"] == "notebook_state"
+    assert owner.caller.get() is None
