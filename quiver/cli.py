@@ -14,6 +14,7 @@ import faulthandler
 import importlib
 import importlib.util
 import json
+import os
 import logging
 import re
 import signal
@@ -360,6 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QuiverError as exc:
         print(f"quiver: {exc.code}: {exc.message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`quiver demo | head`): that is not an error.
+        # Point stdout at /dev/null so the interpreter's final flush is quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
