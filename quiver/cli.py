@@ -14,8 +14,8 @@ import faulthandler
 import importlib
 import importlib.util
 import json
-import os
 import logging
+import os
 import re
 import signal
 import socket
