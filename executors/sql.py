@@ -50,14 +50,10 @@ class SqlExecutor:
         except duckdb.Error as exc:
             raise InvalidArgument(f"{self.name}: invalid SQL: {duck.first_line(exc)}") from None
         if len(statements) != 1:
-            raise InvalidArgument(
-                f"{self.name} runs exactly one statement, got {len(statements)}"
-            )
+            raise InvalidArgument(f"{self.name} runs exactly one statement, got {len(statements)}")
         kind = statements[0].type
         if kind != duckdb.StatementType.SELECT:
-            raise InvalidArgument(
-                f"{self.name} runs one SELECT query; got a {kind.name} statement"
-            )
+            raise InvalidArgument(f"{self.name} runs one SELECT query; got a {kind.name} statement")
 
     def run(
         self, inputs: Sequence[ResolvedInput], params: BaseModel, ctx: RunContext

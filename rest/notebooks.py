@@ -134,9 +134,7 @@ def notebook_router(
         # (HTTPConnection: requests and WebSockets alike.)
         owner.caller.set(connection.headers.get(header) if header else None)
 
-    router = APIRouter(
-        prefix="/v1/notebooks", tags=["notebooks"], dependencies=[Depends(identify)]
-    )
+    router = APIRouter(prefix="/v1/notebooks", tags=["notebooks"], dependencies=[Depends(identify)])
     max_source = settings.notebook_max_source_chars
     hub = hub or Hub()
     if executions is not None:

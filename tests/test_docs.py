@@ -14,8 +14,7 @@ from quiver.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BEGIN = (
-    "<!-- settings-table: generated from quiver/settings.py; "
-    "tests/test_docs.py keeps it true -->"
+    "<!-- settings-table: generated from quiver/settings.py; tests/test_docs.py keeps it true -->"
 )
 END = "<!-- /settings-table -->"
 
