@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from catalog.store import ArtifactInfo
 from catalog.uris import ArtifactRef, NameRef, artifact_uri, parse_uri
 from flight.core import Core
-from flight.protocol import ArtifactTicket, parse_model
+from flight.protocol import ArtifactTicket, encode_json, load_json, parse_model
 from quiver.errors import InvalidArgument
 from quiver.materialize import MaterializeRequest, MaterializeResult
 
@@ -42,6 +42,22 @@ def action(name: str, description: str) -> Callable[[Handler], Handler]:
         return handler
 
     return register
+
+
+def run_action(core: Core, name: str, raw: bytes) -> bytes:
+    """Run the action ``name`` on its raw JSON body; its one result, JSON-encoded.
+
+    What ``DoAction`` does with an action, and what an in-process caller (the
+    REST app beside the server, :func:`local_core`) does without the gRPC hop.
+    """
+    spec = ACTIONS.get(name)
+    if spec is None:
+        raise InvalidArgument(
+            f"unknown action {name!r}; actions: {', '.join(ACTIONS)}",
+            detail={"action": name, "actions": list(ACTIONS)},
+        )
+    body = load_json(raw, f"body of action {name!r}")
+    return encode_json(spec.handler(core, body))
 
 
 class ArtifactArg(BaseModel):

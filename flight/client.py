@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.flight as fl
 
-from flight.errors import from_flight_error
-from flight.protocol import encode_json
+from flight.errors import from_flight_error, to_flight_error
+from flight.protocol import encode_json, local_core
 
 if TYPE_CHECKING:
     import polars as pl
@@ -77,6 +77,7 @@ class QuiverClient:
         self._client = fl.connect(location, **connect_kwargs)
         headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
         self._options = fl.FlightCallOptions(timeout=timeout, headers=headers)
+        self._token = token
 
     def close(self) -> None:
         self._client.close()
@@ -90,10 +91,12 @@ class QuiverClient:
     # --- plumbing -------------------------------------------------------------
     def action(self, name: str, body: dict[str, Any] | None = None) -> Any:
         """Run one action and decode its JSON answer."""
+        return self.action_raw(name, encode_json(body or {}))
+
+    def action_raw(self, name: str, raw: bytes) -> Any:
+        """Run one action on a JSON body already encoded; its decoded JSON answer."""
         try:
-            results = list(
-                self._client.do_action(fl.Action(name, encode_json(body or {})), self._options)
-            )
+            results = list(self._client.do_action(fl.Action(name, raw), self._options))
         except fl.FlightError as exc:
             raise from_flight_error(exc) from None
         return json.loads(results[0].body.to_pybytes()) if results else None
@@ -230,6 +233,42 @@ class QuiverClient:
 
     def health(self) -> dict[str, Any]:
         return self.action("health")
+
+
+class LocalActions:
+    """Actions of a Flight server running in this process, without the gRPC round trip.
+
+    The same dispatch, handlers, JSON and errors as ``DoAction`` (an error goes
+    through the server's and the client's mapping, so the caller sees the same
+    :class:`quiver.errors.QuiverError`); only the wire is skipped. Used while
+    the server at ``client.location`` runs in this process with the same token
+    (``quiver serve``), else every call goes to ``client`` over gRPC.
+    """
+
+    def __init__(self, client: QuiverClient) -> None:
+        self.client = client
+
+    def _local(self) -> Any:
+        core = local_core(self.client.location)
+        if core is None:
+            return None
+        token = core.settings.token.get_secret_value() if core.settings.token else None
+        return core if token == self.client._token else None
+
+    def action(self, name: str, body: dict[str, Any] | None = None) -> Any:
+        return self.action_raw(name, encode_json(body or {}))
+
+    def action_raw(self, name: str, raw: bytes) -> Any:
+        core = self._local()
+        if core is None:
+            return self.client.action_raw(name, raw)
+        from flight.actions import run_action  # loaded already: the server is in this process
+
+        try:
+            answer = run_action(core, name, raw)
+        except Exception as exc:
+            raise from_flight_error(to_flight_error(exc)) from None
+        return json.loads(answer)
 
 
 def connect(location: str = DEFAULT_LOCATION, **kwargs: Any) -> QuiverClient:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow.flight as fl
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -28,6 +28,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from catalog.uris import ArtifactRef, NameRef, parse_uri, validate_name
 from quiver.errors import InvalidArgument, TooLarge
 from quiver.materialize import MaterializeRequest
+
+if TYPE_CHECKING:
+    from flight.core import Core
 
 MAX_COMMAND_BYTES = 2 * 1024**2
 """Largest JSON command, ticket or action body accepted."""
@@ -191,3 +194,20 @@ def decode_put_descriptor(descriptor: fl.FlightDescriptor) -> PutCommand:
     if cmd.name is not None:
         validate_name(cmd.name)
     return cmd
+
+
+_LOCAL: dict[str, Core] = {}
+
+
+def register_local(location: str, core: Core) -> None:
+    """The server at ``location`` serves ``core`` in this process (until unregistered)."""
+    _LOCAL[location] = core
+
+
+def unregister_local(location: str) -> None:
+    _LOCAL.pop(location, None)
+
+
+def local_core(location: str) -> Core | None:
+    """The :class:`Core` the Flight server at ``location`` serves, if it runs in this process."""
+    return _LOCAL.get(location)
