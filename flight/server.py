@@ -22,7 +22,7 @@ import pyarrow.flight as fl
 
 import flight.queries  # noqa: F401  (registers its actions)
 from catalog.store import ArtifactInfo, Build
-from flight.actions import ACTIONS, info_json, materialize, result_json
+from flight.actions import ACTIONS, info_json, materialize, result_json, run_action
 from flight.core import Core
 from flight.errors import guard
 from flight.protocol import (
@@ -35,7 +35,8 @@ from flight.protocol import (
     decode_put_descriptor,
     decode_ticket,
     encode_json,
-    load_json,
+    register_local,
+    unregister_local,
 )
 from flight.security import (
     BearerTokenMiddlewareFactory,
@@ -77,12 +78,14 @@ class QuiverFlightServer(fl.FlightServerBase):
         for stale in self._spool.glob("*.arrows"):  # uploads cut short by a crash
             stale.unlink(missing_ok=True)
         self._closed = threading.Event()
+        register_local(self.location, core)  # the REST app beside it skips the gRPC hop
 
     def close(self, *, cancel_builds: bool = False) -> None:
         """Stop serving, let builds finish (or cancel them), close the store. Idempotent."""
         if self._closed.is_set():
             return
         self._closed.set()
+        unregister_local(self.location)
         self.shutdown()
         self.core.close(cancel=cancel_builds)
 
@@ -279,15 +282,8 @@ class QuiverFlightServer(fl.FlightServerBase):
 
     @guard
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> list[fl.Result]:
-        spec = ACTIONS.get(action.type)
-        if spec is None:
-            raise InvalidArgument(
-                f"unknown action {action.type!r}; actions: {', '.join(ACTIONS)}",
-                detail={"action": action.type, "actions": list(ACTIONS)},
-            )
         raw = action.body.to_pybytes() if action.body is not None else b""
-        body = load_json(raw, f"body of action {action.type!r}")
-        return [fl.Result(pa.py_buffer(encode_json(spec.handler(self.core, body))))]
+        return [fl.Result(pa.py_buffer(run_action(self.core, action.type, raw)))]
 
 
 def _chunks(reader: fl.MetadataRecordBatchReader) -> Iterator[pa.RecordBatch]:
