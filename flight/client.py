@@ -270,6 +270,21 @@ class LocalActions:
             raise from_flight_error(to_flight_error(exc)) from None
         return json.loads(answer)
 
+    def open_ready(self, uri: str) -> pa.RecordBatchReader | None:
+        """The batches of the finished artifact ``uri`` (artifact or name URI) read in
+        this process, as ``DoGet`` would send them; None when the read must go over
+        Flight (no server here, or a build in progress, which only a Flight read
+        can cancel while it waits)."""
+        core = self._local()
+        if core is None or not uri.startswith("strata://"):
+            return None
+        from flight.streams import open_ready_local
+
+        try:
+            return open_ready_local(core, uri.encode())
+        except Exception as exc:
+            raise from_flight_error(to_flight_error(exc)) from None
+
 
 def connect(location: str = DEFAULT_LOCATION, **kwargs: Any) -> QuiverClient:
     """Open a :class:`QuiverClient` (see its constructor for ``token``, TLS, timeout)."""

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.flight as fl
 
 from flight.errors import to_flight_error
+from flight.protocol import NameTicket, decode_ticket
 from quiver.settings import Settings
+
+if TYPE_CHECKING:
+    from flight.core import Core
 
 
 def rechunk(batches: Iterable[pa.RecordBatch], max_bytes: int) -> Iterator[pa.RecordBatch]:
@@ -56,3 +61,45 @@ def data_stream(reader: pa.RecordBatchReader, settings: Settings) -> fl.FlightDa
         _clean(reader, settings.flight_max_batch_bytes),
         options=ipc_options(settings),
     )
+
+
+def open_ticket(core: Core, raw: bytes) -> pa.RecordBatchReader:
+    """The batches a ``DoGet`` of ticket ``raw`` sends: a ready artifact's, or a build's."""
+    target = decode_ticket(raw)
+    if isinstance(target, NameTicket):
+        named = core.store.get_name(target.name)
+        return core.materializer.open_artifact(named.artifact_id, named.version)
+    if target.start is not None or target.stop is not None:
+        return core.store.open(
+            target.artifact_id, target.version, start=target.start or 0, stop=target.stop
+        )
+    return core.materializer.open_artifact(target.artifact_id, target.version)
+
+
+def open_ready_local(core: Core, raw: bytes) -> pa.RecordBatchReader | None:
+    """:func:`open_ticket` for an in-process reader of a *finished* artifact, or None.
+
+    None for a build in progress: following one can block on the next batch,
+    and only a Flight read can be cancelled from another thread while it waits.
+    Batches are sliced as ``DoGet`` slices them, so memory stays bounded.
+    """
+    target = decode_ticket(raw)
+    if isinstance(target, NameTicket):
+        named = core.store.get_name(target.name)
+        key = (named.artifact_id, named.version)
+    else:
+        key = (target.artifact_id, target.version)
+    if any((b.artifact_id, b.version) == key for b in core.materializer.building()):
+        return None
+    reader = open_ticket(core, raw)
+    batches = rechunk(reader, core.settings.flight_max_batch_bytes)
+    return pa.RecordBatchReader.from_batches(reader.schema, _closing(batches, reader))
+
+
+def _closing(
+    batches: Iterator[pa.RecordBatch], reader: pa.RecordBatchReader
+) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from batches
+    finally:
+        reader.close()
