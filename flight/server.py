@@ -29,11 +29,9 @@ from flight.protocol import (
     ArtifactPath,
     ArtifactTicket,
     NamePath,
-    NameTicket,
     PutCommand,
     decode_info_descriptor,
     decode_put_descriptor,
-    decode_ticket,
     encode_json,
     register_local,
     unregister_local,
@@ -44,7 +42,7 @@ from flight.security import (
     host_for_uri,
     tls_certificates,
 )
-from flight.streams import data_stream
+from flight.streams import data_stream, open_ticket
 from flight.uploads import stated_provenance, store_stated
 from quiver.errors import BuildFailed, Conflict, InvalidArgument
 from quiver.materialize import MaterializeRequest
@@ -194,18 +192,7 @@ class QuiverFlightServer(fl.FlightServerBase):
     # --- data ---------------------------------------------------------------
     @guard
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
-        target = decode_ticket(ticket.ticket)
-        store = self.core.store
-        if isinstance(target, NameTicket):
-            named = store.get_name(target.name)
-            reader = self.core.materializer.open_artifact(named.artifact_id, named.version)
-        elif target.start is not None or target.stop is not None:
-            reader = store.open(
-                target.artifact_id, target.version, start=target.start or 0, stop=target.stop
-            )
-        else:
-            reader = self.core.materializer.open_artifact(target.artifact_id, target.version)
-        return data_stream(reader, self.core.settings)
+        return data_stream(open_ticket(self.core, ticket.ticket), self.core.settings)
 
     @guard
     def do_put(
