@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow.flight as fl
@@ -48,9 +49,11 @@ class ArtifactTicket:
     stop: int | None = None
 
     def encode(self) -> bytes:
+        if self.start is None and self.stop is None:  # the common case, on every hit
+            aid = encode_basestring_ascii(self.artifact_id)
+            return f'{{"artifact_id":{aid},"version":{int(self.version)}}}'.encode()
         body: dict[str, Any] = {"artifact_id": self.artifact_id, "version": self.version}
-        if self.start is not None or self.stop is not None:
-            body["batches"] = [self.start or 0, self.stop]
+        body["batches"] = [self.start or 0, self.stop]
         return json.dumps(body, separators=(",", ":")).encode()
 
     def ticket(self) -> fl.Ticket:

@@ -18,7 +18,7 @@ from flight.client import QuiverClient
 from quiver import __version__
 from quiver.settings import Settings
 from rest import errors
-from rest.core import FlightLink, core_router
+from rest.core import FlightLink, MaterializeFastPath, core_router
 from rest.middleware import (
     ASGIApp,
     BearerAuth,
@@ -47,14 +47,19 @@ def create_app(routers: Iterable[APIRouter] = (), *, lifespan: Lifespan | None =
     return app
 
 
-def with_middleware(app: ASGIApp, settings: Settings, metrics: Metrics) -> ASGIApp:
-    """Outermost first: request id, metrics, bearer auth, body limit.
+def with_middleware(
+    app: ASGIApp, settings: Settings, metrics: Metrics, link: FlightLink | None = None
+) -> ASGIApp:
+    """Outermost first: request id, metrics, bearer auth, body limit (and, given the
+    Flight link, the fast path of ``POST /v1/materialize``).
 
     They wrap the FastAPI app from outside (not ``add_middleware``) so that even
     the 500s of Starlette's outermost error middleware get an ``X-Request-ID``
     and are counted.
     """
     token = settings.token.get_secret_value() if settings.token is not None else None
+    if link is not None:
+        app = MaterializeFastPath(app, link, metrics)
     inner = BodyLimit(app, settings.rest_max_body_bytes)
     return RequestId(MetricsMiddleware(BearerAuth(inner, token), metrics))
 
@@ -105,4 +110,4 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
     app = create_app(
         [core_router(link, metrics), ops_router(link, metrics), notebooks], lifespan=lifespan
     )
-    return with_middleware(app, settings, metrics)
+    return with_middleware(app, settings, metrics, link)
