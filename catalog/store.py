@@ -13,19 +13,34 @@ files and any orphan published file are removed. A derived artifact that was
 not fsynced is checked (size and IPC footer) when it is opened; a damaged one
 is marked failed and reported as :class:`CorruptArtifact` so the caller
 rebuilds it instead of serving it.
+
+A build whose provenance is known only once its data is written (an upload,
+content-addressed) starts with a *provisional* provenance
+(``begin_build(provenance=None)``), may hash the file it writes
+(``hash_content=True``: :meth:`Build.seal` returns the :class:`ChunkedSha256`
+of the file's bytes, computed on other cores while the file is written) and
+names its provenance at :meth:`Build.publish` time. That publish is also the
+deduplication point: if a ready artifact (whose file is whole)
+already has the provenance, the new build is discarded — its temp file and row
+removed, no failure recorded — and the existing artifact is returned
+(``build.deduplicated``). The check and the ``ready`` mark are one
+transaction, so two identical builds publishing at the same moment end as one
+artifact, never as two ready rows and never as an error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +51,9 @@ from catalog.uris import artifact_uri, validate_name
 from quiver.errors import BuildFailed, Conflict, InvalidArgument, NotFound
 
 State = Literal["building", "ready", "failed", "superseded"]
+
+PROVISIONAL_PREFIX = "pending:"
+"""Provenance of a build whose real provenance is given at publish time."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -157,6 +175,146 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+CHUNK_BYTES = 1 << 20
+_CHUNKED_SHA256_PREFIX = b"quiver-chunked-sha256-v1\0"
+_hash_pool: ThreadPoolExecutor | None = None
+_hash_pool_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _hash_pool
+    with _hash_pool_lock:
+        if _hash_pool is None:
+            _hash_pool = ThreadPoolExecutor(
+                max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="quiver-sha256"
+            )
+        return _hash_pool
+
+
+def _sha256_of(pieces: list[memoryview]) -> bytes:
+    h = hashlib.sha256()
+    for piece in pieces:
+        h.update(piece)  # releases the GIL for pieces over 2 KiB
+    return h.digest()
+
+
+def chunked_sha256(data: bytes | memoryview) -> str:
+    """The digest :class:`ChunkedSha256` computes, in one call (for checks and tests)."""
+    h = ChunkedSha256()
+    view = memoryview(data)
+    h.update(view, view.nbytes)
+    return h.hexdigest()
+
+
+class ChunkedSha256:
+    """A sha256 tree over a byte sequence, hashed in parallel while it is written.
+
+    The bytes are cut into chunks of :data:`CHUNK_BYTES` (1 MiB) by position —
+    however they arrive — and each chunk is hashed with sha256 on a shared
+    thread pool (hashlib releases the GIL, so chunks hash on several cores while
+    the writer goes on). The digest is::
+
+        sha256(b"quiver-chunked-sha256-v1\\0" + total length (8 bytes, big endian)
+               + sha256(chunk 0) + sha256(chunk 1) + ...)
+
+    so it depends only on the bytes. Data is referenced, not copied, while it
+    waits; at most ``max_pending`` bytes of chunks are in flight at a time.
+    """
+
+    def __init__(self, max_pending: int = 64 * CHUNK_BYTES) -> None:
+        self._pieces: list[memoryview] = []
+        self._fill = 0
+        self._total = 0
+        self._futures: deque[Future[bytes]] = deque()
+        self._digests: list[bytes] = []
+        self._max_futures = max(1, max_pending // CHUNK_BYTES)
+        self._done: str | None = None
+
+    def update(self, data: Any, size: int) -> None:
+        view = memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        pos = 0
+        while pos < size:
+            take = min(CHUNK_BYTES - self._fill, size - pos)
+            self._pieces.append(view[pos : pos + take])
+            self._fill += take
+            pos += take
+            if self._fill == CHUNK_BYTES:
+                self._submit()
+        self._total += size
+
+    def _submit(self) -> None:
+        pieces, self._pieces, self._fill = self._pieces, [], 0
+        self._futures.append(_pool().submit(_sha256_of, pieces))
+        while len(self._futures) > self._max_futures:
+            self._digests.append(self._futures.popleft().result())
+
+    def hexdigest(self) -> str:
+        """Wait for every chunk and return the digest (idempotent)."""
+        if self._done is None:
+            if self._pieces:
+                self._submit()
+            while self._futures:
+                self._digests.append(self._futures.popleft().result())
+            top = hashlib.sha256(_CHUNKED_SHA256_PREFIX)
+            top.update(self._total.to_bytes(8, "big"))
+            for digest in self._digests:
+                top.update(digest)
+            self._done = top.hexdigest()
+        return self._done
+
+    def stop(self) -> None:
+        """Drop what is pending (an abandoned build)."""
+        for future in self._futures:
+            future.cancel()
+        self._futures.clear()
+        self._pieces = []
+
+
+class _HashingFile:
+    """A write-only raw file for ``pa.PythonFile`` that also hashes what it writes."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by close()
+        self._pos = 0
+        self.hasher = ChunkedSha256()
+        self.closed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        size = view.nbytes
+        self.hasher.update(data, size)
+        done = 0
+        while done < size:  # a raw write may be short
+            done += self._f.write(view[done:])
+        self._pos += size
+        return size
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._f.close()
+
+
 class _GrowingFile:
     """A read-only file object over a build's temp file that waits for more bytes.
 
@@ -200,9 +358,15 @@ class Build:
     """One artifact version being written. Made by :meth:`ArtifactStore.begin_build`.
 
     The builder calls :meth:`write` for each batch (the first call fixes the
-    schema), then :meth:`publish` or :meth:`fail`. Any number of readers may
-    :meth:`follow` it meanwhile: each gets every batch from the first, as
-    soon as it is written, and the stream ends when the build does.
+    schema), then :meth:`publish`, :meth:`fail` or :meth:`discard`. Any number
+    of readers may :meth:`follow` it meanwhile: each gets every batch from the
+    first, as soon as it is written, and the stream ends when the build does
+    (a discarded build ends its followers with :class:`BuildFailed`).
+
+    A build begun with a provisional provenance must be given its provenance
+    at :meth:`publish`; with ``hash_content`` it hashes the bytes of its file
+    as they are written, and :meth:`seal` returns that digest
+    (:class:`ChunkedSha256`) once the file is complete.
     """
 
     def __init__(
@@ -213,6 +377,9 @@ class Build:
         tmp_path: Path,
         final_path: Path,
         durable: bool,
+        *,
+        provisional: bool = False,
+        hash_content: bool = False,
     ) -> None:
         self.store = store
         self.artifact_id = artifact_id
@@ -220,14 +387,24 @@ class Build:
         self.tmp_path = tmp_path
         self.final_path = final_path
         self.durable = durable
+        self.provisional = provisional
+        self.deduplicated = False
         self.schema: pa.Schema | None = None
         self.rows = 0
         self.batches = 0
         self.error: BaseException | None = None
         self.info: ArtifactInfo | None = None
         self._cond = threading.Condition()
-        self._sink = pa.OSFile(str(tmp_path), "wb")
+        self._raw: _HashingFile | None = None
+        self._sink: pa.NativeFile
+        if hash_content:
+            self._raw = _HashingFile(tmp_path)
+            self._sink = pa.PythonFile(self._raw, mode="w")
+        else:
+            self._sink = pa.OSFile(str(tmp_path), "wb")
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._sealed = False
+        self._digest: str | None = None
         self._written = 0
         self._done = False
         self._schema_known = threading.Event()
@@ -265,19 +442,54 @@ class Build:
             if batch.num_rows:
                 self.write(batch)
 
-    def publish(self, before_notify: Callable[[], None] | None = None) -> ArtifactInfo:
+    def seal(self) -> str | None:
+        """Complete the file (IPC footer); the :class:`ChunkedSha256` hex of its bytes if hashed.
+
+        The digest covers the whole file as it will be published: magic,
+        schema, every batch, footer. Idempotent; :meth:`publish` seals too.
+        """
+        if self._writer is None:
+            raise RuntimeError("seal() before the schema was known")
+        if not self._sealed:
+            self._writer.close()
+            self._sealed = True
+            if self._raw is not None:
+                self._digest = self._raw.hasher.hexdigest()
+        return self._digest
+
+    def publish(
+        self,
+        before_notify: Callable[[], None] | None = None,
+        *,
+        provenance: str | None = None,
+    ) -> ArtifactInfo:
         """Close the file, make it visible, mark the row ready; returns its info.
 
         ``before_notify`` runs after the row is ready and before waiters wake.
+
+        With ``provenance`` (required when the build began with a provisional
+        one) the artifact is published under it, unless a ready artifact whose
+        file is whole already has it: then this build is discarded, the
+        existing artifact is returned and ``deduplicated`` is set. Such a
+        publish never supersedes anything.
         """
-        if self._writer is None:
-            raise RuntimeError("publish() before the schema was known")
-        self._writer.close()
+        if self.provisional and provenance is None:
+            raise RuntimeError("a build with a provisional provenance needs publish(provenance=)")
+        self.seal()
+        if provenance is not None:
+            existing = self.store.find_ready(provenance)
+            if existing is not None and self.store.verify(existing):
+                return self._deduplicate(existing)  # no fsync, no rename
         if self.durable or self.store.fsync_derived:
-            os.fsync(self._sink.fileno())
+            os.fsync(self._raw.fileno() if self._raw is not None else self._sink.fileno())
         size = self._sink.tell()
         self._sink.close()
-        info = self.store._publish(self, size)
+        if self._raw is not None:
+            self._raw.close()
+        info = self.store._publish(self, size, provenance)
+        if info.artifact_id != self.artifact_id or info.version != self.version:
+            # Another build published the same provenance first; ours is gone.
+            return self._deduplicate(info)
         if before_notify is not None:
             before_notify()
         with self._cond:
@@ -287,14 +499,42 @@ class Build:
             self._cond.notify_all()
         return info
 
-    def fail(
-        self, error: BaseException, before_notify: Callable[[], None] | None = None
-    ) -> None:
+    def _deduplicate(self, existing: ArtifactInfo) -> ArtifactInfo:
+        self.discard()
+        self.deduplicated = True
+        return existing
+
+    def discard(self) -> None:
+        """Drop this build: its temp file and its row go, no failure is recorded.
+
+        For a build that is not needed after all (its data already exists) or
+        whose upload was cut short. Followers end with :class:`BuildFailed`.
+        A build already published or failed is left alone.
+        """
+        if self._done:
+            return
+        self._close_quietly()
+        self.store._discard(self)
+        with self._cond:
+            self.error = BuildFailed(f"build of {self.uri} was discarded")
+            self._done = True
+            self._schema_known.set()
+            self._cond.notify_all()
+
+    def _close_quietly(self) -> None:
         with contextlib.suppress(Exception):
-            if self._writer is not None:
+            if self._writer is not None and not self._sealed:
+                self._sealed = True
                 self._writer.close()
         with contextlib.suppress(Exception):
             self._sink.close()
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.close()
+            self._raw.hasher.stop()
+
+    def fail(self, error: BaseException, before_notify: Callable[[], None] | None = None) -> None:
+        self._close_quietly()
         message = str(error) or type(error).__name__
         self.store._fail(self, message)
         if before_notify is not None:
@@ -621,19 +861,27 @@ class ArtifactStore:
     def begin_build(
         self,
         *,
-        provenance: str,
+        provenance: str | None,
         executor: str | None,
         params: Any,
         inputs: Sequence[InputVersion],
         artifact_id: str | None = None,
         kind: str = "derived",
         metadata: dict[str, Any] | None = None,
+        hash_content: bool = False,
     ) -> Build:
         """Reserve the next version (a new id unless ``artifact_id``) in state ``building``.
 
         ``kind="upload"`` makes the build durable: fsynced before it is published.
+        ``provenance=None`` reserves it under a provisional provenance
+        (``pending:<uuid>``, never shared); the build then gets its real one at
+        ``publish(provenance=...)``. ``hash_content`` makes the build hash its
+        file as it writes it (:meth:`Build.seal`).
         """
         artifact_id = artifact_id or uuid.uuid4().hex
+        provisional = provenance is None
+        if provenance is None:
+            provenance = f"{PROVISIONAL_PREFIX}{uuid.uuid4().hex}"
         now = time.time()
         with self._tx() as db:
             row = db.execute(
@@ -673,10 +921,23 @@ class ArtifactStore:
             )
         tmp = self.tmp_dir / f"{artifact_id}.v{version}.{os.getpid()}.arrow"
         return Build(
-            self, artifact_id, version, tmp, self.path_of(artifact_id, version), kind == "upload"
+            self,
+            artifact_id,
+            version,
+            tmp,
+            self.path_of(artifact_id, version),
+            kind == "upload",
+            provisional=provisional,
+            hash_content=hash_content,
         )
 
-    def _publish(self, build: Build, size: int) -> ArtifactInfo:
+    def _publish(self, build: Build, size: int, provenance: str | None = None) -> ArtifactInfo:
+        """Rename the temp file into place and mark the row ready; its info.
+
+        With ``provenance`` the row takes it, unless a ready artifact already has
+        it: then the build's row and file are removed and that artifact's info is
+        returned instead (the caller tells by the id).
+        """
         assert build.schema is not None
         build.final_path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(build.tmp_path, build.final_path)
@@ -687,26 +948,62 @@ class ArtifactStore:
             if build.durable:
                 self._db.execute("PRAGMA synchronous=FULL")
             try:
-                self._mark_ready(build, size, now)
+                winner = self._mark_ready(build, size, now, provenance)
             finally:
                 if build.durable:
                     self._db.execute("PRAGMA synchronous=NORMAL")
+        if winner is not None:
+            # Our row is gone (committed): the file is an orphan now. A crash
+            # before this unlink leaves it for recovery, which deletes it.
+            build.final_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                build.final_path.parent.rmdir()
+            return self.get(*winner)
         info = self.get(build.artifact_id, build.version)
         self.evict(keep={(build.artifact_id, build.version)})
         return info
 
-    def _mark_ready(self, build: Build, size: int, now: float) -> None:
+    def _mark_ready(
+        self, build: Build, size: int, now: float, provenance: str | None = None
+    ) -> tuple[str, int] | None:
+        """One transaction: ``None`` once the row is ready, or the ready artifact
+        that already has ``provenance`` (then the build's row is deleted)."""
         assert build.schema is not None
         with self._tx() as db:
-            row = db.execute(
-                "SELECT provenance FROM artifacts WHERE artifact_id=? AND version=?",
-                (build.artifact_id, build.version),
-            ).fetchone()
-            # A refresh supersedes the earlier ready version of the same provenance.
-            db.execute(
-                "UPDATE artifacts SET state='superseded' WHERE provenance=? AND state='ready'",
-                (row["provenance"],),
-            )
+            if provenance is None:
+                row = db.execute(
+                    "SELECT provenance FROM artifacts WHERE artifact_id=? AND version=?",
+                    (build.artifact_id, build.version),
+                ).fetchone()
+                # A refresh supersedes the earlier ready version of the same provenance.
+                db.execute(
+                    "UPDATE artifacts SET state='superseded' WHERE provenance=? AND state='ready'",
+                    (row["provenance"],),
+                )
+            else:
+                other = db.execute(
+                    "SELECT artifact_id, version, byte_size FROM artifacts "
+                    "WHERE provenance=? AND state='ready'",
+                    (provenance,),
+                ).fetchone()
+                if other is not None:
+                    key = (other["artifact_id"], other["version"])
+                    try:
+                        whole = self.path_of(*key).stat().st_size == other["byte_size"]
+                    except FileNotFoundError:
+                        whole = False
+                    if whole:
+                        self._delete_rows(db, build.artifact_id, build.version)
+                        return key
+                    db.execute(
+                        "UPDATE artifacts SET state='failed', error=? "
+                        "WHERE artifact_id=? AND version=?",
+                        ("integrity check failed: file missing or truncated", *key),
+                    )
+                db.execute(
+                    "UPDATE artifacts SET provenance=? WHERE artifact_id=? AND version=?",
+                    (provenance, build.artifact_id, build.version),
+                )
             db.execute(
                 "UPDATE artifacts SET state='ready', arrow_schema=?, row_count=?, byte_size=?, "
                 "num_batches=?, finished_at=?, last_read_at=?, build_pid=NULL "
@@ -722,6 +1019,34 @@ class ArtifactStore:
                     build.version,
                 ),
             )
+        return None
+
+    def _discard(self, build: Build) -> None:
+        """Remove a build's row (while it is still building) and its files."""
+        with self._tx() as db:
+            still_building = db.execute(
+                "SELECT 1 FROM artifacts WHERE artifact_id=? AND version=? AND state='building'",
+                (build.artifact_id, build.version),
+            ).fetchone()
+            if still_building:
+                self._delete_rows(db, build.artifact_id, build.version)
+        build.tmp_path.unlink(missing_ok=True)
+        if still_building:
+            # publish() may have renamed the file before it failed to commit.
+            build.final_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                build.final_path.parent.rmdir()
+
+    @staticmethod
+    def _delete_rows(db: sqlite3.Connection, artifact_id: str, version: int) -> None:
+        db.execute(
+            "DELETE FROM artifacts WHERE artifact_id=? AND version=?", (artifact_id, version)
+        )
+        db.execute(
+            "DELETE FROM artifact_inputs WHERE artifact_id=? AND version=?",
+            (artifact_id, version),
+        )
+        db.execute("DELETE FROM names WHERE artifact_id=? AND version=?", (artifact_id, version))
 
     def _fail(self, build: Build, message: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -933,16 +1258,7 @@ class ArtifactStore:
 
     def _remove(self, artifact_id: str, version: int) -> None:
         with self._tx() as db:
-            db.execute(
-                "DELETE FROM artifacts WHERE artifact_id=? AND version=?", (artifact_id, version)
-            )
-            db.execute(
-                "DELETE FROM artifact_inputs WHERE artifact_id=? AND version=?",
-                (artifact_id, version),
-            )
-            db.execute(
-                "DELETE FROM names WHERE artifact_id=? AND version=?", (artifact_id, version)
-            )
+            self._delete_rows(db, artifact_id, version)
         self.path_of(artifact_id, version).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.path_of(artifact_id, version).parent.rmdir()

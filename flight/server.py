@@ -8,12 +8,9 @@ never a server traceback. docs/flight.md describes the protocol.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
-import json
 import math
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +40,7 @@ from flight.security import (
     tls_certificates,
 )
 from flight.streams import data_stream, open_ticket
-from flight.uploads import stated_provenance, store_stated
+from flight.uploads import stated_provenance, store_content, store_stated
 from quiver.errors import BuildFailed, Conflict, InvalidArgument
 from quiver.materialize import MaterializeRequest
 
@@ -71,10 +68,13 @@ class QuiverFlightServer(fl.FlightServerBase):
         )
         self.core = core
         self.location = f"{scheme}://{host}:{self.port}"
-        self._spool = settings.data_dir / "uploads"
-        self._spool.mkdir(parents=True, exist_ok=True)
-        for stale in self._spool.glob("*.arrows"):  # uploads cut short by a crash
+        # Uploads used to be spooled here before they were stored; remove what a
+        # crash of such a version left behind.
+        spool = settings.data_dir / "uploads"
+        for stale in spool.glob("*.arrows"):
             stale.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            spool.rmdir()
         self._closed = threading.Event()
         register_local(self.location, core)  # the REST app beside it skips the gRPC hop
 
@@ -209,48 +209,20 @@ class QuiverFlightServer(fl.FlightServerBase):
     def _store_upload(
         self, reader: fl.MetadataRecordBatchReader, command: PutCommand
     ) -> dict[str, Any]:
-        # The provenance of an upload is the hash of its content, known only at the
-        # end, and the store needs it up front: spool the stream first, hashing it.
-        store = self.core.store
+        # One pass: the batches go straight into a store build, hashed as they are
+        # written; the provenance (and so the dedupe) is settled when it publishes.
         stated = stated_provenance(self.core, command.metadata)
-        if stated is not None:
-            try:
+        try:
+            if stated is not None:
                 info, deduped = store_stated(
                     self.core, reader.schema, _chunks(reader), stated, command.metadata
                 )
-            except pa.ArrowInvalid as exc:
-                raise InvalidArgument(f"invalid upload stream: {exc}") from None
-            return self._put_answer(info, deduped, command)
-        spool = self._spool / f"{uuid.uuid4().hex}.arrows"
-        try:
-            try:
-                with (
-                    pa.OSFile(str(spool), "wb") as sink,
-                    pa.ipc.new_stream(sink, reader.schema) as out,
-                ):
-                    for chunk in _chunks(reader):
-                        if chunk.num_rows:
-                            out.write_batch(chunk)
-            except pa.ArrowInvalid as exc:
-                raise InvalidArgument(f"invalid upload stream: {exc}") from None
-            digest = hashlib.sha256(b"quiver-upload-v1\0")
-            digest.update(json.dumps(command.metadata, sort_keys=True, default=str).encode())
-            with open(spool, "rb") as f:
-                digest.update(hashlib.file_digest(f, "sha256").digest())
-            provenance = "upload:" + digest.hexdigest()
-            info = store.find_ready(provenance)
-            deduped = info is not None and store.verify(info)
-            if not deduped:
-                with pa.memory_map(str(spool), "r") as source:
-                    info = store.put(
-                        pa.ipc.open_stream(source),
-                        provenance=provenance,
-                        metadata=command.metadata,
-                        kind="upload",
-                    )
-        finally:
-            spool.unlink(missing_ok=True)
-        assert info is not None
+            else:
+                info, deduped = store_content(
+                    self.core, reader.schema, _chunks(reader), command.metadata
+                )
+        except pa.ArrowInvalid as exc:
+            raise InvalidArgument(f"invalid upload stream: {exc}") from None
         return self._put_answer(info, deduped, command)
 
     def _put_answer(self, info: ArtifactInfo, deduped: bool, command: PutCommand) -> dict[str, Any]:

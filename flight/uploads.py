@@ -1,11 +1,41 @@
-"""Uploads whose provenance the client states: ``metadata = {inputs, transform}``.
+"""DoPut uploads: content-addressed ones, and those whose provenance the client states.
 
-strata-client's ``put`` uploads a result it computed itself and expects the
-server to deduplicate by *provenance* — the same inputs (at their current
-versions) and the same transform are the same artifact, whatever bytes come
-the second time. Such an upload records its inputs for lineage, and an
-identical one answers the existing artifact (``deduplicated: true``) after the
-stream has been drained.
+Every upload is written once, straight into a store build (its temp file,
+fsynced when it is published: an upload cannot be recomputed), and gets its
+provenance at publish time. If a ready artifact already has that provenance the
+new build is discarded and the existing artifact answers (``deduplicated:
+true``); the store makes that check and the publish one transaction, so two
+identical uploads arriving together end as one artifact.
+
+**Content-addressed** (the default, :func:`store_content`). The provenance is
+
+    "upload:" + sha256(b"quiver-upload-v2\0" + canonical JSON of the metadata
+                       + b"\0" + sha256 of the artifact's IPC file)
+
+where the file is what the store writes: the Arrow IPC *file* format (magic,
+schema, the uploaded non-empty batches in order, footer) as pyarrow writes it,
+uncompressed. It is hashed on a separate thread while it is written, so the
+data is read once. The same batches (same schema, same batch boundaries) and
+the same metadata give the same provenance; a different chunking of the same
+rows is another artifact (a missed dedupe, never a wrong one). The digest of a
+stored upload can be checked with ``sha256sum`` of its file. (``v1``
+provenances hashed the IPC stream of a spool file; an upload stored under v1
+is simply not matched by v2.)
+
+**Stated** (:func:`stated_provenance`, :func:`store_stated`): strata-client's
+``put`` uploads a result it computed itself and expects the server to
+deduplicate by *provenance* — ``metadata = {inputs, transform}``: the same
+inputs (at their current versions) and the same transform are the same
+artifact, whatever bytes come the second time. An identical one answers the
+existing artifact after the stream has been drained.
+
+**Lineage.** Both record the metadata's ``inputs`` (a list of URIs) in the
+store, so ``lineage`` and ``dependents`` see them. Notebook kernels send their
+cell's upstream artifact URIs there. For a stated provenance every input must
+resolve (it is part of the provenance); for a content-addressed upload the
+inputs are lineage only: an artifact URI is recorded as it is named (even if
+that version has since been evicted), a name or table that no longer resolves
+is recorded with version ``"unresolved"``.
 """
 
 from __future__ import annotations
@@ -18,10 +48,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from catalog.store import ArtifactInfo, InputVersion
+from catalog.store import ArtifactInfo, Build, InputVersion
 from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri
 from flight.core import Core
-from quiver.errors import InvalidArgument
+from quiver.errors import InvalidArgument, QuiverError
+
+UPLOAD_HASH_PREFIX = b"quiver-upload-v2\0"
+UNRESOLVED = "unresolved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +70,9 @@ def stated_provenance(core: Core, metadata: dict[str, Any]) -> StatedProvenance 
     transform = metadata.get("transform")
     if transform is None:
         return None
-    inputs = metadata.get("inputs", [])
     if not isinstance(transform, dict):
         raise InvalidArgument('upload metadata "transform" must be an object')
-    if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
-        raise InvalidArgument('upload metadata "inputs" must be a list of URIs')
+    inputs = _input_uris(metadata)
     versions = [_resolve(core, uri) for uri in inputs]
     executor = transform.get("executor", transform.get("ref"))
     params = transform.get("params", {})
@@ -75,6 +106,77 @@ def _resolve(core: Core, uri: str) -> InputVersion:
     return InputVersion(uri, artifact_uri(aid, version), aid, version)
 
 
+def _input_uris(metadata: dict[str, Any]) -> list[str]:
+    inputs = metadata.get("inputs", [])
+    if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+        raise InvalidArgument('upload metadata "inputs" must be a list of URIs')
+    return inputs
+
+
+def lineage_inputs(core: Core, metadata: dict[str, Any]) -> list[InputVersion]:
+    """The metadata's ``inputs`` for lineage only: malformed URIs are refused,
+    inputs that no longer resolve are still recorded (see the module docstring)."""
+    versions = []
+    for uri in _input_uris(metadata):
+        ref = parse_uri(uri)  # InvalidArgument for anything but an accepted form
+        if isinstance(ref, ArtifactRef):
+            aid, version = ref.artifact_id, ref.version
+            versions.append(InputVersion(uri, artifact_uri(aid, version), aid, version))
+            continue
+        try:
+            versions.append(_resolve(core, uri))
+        except QuiverError:
+            versions.append(InputVersion(uri, UNRESOLVED))
+    return versions
+
+
+def upload_provenance(metadata: dict[str, Any], file_sha256: str) -> str:
+    """The provenance of a content-addressed upload (see the module docstring)."""
+    digest = hashlib.sha256(UPLOAD_HASH_PREFIX)
+    digest.update(json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str).encode())
+    digest.update(b"\0")
+    digest.update(bytes.fromhex(file_sha256))
+    return "upload:" + digest.hexdigest()
+
+
+def _write_all(build: Build, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> None:
+    build.start(schema)
+    for batch in batches:
+        if batch.num_rows:
+            build.write(batch)
+
+
+def store_content(
+    core: Core,
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    metadata: dict[str, Any],
+) -> tuple[ArtifactInfo, bool]:
+    """Store the stream content-addressed, in one pass; ``(info, deduplicated)``.
+
+    A stream cut short (or any other error) discards the build: nothing of it
+    is left in the store.
+    """
+    build = core.store.begin_build(
+        provenance=None,
+        executor=None,
+        params=None,
+        inputs=lineage_inputs(core, metadata),
+        kind="upload",
+        metadata=metadata,
+        hash_content=True,
+    )
+    try:
+        _write_all(build, schema, batches)
+        file_sha256 = build.seal()
+        assert file_sha256 is not None
+        info = build.publish(provenance=upload_provenance(metadata, file_sha256))
+    except BaseException:
+        build.discard()
+        raise
+    return info, build.deduplicated
+
+
 def store_stated(
     core: Core,
     schema: pa.Schema,
@@ -89,13 +191,18 @@ def store_stated(
         for _ in batches:  # the client sends the data anyway: drain it
             pass
         return existing, True
-    reader = pa.RecordBatchReader.from_batches(schema, (b for b in batches if b.num_rows))
-    info = store.put(
-        reader,
-        provenance=stated.provenance,
+    build = store.begin_build(
+        provenance=None,
         executor=stated.executor,
         params=stated.params,
         inputs=stated.inputs,
+        kind="upload",
         metadata=metadata,
     )
-    return info, False
+    try:
+        _write_all(build, schema, batches)
+        info = build.publish(provenance=stated.provenance)
+    except BaseException:
+        build.discard()
+        raise
+    return info, build.deduplicated

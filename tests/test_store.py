@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from catalog.store import ArtifactStore, CorruptArtifact, InputVersion
+from catalog.store import (
+    PROVISIONAL_PREFIX,
+    ArtifactStore,
+    Build,
+    CorruptArtifact,
+    InputVersion,
+    chunked_sha256,
+)
 from quiver.errors import Conflict, InvalidArgument, NotFound
 
 
@@ -148,6 +156,131 @@ def test_bad_names_refused(store: ArtifactStore, name: str, message: str) -> Non
         store.set_name(name, a.artifact_id, 1)
 
 
+def late(store: ArtifactStore, t: pa.Table, **kw) -> Build:
+    """A provisional, hashed upload build holding ``t``, not yet published."""
+    build = store.begin_build(
+        provenance=None, executor=None, params=None, inputs=[], kind="upload", **kw
+    )
+    build.write_reader(t.to_reader(max_chunksize=4))
+    return build
+
+
+def test_provenance_given_at_publish(store: ArtifactStore) -> None:
+    build = late(store, table(10), hash_content=True)
+    row = store.get(build.artifact_id, build.version)
+    assert row.state == "building" and row.provenance.startswith(PROVISIONAL_PREFIX)
+    with pytest.raises(RuntimeError, match="provisional"):
+        build.publish()
+    digest = build.seal()
+    info = build.publish(provenance=f"upload:{digest}")
+    assert info.state == "ready" and info.provenance == f"upload:{digest}"
+    assert not build.deduplicated and info.row_count == 10
+    # the digest is of the published file's bytes, as written
+    assert digest == chunked_sha256(store.path_of(info.artifact_id, 1).read_bytes())
+    assert store.open_table(info.artifact_id, 1).equals(table(10))
+
+
+def test_chunked_sha256_depends_only_on_the_bytes() -> None:
+    import hashlib
+    import os
+
+    from catalog.store import CHUNK_BYTES, ChunkedSha256
+
+    data = os.urandom(3 * CHUNK_BYTES + 17)
+    top = hashlib.sha256(b"quiver-chunked-sha256-v1\0" + len(data).to_bytes(8, "big"))
+    for i in range(0, len(data), CHUNK_BYTES):
+        top.update(hashlib.sha256(data[i : i + CHUNK_BYTES]).digest())
+    assert chunked_sha256(data) == top.hexdigest()
+    pieces = ChunkedSha256()  # however the bytes arrive
+    cuts = [0, 5, 70_000, CHUNK_BYTES + 3, 3 * CHUNK_BYTES, len(data)]
+    for a, b in itertools.pairwise(cuts):
+        pieces.update(data[a:b], b - a)
+    assert pieces.hexdigest() == top.hexdigest()
+    assert chunked_sha256(b"") != chunked_sha256(b"\0")
+
+
+def test_publish_dedupes_against_a_ready_artifact(store: ArtifactStore) -> None:
+    first = late(store, table(10))
+    info = first.publish(provenance="same")
+    second = late(store, table(10))
+    answer = second.publish(provenance="same")
+    assert second.deduplicated and answer.uri == info.uri
+    assert not second.tmp_path.exists() and not second.final_path.exists()
+    with pytest.raises(NotFound):  # the discarded build leaves no row at all
+        store.get(second.artifact_id, second.version)
+    assert [i.uri for i in store.list(limit=100)] == [info.uri]
+    assert not list(store.tmp_dir.iterdir())
+
+
+def test_publish_race_is_settled_in_the_commit(store: ArtifactStore) -> None:
+    """The second publisher passes the early check; the transaction still catches it."""
+    a, b = late(store, table(10)), late(store, table(10))
+    info = a.publish(provenance="same")
+    store.find_ready = lambda provenance: None  # as if both checked at the same moment
+    answer = b.publish(provenance="same")
+    assert b.deduplicated and answer.uri == info.uri
+    assert not b.final_path.exists() and not b.final_path.parent.exists()
+    assert len(store.list(state="ready")) == 1 and store.readers(a.artifact_id, 1) == 0
+
+
+def test_publish_replaces_a_damaged_artifact_of_the_same_provenance(store: ArtifactStore) -> None:
+    a = late(store, table(10)).publish(provenance="same")
+    store.path_of(a.artifact_id, 1).write_bytes(b"junk")
+    b = late(store, table(10))
+    store.find_ready = lambda provenance: None  # reach the check in the transaction
+    info = b.publish(provenance="same")
+    assert not b.deduplicated and info.artifact_id == b.artifact_id
+    assert store.get(a.artifact_id, 1).state == "failed"
+
+
+def test_identical_builds_publishing_together_end_as_one(store: ArtifactStore) -> None:
+    builds = [late(store, table(50), hash_content=True) for _ in range(8)]
+    digests = {b.seal() for b in builds}
+    assert len(digests) == 1
+    provenance = f"upload:{digests.pop()}"
+    barrier = threading.Barrier(len(builds))
+    answers: list[object] = []
+    errors: list[BaseException] = []
+
+    def publish(build: Build) -> None:
+        barrier.wait()
+        try:
+            answers.append(build.publish(provenance=provenance))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish, args=(b,)) for b in builds]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert not errors
+    assert len({a.uri for a in answers}) == 1 and len(answers) == 8
+    assert sum(not b.deduplicated for b in builds) == 1
+    assert [i.uri for i in store.list(limit=100)] == [answers[0].uri]
+    assert not list(store.tmp_dir.iterdir())
+    assert len(list(store.artifacts_dir.glob("*/v*.arrow"))) == 1
+
+
+def test_discard_is_not_a_failure(store: ArtifactStore) -> None:
+    build = late(store, table(10), hash_content=True)
+    reader = build.follow()
+    build.discard()
+    with pytest.raises(Exception, match="discarded"):
+        reader.read_all()
+    with pytest.raises(NotFound):
+        store.get(build.artifact_id, build.version)
+    assert not build.tmp_path.exists() and store.list() == []
+    build.discard()  # idempotent
+    done = put(store, "p")
+    store.find_ready("p")
+    # a published build is never discarded
+    b2 = late(store, table(3))
+    info = b2.publish(provenance="q")
+    b2.discard()
+    assert store.get(info.artifact_id, 1).state == "ready" and store.find_ready("p") == done
+
+
 def test_lineage_and_dependents(store: ArtifactStore) -> None:
     base = put(store, "base")
     derived = put(
@@ -247,6 +380,48 @@ CRASH_SCRIPT = textwrap.dedent(
         store._mark_ready = lambda *a: os.kill(os.getpid(), 9)  # die between rename and commit
         print("publishing", flush=True)
         b.publish()
+    elif mode == "upload-mid-write":
+        b = store.begin_build(provenance=None, executor=None, params=None, inputs=[],
+                              kind="upload", hash_content=True)
+        for i, batch in enumerate(t.to_batches(max_chunksize=1000) * 1000):
+            b.write(batch)
+            if i == 3:
+                print("writing", flush=True)
+    elif mode == "upload-before-commit":
+        import os
+        b = store.begin_build(provenance=None, executor=None, params=None, inputs=[],
+                              kind="upload", hash_content=True)
+        b.write_reader(t.to_reader())
+        store._mark_ready = lambda *a: os.kill(os.getpid(), 9)  # die between rename and commit
+        print("publishing", flush=True)
+        b.publish(provenance="crash")
+    elif mode == "dedupe-before-unlink":
+        import os
+        def upload():
+            b = store.begin_build(provenance=None, executor=None, params=None, inputs=[],
+                                  kind="upload")
+            b.write_reader(t.to_reader())
+            return b
+        upload().publish(provenance="crash")
+        loser = upload()
+        store.find_ready = lambda provenance: None  # reach the check in the transaction
+        mark_ready = store._mark_ready
+        def mark_then_die(*a):
+            winner = mark_ready(*a)
+            assert winner is not None
+            os.kill(os.getpid(), 9)  # our row is gone, our renamed file not yet
+        store._mark_ready = mark_then_die
+        print("publishing", flush=True)
+        loser.publish(provenance="crash")
+    elif mode == "uploads":
+        i = 0
+        while True:  # every other upload dedupes against the one before
+            b = store.begin_build(provenance=None, executor=None, params=None, inputs=[],
+                                  kind="upload", hash_content=True)
+            b.write_reader(t.to_reader(max_chunksize=5000))
+            info = b.publish(provenance=f"p{i // 2}-{b.seal()}")
+            print("published", i, b.deduplicated, flush=True)
+            i += 1
     else:
         i = 0
         while True:
@@ -279,7 +454,9 @@ def assert_consistent(root: Path) -> ArtifactStore:
     for info in store.list(state="ready", limit=10_000):
         assert store.open_table(info.artifact_id, info.version).num_rows == info.row_count
     on_disk = {p.parent.name for p in (root / "artifacts").glob("*/v*.arrow")}
-    assert on_disk == {i.artifact_id for i in store.list(state="ready", limit=10_000)}
+    ready = store.list(state="ready", limit=10_000)
+    assert on_disk == {i.artifact_id for i in ready}
+    assert len({i.provenance for i in ready}) == len(ready), "one ready row per provenance"
     return store
 
 
@@ -293,9 +470,37 @@ def test_kill_9_leaves_store_consistent(tmp_path: Path, mode: str) -> None:
     store.close()
 
 
-@pytest.mark.parametrize("kind", ["upload", "derived"])
+@pytest.mark.parametrize("mode", ["upload-mid-write", "upload-before-commit"])
+def test_kill_9_leaves_no_trace_of_a_late_provenance_upload(tmp_path: Path, mode: str) -> None:
+    run_and_kill(tmp_path, mode, 1)
+    store = assert_consistent(tmp_path / "store")
+    [failed] = store.list(state="failed")
+    assert "interrupted" in failed.error and failed.provenance.startswith(PROVISIONAL_PREFIX)
+    assert store.find_ready("crash") is None and not store.list(state="ready")
+    store.close()
+
+
+def test_kill_9_after_a_dedupe_commit_before_the_file_is_gone(tmp_path: Path) -> None:
+    proc = subprocess.run(  # the script kills itself at the right moment
+        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path / "store"), "dedupe-before-unlink"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=60,
+    )
+    assert proc.returncode == -9, proc.stderr
+    # the loser's renamed file is still there, with no row: an orphan
+    assert len(list((tmp_path / "store" / "artifacts").glob("*/v*.arrow"))) == 2
+    store = assert_consistent(tmp_path / "store")
+    [ready] = store.list(limit=100)
+    assert ready.state == "ready" and store.find_ready("crash") == ready
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["upload", "derived", "uploads"])
 def test_kill_9_during_a_stream_of_publishes(tmp_path: Path, kind: str) -> None:
     run_and_kill(tmp_path, kind, 5)
     store = assert_consistent(tmp_path / "store")
-    assert len(store.list(state="ready", limit=10_000)) >= 5
+    # "uploads": every other one deduplicated against the one before it
+    assert len(store.list(state="ready", limit=10_000)) >= (3 if kind == "uploads" else 5)
     store.close()
