@@ -245,10 +245,13 @@ class LocalActions:
     (``quiver serve``), else every call goes to ``client`` over gRPC.
     """
 
-    def __init__(self, client: QuiverClient) -> None:
+    def __init__(self, client: QuiverClient, *, enabled: bool = True) -> None:
         self.client = client
+        self.enabled = enabled
 
     def _local(self) -> Any:
+        if not self.enabled:
+            return None
         core = local_core(self.client.location)
         if core is None:
             return None

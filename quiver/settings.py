@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         default=False,
         description="Allow binding a non-loopback host with no token configured.",
     )
+    rest_in_process_flight: bool = Field(
+        default=True,
+        description="When the REST app runs in the same process as the Flight server "
+        "(quiver serve), run its actions and reads of finished artifacts in-process "
+        "(same dispatch, same errors) instead of over loopback gRPC. `quiver rest --flight` "
+        "always uses gRPC.",
+    )
     personal_mode_user_header: str | None = Field(
         default=None,
         description="HTTP header naming the caller (e.g. X-Forwarded-User). When set, a "

@@ -94,7 +94,7 @@ def notebook_routes(settings: Settings, flight_uri: str) -> tuple[APIRouter, Cal
 def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
     """The whole REST app over the Flight server at ``flight_uri`` (``quiver serve``/``rest``)."""
     client = flight_client(settings, flight_uri)
-    link = FlightLink(client)
+    link = FlightLink(client, in_process=settings.rest_in_process_flight)
     metrics = Metrics()
     notebooks, close_notebooks = notebook_routes(settings, flight_uri)
 

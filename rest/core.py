@@ -40,9 +40,9 @@ def json_response(body: Any, status_code: int = 200) -> Response:
 class FlightLink:
     """The REST side of the Flight connection: actions and DoGets with REST errors."""
 
-    def __init__(self, client: QuiverClient) -> None:
+    def __init__(self, client: QuiverClient, *, in_process: bool = True) -> None:
         self.client = client
-        self._actions = LocalActions(client)
+        self._actions = LocalActions(client, enabled=in_process)
 
     def _unreachable(self, exc: Unavailable) -> Unavailable:
         return Unavailable(

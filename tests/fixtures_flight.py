@@ -125,6 +125,7 @@ def make_flight_server(tmp_path: Path) -> Iterator[ServerFactory]:
     yield make
     for key in list(GATES):
         GATES[key].set()
+    GATES.clear()  # the next test's gates start closed
     for server in servers:
         server.close(cancel_builds=True)
 

@@ -55,18 +55,24 @@ def serve_asgi(app: Any) -> tuple[str, Callable[[], None]]:
     return f"http://127.0.0.1:{port}", stop
 
 
-@pytest.fixture
+@pytest.fixture(params=["in-process", "grpc"])
 def make_rest(
+    request: pytest.FixtureRequest,
     make_flight_server: Callable[..., QuiverFlightServer],
 ) -> Iterator[Callable[..., Rest]]:
     """``make_rest(**settings)``: a Flight server and the REST app in front of it.
 
     ``flight_uri=...`` points the REST app elsewhere (and starts no Flight server).
+    Every REST test runs twice: with the REST app calling the Flight server beside
+    it in-process (``quiver serve``'s default) and over loopback gRPC, the path
+    ``quiver rest --flight`` always takes.
     """
+    transport = {"rest_in_process_flight": request.param == "in-process"}
     stops: list[Callable[[], None]] = []
     clients: list[httpx.Client] = []
 
     def make(flight_uri: str | None = None, **overrides: Any) -> Rest:
+        overrides = {**transport, **overrides}
         flight = None
         if flight_uri is None:
             flight = make_flight_server(**overrides)
