@@ -44,17 +44,31 @@ _HEADER = struct.Struct(">I")
 
 
 class Channel:
-    """Framed JSON over a socket; sends are serialised by a lock."""
+    """Framed JSON over a socket; sends are serialised by a lock.
+
+    A frame is never cut by a cancel: an interrupt that arrives while a frame
+    is being written is held (``deferred``) and raised once the frame is out,
+    otherwise the server would read half a frame and lose the kernel.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.lock = threading.Lock()
         self.rfile = sock.makefile("rb")
+        self.sending = False
+        self.deferred = False
 
     def send(self, message: dict[str, Any]) -> None:
         data = json.dumps(message, default=str).encode()
         with self.lock:
-            self.sock.sendall(_HEADER.pack(len(data)) + data)
+            self.sending = True
+            try:
+                self.sock.sendall(_HEADER.pack(len(data)) + data)
+            finally:
+                self.sending = False
+        if self.deferred:
+            self.deferred = False
+            raise KeyboardInterrupt
 
     def recv(self) -> dict[str, Any] | None:
         head = self.rfile.read(_HEADER.size)
@@ -395,8 +409,12 @@ def main(fd: int) -> None:
     kernel = Kernel(channel)
 
     def interrupt(signum: int, frame: Any) -> None:
-        if kernel.running:
-            raise KeyboardInterrupt
+        if not kernel.running:
+            return
+        if channel.sending:  # never cut a frame: raise once it is out
+            channel.deferred = True
+            return
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)
     channel.send(
