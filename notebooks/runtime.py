@@ -137,7 +137,8 @@ class RuntimeState:
         Runs save without fsync (``durable=False``): losing the file only
         makes cells idle, and an unreadable one is ignored.
         """
-        record = dict(self.cells.get(cell_id, {}))
+        previous = self.cells.get(cell_id, {})
+        record = dict(previous)
         record.update(extra or {})
         record.update(
             last_source_hash=source_hash,
@@ -146,8 +147,11 @@ class RuntimeState:
             last_inputs=dict(inputs),
             last_status=status,
         )
+        packages = dict(env.packages)
+        if record == previous and self.env_snapshots.get(env.hash) == packages:
+            return  # the same run again (a cache hit): nothing to write
         self.cells[cell_id] = record
-        self.env_snapshots[env.hash] = dict(env.packages)
+        self.env_snapshots[env.hash] = packages
         while len(self.env_snapshots) > MAX_SNAPSHOTS:
             self.env_snapshots.pop(next(iter(self.env_snapshots)))
         self.save(durable=durable)

@@ -293,7 +293,8 @@ class Session:
         """
         with self.lock:
             self._require_cell(result.cell_id, "Cell not found")
-            if result.status == "ready":
+            if result.status == "ready" and not result.cache_hit:
+                # (a cache hit was just read from that very file)
                 self.result_store.put(result)
             self.runtime.record_run(
                 result.cell_id,
