@@ -177,7 +177,7 @@ def test_displays_and_markdown(nb: Nb) -> None:
             "markdown_text",
             "# hi",
         ),
-        # a stand-in with PIL's shape (the image libraries are not installed here)
+        # anything shaped like a PIL image (module and save()) displays as PNG
         "import base64\nclass Image:\n    __module__ = 'PIL.Image'\n"
         f"    def save(self, buf, format):\n        buf.write(base64.b64decode({png!r}))\n"
         "Image()": ("image/png", "inline_data_url", f"data:image/png;base64,{png}"),
@@ -186,6 +186,17 @@ def test_displays_and_markdown(nb: Nb) -> None:
         res = nb.run(nb.add(source))
         assert res["display"]["content_type"] == ctype and res["display"][key] == value, res
         assert res["displays"] == [res["display"]]
+    real = {
+        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([1, 2, 3])\nfig",
+        "from PIL import Image\nImage.new('RGB', (4, 3), 'red')",
+    }
+    for source in real:
+        res = nb.run(nb.add(source))
+        assert res["status"] == "ready", res
+        shown_png = res["display"]
+        assert shown_png["content_type"] == "image/png", shown_png
+        data = base64.b64decode(shown_png["inline_data_url"].split(",", 1)[1])
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
     md = nb.add("# Title\nsome *text*", "markdown")
     res = nb.run(md)
     assert res["status"] == "ready" and res["execution_method"] == "rendered"

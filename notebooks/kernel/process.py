@@ -72,7 +72,8 @@ class KernelProcess:
         self.python = python
         parent, child = socket.socketpair()
         self._sock = parent
-        full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        # No screen here: matplotlib draws off-screen unless the notebook says otherwise.
+        full_env = {"MPLBACKEND": "Agg", **os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         try:
             self.proc = subprocess.Popen(
                 [python, str(WORKER), str(child.fileno())],
