@@ -26,34 +26,54 @@ removed, no failure recorded — and the existing artifact is returned
 (``build.deduplicated``). The check and the ``ready`` mark are one
 transaction, so two identical builds publishing at the same moment end as one
 artifact, never as two ready rows and never as an error.
+
+The pieces: :mod:`catalog.records` (what the store hands out),
+:mod:`catalog.build` (a version being written and its followers),
+:mod:`catalog.hashing` (content hashing while writing); this module owns the
+SQLite metadata, publishing, recovery, reading, names, lineage and eviction.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections import Counter, deque
-from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
 
+from catalog.build import Build, _fsync_dir, _Lease, _pid_alive
+from catalog.hashing import ChunkedSha256, chunked_sha256
+from catalog.records import (
+    PROVISIONAL_PREFIX,
+    ArtifactInfo,
+    CorruptArtifact,
+    InputVersion,
+    NameInfo,
+    State,
+)
 from catalog.uris import artifact_uri, validate_name
-from quiver.errors import BuildFailed, Conflict, InvalidArgument, NotFound
+from quiver.errors import Conflict, InvalidArgument, NotFound
 
-State = Literal["building", "ready", "failed", "superseded"]
-
-PROVISIONAL_PREFIX = "pending:"
-"""Provenance of a build whose real provenance is given at publish time."""
+__all__ = [
+    "PROVISIONAL_PREFIX",
+    "ArtifactInfo",
+    "ArtifactStore",
+    "Build",
+    "ChunkedSha256",
+    "CorruptArtifact",
+    "InputVersion",
+    "NameInfo",
+    "State",
+    "chunked_sha256",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -97,533 +117,6 @@ CREATE TABLE IF NOT EXISTS names (
     updated_at  REAL NOT NULL
 );
 """
-
-
-class CorruptArtifact(NotFound):
-    """A published file failed its integrity check; the artifact must be rebuilt."""
-
-
-@dataclass(frozen=True, slots=True)
-class InputVersion:
-    """One input of an artifact as it was resolved for the build."""
-
-    uri: str
-    version: str
-    artifact_id: str | None = None
-    artifact_version: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ArtifactInfo:
-    artifact_id: str
-    version: int
-    provenance: str
-    state: State
-    kind: str
-    executor: str | None
-    params: Any
-    schema: pa.Schema | None
-    row_count: int | None
-    byte_size: int | None
-    num_batches: int | None
-    created_at: float
-    finished_at: float | None
-    last_read_at: float | None
-    error: str | None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def uri(self) -> str:
-        return artifact_uri(self.artifact_id, self.version)
-
-
-@dataclass(frozen=True, slots=True)
-class NameInfo:
-    name: str
-    artifact_id: str
-    version: int
-    updated_at: float
-
-    @property
-    def artifact_uri(self) -> str:
-        return artifact_uri(self.artifact_id, self.version)
-
-    @property
-    def uri(self) -> str:
-        return f"strata://name/{self.name}"
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-CHUNK_BYTES = 1 << 20
-_CHUNKED_SHA256_PREFIX = b"quiver-chunked-sha256-v1\0"
-_hash_pool: ThreadPoolExecutor | None = None
-_hash_pool_lock = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _hash_pool
-    with _hash_pool_lock:
-        if _hash_pool is None:
-            _hash_pool = ThreadPoolExecutor(
-                max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="quiver-sha256"
-            )
-        return _hash_pool
-
-
-def _sha256_of(pieces: list[memoryview]) -> bytes:
-    h = hashlib.sha256()
-    for piece in pieces:
-        h.update(piece)  # releases the GIL for pieces over 2 KiB
-    return h.digest()
-
-
-def chunked_sha256(data: bytes | memoryview) -> str:
-    """The digest :class:`ChunkedSha256` computes, in one call (for checks and tests)."""
-    h = ChunkedSha256()
-    view = memoryview(data)
-    h.update(view, view.nbytes)
-    return h.hexdigest()
-
-
-class ChunkedSha256:
-    """A sha256 tree over a byte sequence, hashed in parallel while it is written.
-
-    The bytes are cut into chunks of :data:`CHUNK_BYTES` (1 MiB) by position —
-    however they arrive — and each chunk is hashed with sha256 on a shared
-    thread pool (hashlib releases the GIL, so chunks hash on several cores while
-    the writer goes on). The digest is::
-
-        sha256(b"quiver-chunked-sha256-v1\\0" + total length (8 bytes, big endian)
-               + sha256(chunk 0) + sha256(chunk 1) + ...)
-
-    so it depends only on the bytes. Data is referenced, not copied, while it
-    waits; at most ``max_pending`` bytes of chunks are in flight at a time.
-    """
-
-    def __init__(self, max_pending: int = 64 * CHUNK_BYTES) -> None:
-        self._pieces: list[memoryview] = []
-        self._fill = 0
-        self._total = 0
-        self._futures: deque[Future[bytes]] = deque()
-        self._digests: list[bytes] = []
-        self._max_futures = max(1, max_pending // CHUNK_BYTES)
-        self._done: str | None = None
-
-    def update(self, data: Any, size: int) -> None:
-        view = memoryview(data)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
-        pos = 0
-        while pos < size:
-            take = min(CHUNK_BYTES - self._fill, size - pos)
-            self._pieces.append(view[pos : pos + take])
-            self._fill += take
-            pos += take
-            if self._fill == CHUNK_BYTES:
-                self._submit()
-        self._total += size
-
-    def _submit(self) -> None:
-        pieces, self._pieces, self._fill = self._pieces, [], 0
-        self._futures.append(_pool().submit(_sha256_of, pieces))
-        while len(self._futures) > self._max_futures:
-            self._digests.append(self._futures.popleft().result())
-
-    def hexdigest(self) -> str:
-        """Wait for every chunk and return the digest (idempotent)."""
-        if self._done is None:
-            if self._pieces:
-                self._submit()
-            while self._futures:
-                self._digests.append(self._futures.popleft().result())
-            top = hashlib.sha256(_CHUNKED_SHA256_PREFIX)
-            top.update(self._total.to_bytes(8, "big"))
-            for digest in self._digests:
-                top.update(digest)
-            self._done = top.hexdigest()
-        return self._done
-
-    def stop(self) -> None:
-        """Drop what is pending (an abandoned build)."""
-        for future in self._futures:
-            future.cancel()
-        self._futures.clear()
-        self._pieces = []
-
-
-class _HashingFile:
-    """A write-only raw file for ``pa.PythonFile`` that also hashes what it writes."""
-
-    def __init__(self, path: Path) -> None:
-        self._f = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by close()
-        self._pos = 0
-        self.hasher = ChunkedSha256()
-        self.closed = False
-
-    def writable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return False
-
-    def seekable(self) -> bool:
-        return False
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data)
-        size = view.nbytes
-        self.hasher.update(data, size)
-        done = 0
-        while done < size:  # a raw write may be short
-            done += self._f.write(view[done:])
-        self._pos += size
-        return size
-
-    def tell(self) -> int:
-        return self._pos
-
-    def flush(self) -> None:
-        pass
-
-    def fileno(self) -> int:
-        return self._f.fileno()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._f.close()
-
-
-class _GrowingFile:
-    """A read-only file object over a build's temp file that waits for more bytes.
-
-    ``read(n)`` blocks until ``n`` bytes were written or the build ended, so an
-    Arrow IPC stream reader on top of it follows the build batch by batch.
-    """
-
-    def __init__(self, build: Build, path: Path) -> None:
-        self._build = build
-        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._f.seek(8)  # skip the IPC file magic: a stream follows it
-        self._pos = 8
-        self.closed = False
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self._pos - 8
-
-    def read(self, n: int = -1) -> bytes:
-        want = self._pos + n if n is not None and n >= 0 else None
-        self._build._wait_for(want)
-        data = self._f.read(n if n is not None and n >= 0 else -1)
-        self._pos += len(data)
-        return data
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._f.close()
-
-
-class Build:
-    """One artifact version being written. Made by :meth:`ArtifactStore.begin_build`.
-
-    The builder calls :meth:`write` for each batch (the first call fixes the
-    schema), then :meth:`publish`, :meth:`fail` or :meth:`discard`. Any number
-    of readers may :meth:`follow` it meanwhile: each gets every batch from the
-    first, as soon as it is written, and the stream ends when the build does
-    (a discarded build ends its followers with :class:`BuildFailed`).
-
-    A build begun with a provisional provenance must be given its provenance
-    at :meth:`publish`; with ``hash_content`` it hashes the bytes of its file
-    as they are written, and :meth:`seal` returns that digest
-    (:class:`ChunkedSha256`) once the file is complete.
-    """
-
-    def __init__(
-        self,
-        store: ArtifactStore,
-        artifact_id: str,
-        version: int,
-        tmp_path: Path,
-        final_path: Path,
-        durable: bool,
-        *,
-        provisional: bool = False,
-        hash_content: bool = False,
-    ) -> None:
-        self.store = store
-        self.artifact_id = artifact_id
-        self.version = version
-        self.tmp_path = tmp_path
-        self.final_path = final_path
-        self.durable = durable
-        self.provisional = provisional
-        self.deduplicated = False
-        self.schema: pa.Schema | None = None
-        self.rows = 0
-        self.batches = 0
-        self.error: BaseException | None = None
-        self.info: ArtifactInfo | None = None
-        self._cond = threading.Condition()
-        self._raw: _HashingFile | None = None
-        self._sink: pa.NativeFile
-        if hash_content:
-            self._raw = _HashingFile(tmp_path)
-            self._sink = pa.PythonFile(self._raw, mode="w")
-        else:
-            self._sink = pa.OSFile(str(tmp_path), "wb")
-        self._writer: pa.ipc.RecordBatchFileWriter | None = None
-        self._sealed = False
-        self._digest: str | None = None
-        self._written = 0
-        self._done = False
-        self._schema_known = threading.Event()
-
-    @property
-    def uri(self) -> str:
-        return artifact_uri(self.artifact_id, self.version)
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    # --- writer side -------------------------------------------------------
-    def start(self, schema: pa.Schema) -> None:
-        """Fix the schema before the first batch (followers learn it at once)."""
-        if self._writer is None:
-            self.schema = schema
-            self._writer = pa.ipc.new_file(self._sink, schema)
-            self._schema_known.set()
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        if self._writer is None:
-            self.start(batch.schema)
-        assert self._writer is not None
-        self._writer.write_batch(batch)
-        with self._cond:
-            self.rows += batch.num_rows
-            self.batches += 1
-            self._written = self._sink.tell()
-            self._cond.notify_all()
-
-    def write_reader(self, reader: pa.RecordBatchReader) -> None:
-        self.start(reader.schema)
-        for batch in reader:
-            if batch.num_rows:
-                self.write(batch)
-
-    def seal(self) -> str | None:
-        """Complete the file (IPC footer); the :class:`ChunkedSha256` hex of its bytes if hashed.
-
-        The digest covers the whole file as it will be published: magic,
-        schema, every batch, footer. Idempotent; :meth:`publish` seals too.
-        """
-        if self._writer is None:
-            raise RuntimeError("seal() before the schema was known")
-        if not self._sealed:
-            self._writer.close()
-            self._sealed = True
-            if self._raw is not None:
-                self._digest = self._raw.hasher.hexdigest()
-        return self._digest
-
-    def publish(
-        self,
-        before_notify: Callable[[], None] | None = None,
-        *,
-        provenance: str | None = None,
-    ) -> ArtifactInfo:
-        """Close the file, make it visible, mark the row ready; returns its info.
-
-        ``before_notify`` runs after the row is ready and before waiters wake.
-
-        With ``provenance`` (required when the build began with a provisional
-        one) the artifact is published under it, unless a ready artifact whose
-        file is whole already has it: then this build is discarded, the
-        existing artifact is returned and ``deduplicated`` is set. Such a
-        publish never supersedes anything.
-        """
-        if self.provisional and provenance is None:
-            raise RuntimeError("a build with a provisional provenance needs publish(provenance=)")
-        self.seal()
-        if provenance is not None:
-            existing = self.store.find_ready(provenance)
-            if existing is not None and self.store.verify(existing):
-                return self._deduplicate(existing)  # no fsync, no rename
-        if self.durable or self.store.fsync_derived:
-            os.fsync(self._raw.fileno() if self._raw is not None else self._sink.fileno())
-        size = self._sink.tell()
-        self._sink.close()
-        if self._raw is not None:
-            self._raw.close()
-        info = self.store._publish(self, size, provenance)
-        if info.artifact_id != self.artifact_id or info.version != self.version:
-            # Another build published the same provenance first; ours is gone.
-            return self._deduplicate(info)
-        if before_notify is not None:
-            before_notify()
-        with self._cond:
-            self.info = info
-            self._written = size
-            self._done = True
-            self._cond.notify_all()
-        return info
-
-    def _deduplicate(self, existing: ArtifactInfo) -> ArtifactInfo:
-        self.discard()
-        self.deduplicated = True
-        return existing
-
-    def discard(self) -> None:
-        """Drop this build: its temp file and its row go, no failure is recorded.
-
-        For a build that is not needed after all (its data already exists) or
-        whose upload was cut short. Followers end with :class:`BuildFailed`.
-        A build already published or failed is left alone.
-        """
-        if self._done:
-            return
-        self._close_quietly()
-        self.store._discard(self)
-        with self._cond:
-            self.error = BuildFailed(f"build of {self.uri} was discarded")
-            self._done = True
-            self._schema_known.set()
-            self._cond.notify_all()
-
-    def _close_quietly(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._writer is not None and not self._sealed:
-                self._sealed = True
-                self._writer.close()
-        with contextlib.suppress(Exception):
-            self._sink.close()
-        if self._raw is not None:
-            with contextlib.suppress(Exception):
-                self._raw.close()
-            self._raw.hasher.stop()
-
-    def fail(self, error: BaseException, before_notify: Callable[[], None] | None = None) -> None:
-        self._close_quietly()
-        message = str(error) or type(error).__name__
-        self.store._fail(self, message)
-        if before_notify is not None:
-            before_notify()
-        with self._cond:
-            self.error = error
-            self._done = True
-            self._schema_known.set()
-            self._cond.notify_all()
-
-    # --- reader side -------------------------------------------------------
-    def wait_schema(self, timeout: float | None = None) -> pa.Schema:
-        """Block until the schema is known (or the build failed)."""
-        self._schema_known.wait(timeout)
-        if self.schema is None:
-            self._raise_failure()
-        assert self.schema is not None
-        return self.schema
-
-    def wait(self, timeout: float | None = None) -> ArtifactInfo:
-        """Block until the build ends; its info, or the failure as BuildFailed."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._done, timeout)
-        if self.info is None:
-            self._raise_failure()
-        assert self.info is not None
-        return self.info
-
-    def _raise_failure(self) -> None:
-        if self.error is None:
-            raise BuildFailed(f"build of {self.uri} did not finish")
-        if isinstance(self.error, BuildFailed):
-            raise self.error
-        raise BuildFailed(
-            f"build of {self.uri} failed: {self.error}", detail={"error": str(self.error)}
-        ) from None
-
-    def _wait_for(self, offset: int | None) -> None:
-        with self._cond:
-            if offset is None:
-                self._cond.wait_for(lambda: self._done)
-            else:
-                self._cond.wait_for(lambda: self._done or self._written >= offset)
-            if self._done and self.info is None:
-                self._raise_failure()
-
-    def follow(self) -> pa.RecordBatchReader:
-        """Stream every batch of this build, from the first, as it is written."""
-        schema = self.wait_schema()
-        with self._cond:
-            path = self.final_path if self._done else self.tmp_path
-            if self._done and self.info is None:
-                self._raise_failure()
-            try:
-                source = _GrowingFile(self, path)
-            except FileNotFoundError:
-                # publish() (or fail()) moved the temp file away but has not
-                # marked the build done yet: wait for that, then read the result.
-                self._cond.wait_for(lambda: self._done)
-                if self.info is None:
-                    self._raise_failure()
-                source = _GrowingFile(self, self.final_path)
-        lease = self.store._lease(self.artifact_id, self.version)
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                with pa.ipc.open_stream(pa.PythonFile(source, mode="r")) as reader:
-                    yield from reader
-            except (pa.ArrowException, OSError):
-                if self.error is not None:
-                    self._raise_failure()
-                raise
-            finally:
-                source.close()
-                lease.release()
-
-        return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-class _Lease:
-    def __init__(self, store: ArtifactStore, key: tuple[str, int]) -> None:
-        self._store = store
-        self._key = key
-        self._released = False
-
-    def release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._store._unlease(self._key)
 
 
 class ArtifactStore:

@@ -184,7 +184,7 @@ def test_chunked_sha256_depends_only_on_the_bytes() -> None:
     import hashlib
     import os
 
-    from catalog.store import CHUNK_BYTES, ChunkedSha256
+    from catalog.hashing import CHUNK_BYTES, ChunkedSha256
 
     data = os.urandom(3 * CHUNK_BYTES + 17)
     top = hashlib.sha256(b"quiver-chunked-sha256-v1\0" + len(data).to_bytes(8, "big"))

@@ -1,0 +1,357 @@
+"""One artifact version being written, and the readers that follow it.
+
+See :mod:`catalog.store` for the guarantees; a :class:`Build` is made by
+:meth:`catalog.store.ArtifactStore.begin_build`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from catalog.hashing import _HashingFile
+from catalog.records import ArtifactInfo
+from catalog.uris import artifact_uri
+from quiver.errors import BuildFailed
+
+if TYPE_CHECKING:
+    from catalog.store import ArtifactStore
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _GrowingFile:
+    """A read-only file object over a build's temp file that waits for more bytes.
+
+    ``read(n)`` blocks until ``n`` bytes were written or the build ended, so an
+    Arrow IPC stream reader on top of it follows the build batch by batch.
+    """
+
+    def __init__(self, build: Build, path: Path) -> None:
+        self._build = build
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._f.seek(8)  # skip the IPC file magic: a stream follows it
+        self._pos = 8
+        self.closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self._pos - 8
+
+    def read(self, n: int = -1) -> bytes:
+        want = self._pos + n if n is not None and n >= 0 else None
+        self._build._wait_for(want)
+        data = self._f.read(n if n is not None and n >= 0 else -1)
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._f.close()
+
+
+class Build:
+    """One artifact version being written. Made by :meth:`ArtifactStore.begin_build`.
+
+    The builder calls :meth:`write` for each batch (the first call fixes the
+    schema), then :meth:`publish`, :meth:`fail` or :meth:`discard`. Any number
+    of readers may :meth:`follow` it meanwhile: each gets every batch from the
+    first, as soon as it is written, and the stream ends when the build does
+    (a discarded build ends its followers with :class:`BuildFailed`).
+
+    A build begun with a provisional provenance must be given its provenance
+    at :meth:`publish`; with ``hash_content`` it hashes the bytes of its file
+    as they are written, and :meth:`seal` returns that digest
+    (:class:`ChunkedSha256`) once the file is complete.
+    """
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        artifact_id: str,
+        version: int,
+        tmp_path: Path,
+        final_path: Path,
+        durable: bool,
+        *,
+        provisional: bool = False,
+        hash_content: bool = False,
+    ) -> None:
+        self.store = store
+        self.artifact_id = artifact_id
+        self.version = version
+        self.tmp_path = tmp_path
+        self.final_path = final_path
+        self.durable = durable
+        self.provisional = provisional
+        self.deduplicated = False
+        self.schema: pa.Schema | None = None
+        self.rows = 0
+        self.batches = 0
+        self.error: BaseException | None = None
+        self.info: ArtifactInfo | None = None
+        self._cond = threading.Condition()
+        self._raw: _HashingFile | None = None
+        self._sink: pa.NativeFile
+        if hash_content:
+            self._raw = _HashingFile(tmp_path)
+            self._sink = pa.PythonFile(self._raw, mode="w")
+        else:
+            self._sink = pa.OSFile(str(tmp_path), "wb")
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._sealed = False
+        self._digest: str | None = None
+        self._written = 0
+        self._done = False
+        self._schema_known = threading.Event()
+
+    @property
+    def uri(self) -> str:
+        return artifact_uri(self.artifact_id, self.version)
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    # --- writer side -------------------------------------------------------
+    def start(self, schema: pa.Schema) -> None:
+        """Fix the schema before the first batch (followers learn it at once)."""
+        if self._writer is None:
+            self.schema = schema
+            self._writer = pa.ipc.new_file(self._sink, schema)
+            self._schema_known.set()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self.start(batch.schema)
+        assert self._writer is not None
+        self._writer.write_batch(batch)
+        with self._cond:
+            self.rows += batch.num_rows
+            self.batches += 1
+            self._written = self._sink.tell()
+            self._cond.notify_all()
+
+    def write_reader(self, reader: pa.RecordBatchReader) -> None:
+        self.start(reader.schema)
+        for batch in reader:
+            if batch.num_rows:
+                self.write(batch)
+
+    def seal(self) -> str | None:
+        """Complete the file (IPC footer); the :class:`ChunkedSha256` hex of its bytes if hashed.
+
+        The digest covers the whole file as it will be published: magic,
+        schema, every batch, footer. Idempotent; :meth:`publish` seals too.
+        """
+        if self._writer is None:
+            raise RuntimeError("seal() before the schema was known")
+        if not self._sealed:
+            self._writer.close()
+            self._sealed = True
+            if self._raw is not None:
+                self._digest = self._raw.hasher.hexdigest()
+        return self._digest
+
+    def publish(
+        self,
+        before_notify: Callable[[], None] | None = None,
+        *,
+        provenance: str | None = None,
+    ) -> ArtifactInfo:
+        """Close the file, make it visible, mark the row ready; returns its info.
+
+        ``before_notify`` runs after the row is ready and before waiters wake.
+
+        With ``provenance`` (required when the build began with a provisional
+        one) the artifact is published under it, unless a ready artifact whose
+        file is whole already has it: then this build is discarded, the
+        existing artifact is returned and ``deduplicated`` is set. Such a
+        publish never supersedes anything.
+        """
+        if self.provisional and provenance is None:
+            raise RuntimeError("a build with a provisional provenance needs publish(provenance=)")
+        self.seal()
+        if provenance is not None:
+            existing = self.store.find_ready(provenance)
+            if existing is not None and self.store.verify(existing):
+                return self._deduplicate(existing)  # no fsync, no rename
+        if self.durable or self.store.fsync_derived:
+            os.fsync(self._raw.fileno() if self._raw is not None else self._sink.fileno())
+        size = self._sink.tell()
+        self._sink.close()
+        if self._raw is not None:
+            self._raw.close()
+        info = self.store._publish(self, size, provenance)
+        if info.artifact_id != self.artifact_id or info.version != self.version:
+            # Another build published the same provenance first; ours is gone.
+            return self._deduplicate(info)
+        if before_notify is not None:
+            before_notify()
+        with self._cond:
+            self.info = info
+            self._written = size
+            self._done = True
+            self._cond.notify_all()
+        return info
+
+    def _deduplicate(self, existing: ArtifactInfo) -> ArtifactInfo:
+        self.discard()
+        self.deduplicated = True
+        return existing
+
+    def discard(self) -> None:
+        """Drop this build: its temp file and its row go, no failure is recorded.
+
+        For a build that is not needed after all (its data already exists) or
+        whose upload was cut short. Followers end with :class:`BuildFailed`.
+        A build already published or failed is left alone.
+        """
+        if self._done:
+            return
+        self._close_quietly()
+        self.store._discard(self)
+        with self._cond:
+            self.error = BuildFailed(f"build of {self.uri} was discarded")
+            self._done = True
+            self._schema_known.set()
+            self._cond.notify_all()
+
+    def _close_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._writer is not None and not self._sealed:
+                self._sealed = True
+                self._writer.close()
+        with contextlib.suppress(Exception):
+            self._sink.close()
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.close()
+            self._raw.hasher.stop()
+
+    def fail(self, error: BaseException, before_notify: Callable[[], None] | None = None) -> None:
+        self._close_quietly()
+        message = str(error) or type(error).__name__
+        self.store._fail(self, message)
+        if before_notify is not None:
+            before_notify()
+        with self._cond:
+            self.error = error
+            self._done = True
+            self._schema_known.set()
+            self._cond.notify_all()
+
+    # --- reader side -------------------------------------------------------
+    def wait_schema(self, timeout: float | None = None) -> pa.Schema:
+        """Block until the schema is known (or the build failed)."""
+        self._schema_known.wait(timeout)
+        if self.schema is None:
+            self._raise_failure()
+        assert self.schema is not None
+        return self.schema
+
+    def wait(self, timeout: float | None = None) -> ArtifactInfo:
+        """Block until the build ends; its info, or the failure as BuildFailed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._done, timeout)
+        if self.info is None:
+            self._raise_failure()
+        assert self.info is not None
+        return self.info
+
+    def _raise_failure(self) -> None:
+        if self.error is None:
+            raise BuildFailed(f"build of {self.uri} did not finish")
+        if isinstance(self.error, BuildFailed):
+            raise self.error
+        raise BuildFailed(
+            f"build of {self.uri} failed: {self.error}", detail={"error": str(self.error)}
+        ) from None
+
+    def _wait_for(self, offset: int | None) -> None:
+        with self._cond:
+            if offset is None:
+                self._cond.wait_for(lambda: self._done)
+            else:
+                self._cond.wait_for(lambda: self._done or self._written >= offset)
+            if self._done and self.info is None:
+                self._raise_failure()
+
+    def follow(self) -> pa.RecordBatchReader:
+        """Stream every batch of this build, from the first, as it is written."""
+        schema = self.wait_schema()
+        with self._cond:
+            path = self.final_path if self._done else self.tmp_path
+            if self._done and self.info is None:
+                self._raise_failure()
+            try:
+                source = _GrowingFile(self, path)
+            except FileNotFoundError:
+                # publish() (or fail()) moved the temp file away but has not
+                # marked the build done yet: wait for that, then read the result.
+                self._cond.wait_for(lambda: self._done)
+                if self.info is None:
+                    self._raise_failure()
+                source = _GrowingFile(self, self.final_path)
+        lease = self.store._lease(self.artifact_id, self.version)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                with pa.ipc.open_stream(pa.PythonFile(source, mode="r")) as reader:
+                    yield from reader
+            except (pa.ArrowException, OSError):
+                if self.error is not None:
+                    self._raise_failure()
+                raise
+            finally:
+                source.close()
+                lease.release()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+class _Lease:
+    def __init__(self, store: ArtifactStore, key: tuple[str, int]) -> None:
+        self._store = store
+        self._key = key
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._store._unlease(self._key)
