@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.test_flight_cli import QUIVER, stop
+from tests.flight.test_flight_cli import QUIVER, stop
 
 
 def start(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen, dict[str, str]]:

@@ -14,23 +14,6 @@ from quiver import errors
 from tests.fixtures_flight import GATES, act, cmd, gated_request
 
 
-# Short local names for the fixtures of tests/fixtures_flight.py (other plugins
-# define their own ``client``/``server``).
-@pytest.fixture
-def make_server(make_flight_server):
-    return make_flight_server
-
-
-@pytest.fixture
-def server(flight_server):
-    return flight_server
-
-
-@pytest.fixture
-def client(flight_client):
-    return flight_client
-
-
 def failure(call) -> tuple[fl.FlightError, dict]:
     with pytest.raises(fl.FlightError) as info:
         call()

@@ -14,23 +14,6 @@ import pytest
 from tests.fixtures_flight import DEMO_ROWS, act, cmd
 
 
-# Short local names for the fixtures of tests/fixtures_flight.py (other plugins
-# define their own ``client``/``server``).
-@pytest.fixture
-def make_server(make_flight_server):
-    return make_flight_server
-
-
-@pytest.fixture
-def server(flight_server):
-    return flight_server
-
-
-@pytest.fixture
-def client(flight_client):
-    return flight_client
-
-
 def scan(table_uri: str, **params: object) -> dict:
     return {"inputs": [table_uri], "transform": {"executor": "scan@v1", "params": params}}
 

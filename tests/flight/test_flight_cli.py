@@ -19,24 +19,6 @@ from quiver.cli import main, parse_filter
 from quiver.errors import InvalidArgument
 from tests.fixtures_flight import DEMO_ROWS, act, cmd
 
-
-# Short local names for the fixtures of tests/fixtures_flight.py (other plugins
-# define their own ``client``/``server``).
-@pytest.fixture
-def make_server(make_flight_server):
-    return make_flight_server
-
-
-@pytest.fixture
-def server(flight_server):
-    return flight_server
-
-
-@pytest.fixture
-def client(flight_client):
-    return flight_client
-
-
 QUIVER = shutil.which("quiver", path=str(Path(sys.executable).parent)) or "quiver"
 
 

@@ -21,23 +21,6 @@ from quiver.settings import Settings
 from tests.fixtures_flight import DEMO_ROWS, GATES, act, cmd, gated_request
 
 
-# Short local names for the fixtures of tests/fixtures_flight.py (other plugins
-# define their own ``client``/``server``).
-@pytest.fixture
-def make_server(make_flight_server):
-    return make_flight_server
-
-
-@pytest.fixture
-def server(flight_server):
-    return flight_server
-
-
-@pytest.fixture
-def client(flight_client):
-    return flight_client
-
-
 def scan(uri: str, **params: object) -> dict:
     return {"inputs": [uri], "transform": {"executor": "scan@v1", "params": params}}
 

@@ -10,23 +10,6 @@ from quiver import errors
 from tests.fixtures_flight import DEMO_ROWS
 
 
-# Short local names for the fixtures of tests/fixtures_flight.py (other plugins
-# define their own ``client``/``server``).
-@pytest.fixture
-def make_server(make_flight_server):
-    return make_flight_server
-
-
-@pytest.fixture
-def server(flight_server):
-    return flight_server
-
-
-@pytest.fixture
-def client(flight_client):
-    return flight_client
-
-
 def test_client_round_trip(server, demo_table) -> None:
     with connect(server.location) as q:
         res = q.materialize(demo_table.uri, params={"columns": ["id", "category"]}, name="ev")
