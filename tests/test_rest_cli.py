@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import httpx
 
-from tests.flight.test_flight_cli import QUIVER, stop
+from tests.processes import start_quiver, stop
 
 
 def start(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    errors = (tmp_path / "stderr.txt").open("a")
-    proc = subprocess.Popen(
-        [QUIVER, *args, "--rest-port", "0", "--notebook-root", str(tmp_path / "nb")],
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        text=True,
-        env={**os.environ, "QUIVER_LOG_LEVEL": "warning"},
-    )
-    errors.close()
-    seen: dict[str, str] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        key, _, value = line.strip().partition(": ")
-        seen[key] = value
-        if line.startswith("ready"):
-            return proc, seen
-    raise AssertionError(
-        f"quiver exited with {proc.wait()}: {(tmp_path / 'stderr.txt').read_text()}"
-    )
+    more = ["--rest-port", "0", "--notebook-root", str(tmp_path / "nb")]
+    return start_quiver([*args, *more], tmp_path / "stderr.txt")
 
 
 def test_serve_runs_rest_beside_flight(tmp_path, demo_table) -> None:

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.flight as fl
@@ -18,45 +13,13 @@ import pytest
 from quiver.cli import main, parse_filter
 from quiver.errors import InvalidArgument
 from tests.fixtures_flight import DEMO_ROWS, act, cmd
-
-QUIVER = shutil.which("quiver", path=str(Path(sys.executable).parent)) or "quiver"
+from tests.processes import start_quiver, stop
 
 
 def start_serve(data_dir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     """Start ``quiver serve`` on free ports; read where it listens from its stdout."""
-    errors = (data_dir.parent / "serve-stderr.txt").open("a")
-    proc = subprocess.Popen(
-        [QUIVER, "serve", "--data-dir", str(data_dir), "--flight-port", "0", "--rest-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        text=True,
-        env={**os.environ, "QUIVER_LOG_LEVEL": "warning"},
-    )
-    errors.close()
-    seen: dict[str, str] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        key, _, value = line.strip().partition(": ")
-        seen[key] = value
-        if line.startswith("ready"):
-            return proc, seen
-    raise AssertionError(f"quiver serve exited with {proc.wait()}")
-
-
-def stop(proc: subprocess.Popen) -> str:
-    """SIGTERM; on a hang, dump the server's stacks (SIGUSR1) into its stderr file, kill it."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGUSR1)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(2)
-        proc.kill()
-        proc.communicate()
-        raise AssertionError("quiver serve did not stop on SIGTERM; see serve-stderr.txt") from None
-    assert proc.returncode == 0
-    return out
+    args = ["serve", "--data-dir", str(data_dir), "--flight-port", "0", "--rest-port", "0"]
+    return start_quiver(args, data_dir.parent / "serve-stderr.txt")
 
 
 def test_quiver_serve_subprocess_and_restart(tmp_path, demo_table) -> None:
