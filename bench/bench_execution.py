@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +20,8 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
-from bench.bench_notebooks import _Server, p50_ms
+from bench.bench_notebooks import p50_ms
 from executors import load_registry
 from flight.core import Core
 from flight.server import QuiverFlightServer
@@ -33,6 +30,7 @@ from notebooks.manager import NotebookManager
 from quiver.settings import Settings
 from rest.app import create_app
 from rest.notebooks import notebook_router
+from tests.servers import serving
 
 ROWS = 1_000_000
 MAKE_TABLE = (
@@ -63,21 +61,6 @@ class Bench:
 
 
 @contextmanager
-def serve_app(app: FastAPI) -> Iterator[str]:
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    if not server.ready.wait(30):
-        raise RuntimeError("uvicorn did not start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-@contextmanager
 def bench_setup(root: Path) -> Iterator[Bench]:
     settings = Settings(
         data_dir=root / "data", notebook_root=root / "notebooks", flight_port=0, host="127.0.0.1"
@@ -102,7 +85,7 @@ def bench_setup(root: Path) -> Iterator[Bench]:
         session.update_source(cid, source)
         ids[name] = cid
     try:
-        with serve_app(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        with serving(app) as url, httpx.Client(base_url=url, timeout=60) as client:
             b = Bench(client, session.id, ids)
             b.run("trivial")  # the kernel is warm from here on
             b.run("hit")

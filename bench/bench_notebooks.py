@@ -7,9 +7,7 @@ the cell, the DAG and every cell with its staleness. Run with ``make bench``;
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,12 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from notebooks.manager import NotebookManager
 from quiver.settings import Settings
 from rest.app import create_app
 from rest.notebooks import notebook_router
+from tests.servers import serving
 
 CELLS = 200
 
@@ -67,30 +65,10 @@ def build_notebook(settings: Settings) -> tuple[NotebookManager, str, list[str]]
     return manager, session.id, ids
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 @contextmanager
 def serve(manager: NotebookManager, settings: Settings) -> Iterator[str]:
-    app = create_app([notebook_router(manager, settings)])
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    if not server.ready.wait(30):
-        raise RuntimeError("uvicorn did not start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serving(create_app([notebook_router(manager, settings)])) as url:
+        yield url
 
 
 EDITED = 100

@@ -34,7 +34,7 @@ from flight.core import Core
 from flight.server import QuiverFlightServer
 from quiver.settings import Settings
 from rest.app import app_from_settings
-from tests.fixtures_rest import serve_asgi
+from tests.servers import serve_asgi
 
 EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from notebooks.manager import NotebookManager
 from quiver.settings import Settings
 from rest.app import create_app
 from rest.notebooks import notebook_router
+from tests.servers import serving
 
 PYTHONS = {"3.11": Path(sys.executable), "3.12": Path(sys.executable)}
 
@@ -102,18 +100,6 @@ def manager(settings: Settings, clock: FakeClock) -> NotebookManager:
     return NotebookManager(settings, clock=clock, python_versions=dict(PYTHONS))
 
 
-class _Server(uvicorn.Server):
-    """uvicorn with a started event, so tests wait on it instead of sleeping."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 class _Dispatch:
     """The one ASGI app the shared server runs; each test swaps in its own app."""
 
@@ -133,16 +119,8 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def live_server() -> Iterator[LiveServer]:
     dispatch = _Dispatch()
-    config = uvicorn.Config(dispatch, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    if not server.ready.wait(30) or not server.started:
-        raise RuntimeError("uvicorn did not start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield LiveServer(f"http://127.0.0.1:{port}", dispatch)
-    server.should_exit = True
-    thread.join(10)
+    with serving(dispatch, lifespan="off") as url:
+        yield LiveServer(url, dispatch)
 
 
 @pytest.fixture

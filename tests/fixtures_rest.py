@@ -3,31 +3,17 @@ port, in front of a real in-process Flight server."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from flight.server import QuiverFlightServer
 from quiver.settings import Settings
 from rest.app import app_from_settings
-
-
-class _Server(uvicorn.Server):
-    """uvicorn with a started event, so tests wait on it instead of sleeping."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
+from tests.servers import serve_asgi
 
 
 @dataclass
@@ -36,23 +22,6 @@ class Rest:
     http: httpx.Client
     flight: QuiverFlightServer | None
     settings: Settings
-
-
-def serve_asgi(app: Any) -> tuple[str, Callable[[], None]]:
-    """Serve ``app`` on 127.0.0.1:<ephemeral>; the URL and a stop function."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, daemon=True, name="test-rest")
-    thread.start()
-    if not server.ready.wait(30) or not server.started:
-        raise RuntimeError("uvicorn did not start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(15)
-
-    return f"http://127.0.0.1:{port}", stop
 
 
 @pytest.fixture(params=["in-process", "grpc"])
