@@ -56,11 +56,21 @@ def data_stream(reader: pa.RecordBatchReader, settings: Settings) -> fl.FlightDa
     server's Python traceback, one raised by a generator as a clean Flight
     error; throughput is the same.
     """
-    return fl.GeneratorStream(
-        reader.schema,
-        _clean(reader, settings.flight_max_batch_bytes),
-        options=ipc_options(settings),
-    )
+    batches = _clean(reader, settings.flight_max_batch_bytes)
+    if any(pa.types.is_dictionary(field.type) for field in reader.schema):
+        batches = _with_dictionaries(reader.schema, batches, ipc_options(settings))
+    return fl.GeneratorStream(reader.schema, batches, options=ipc_options(settings))
+
+
+def _with_dictionaries(
+    schema: pa.Schema, batches: Iterator[pa.RecordBatch], options: pa.ipc.IpcWriteOptions
+) -> Iterator[fl.RecordBatchStream]:
+    # A GeneratorStream sends a bare RecordBatch without its dictionaries, which
+    # the client then refuses. Each batch goes as a one-batch stream instead, whose
+    # writer sends the batch's dictionaries (a replacement, when they changed) just
+    # before it. Reading stays in the generator, so errors stay clean Flight errors.
+    for batch in batches:
+        yield fl.RecordBatchStream(pa.Table.from_batches([batch], schema), options=options)
 
 
 def open_ticket(core: Core, raw: bytes) -> pa.RecordBatchReader:

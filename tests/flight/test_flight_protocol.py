@@ -106,6 +106,32 @@ def test_do_put_stores_dedupes_and_names(client) -> None:
     assert got.equals(table)
 
 
+def test_dictionary_columns_round_trip(make_server) -> None:
+    # Compression on: the batches carrying dictionaries go out through their own writer.
+    server = make_server(ipc_compression="zstd")
+    client = fl.connect(server.location)
+    schema = pa.schema([("tag", pa.dictionary(pa.int32(), pa.string())), ("n", pa.int64())])
+    tags = pa.array(["a", "b", None] * 400_000).dictionary_encode()
+    table = pa.table({"tag": tags, "n": pa.array(range(len(tags)), pa.int64())}, schema=schema)
+    writer, answers = client.do_put(cmd({"name": "dict", "metadata": {}}), schema)
+    with writer:
+        writer.write_table(table, max_chunksize=300_000)
+        writer.done_writing()
+        assert json.loads(answers.read().to_pybytes())["row_count"] == len(tags)
+    got = client.do_get(fl.Ticket(b"strata://name/dict")).read_all()  # several 2 MiB batches
+    assert got.equals(table)
+
+
+def test_changing_dictionaries_are_refused_with_a_reason(client) -> None:
+    schema = pa.schema([("tag", pa.dictionary(pa.int32(), pa.string()))])
+    writer, _ = client.do_put(cmd({"name": None, "metadata": {}}), schema)
+    with pytest.raises(fl.FlightServerError, match="Dictionary replacement") as err, writer:
+        for values in (["a", "b"], ["x"]):
+            writer.write_batch(pa.record_batch({"tag": pa.array(values).dictionary_encode()}))
+        writer.done_writing()
+    assert "Traceback" not in str(err.value)
+
+
 def test_list_flights_one_per_name(client, demo_table) -> None:
     for name in ("a/one", "a/two", "b"):
         writer, answers = client.do_put(
