@@ -28,7 +28,6 @@ MEDIA_TYPES: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
     "parquet": "application/vnd.apache.parquet",
 }
-_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
 def check_format(fmt: str | None) -> Format:
@@ -41,14 +40,23 @@ def check_format(fmt: str | None) -> Format:
 
 
 class _Chunks:
-    """A write-only file object that hands over what was written since the last drain."""
+    """A write-only file object that hands over what was written since the last drain.
 
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
+    With ``keep_buffers`` an Arrow buffer handed to ``write`` (the IPC writer
+    hands each column buffer over whole) is kept as a view, not copied; small
+    pieces in between (message headers, padding) are joined.
+    """
+
+    def __init__(self, *, keep_buffers: bool = False) -> None:
+        self.parts: list[bytes | memoryview] = []
         self.closed = False
+        self._keep = keep_buffers
 
-    def write(self, data: bytes | memoryview) -> int:
-        self.parts.append(bytes(data))
+    def write(self, data: bytes | memoryview | pa.Buffer) -> int:
+        if self._keep and isinstance(data, pa.Buffer):
+            self.parts.append(memoryview(data))
+        else:
+            self.parts.append(bytes(data))
         return len(data)
 
     def writable(self) -> bool:
@@ -65,28 +73,36 @@ class _Chunks:
         self.parts.clear()
         return out
 
+    def drain_pieces(self) -> Iterator[bytes | memoryview]:
+        """What was written, as few pieces as possible without copying large buffers."""
+        small: list[bytes | memoryview] = []
+        for part in self.parts:
+            if len(part) < _JOIN_BELOW:
+                small.append(part)
+                continue
+            if small:
+                yield b"".join(small)
+                small.clear()
+            yield part
+        if small:
+            yield b"".join(small)
+        self.parts.clear()
 
-def _has_dictionaries(schema: pa.Schema) -> bool:
-    return any(pa.types.is_dictionary(f.type) for f in schema)
+
+_JOIN_BELOW = 256 * 1024
 
 
 def _arrow_chunks(reader: pa.RecordBatchReader) -> Iterator[bytes | memoryview]:
-    if _has_dictionaries(reader.schema):
-        # Dictionary batches must precede the batches that use them: let the
-        # IPC writer sequence them.
-        sink = _Chunks()
-        with ipc.new_stream(pa.PythonFile(sink, mode="w"), reader.schema) as writer:
-            for batch in reader:
-                writer.write_batch(batch)
-                yield sink.drain()
-        yield sink.drain()
-        return
-    # Encapsulated messages straight from the batches' buffers: no writer state,
-    # one copy into the message, none into Python bytes.
-    yield memoryview(reader.schema.serialize())
-    for batch in reader:
-        yield memoryview(batch.serialize())
-    yield _EOS
+    # The IPC writer hands the sink each batch's buffers as they are: they go
+    # to the socket as views, so a batch is never copied into one message here.
+    # The writer also sequences dictionary batches before the batches using them.
+    sink = _Chunks(keep_buffers=True)
+    with ipc.new_stream(pa.PythonFile(sink, mode="w"), reader.schema) as writer:
+        yield from sink.drain_pieces()
+        for batch in reader:
+            writer.write_batch(batch)
+            yield from sink.drain_pieces()
+    yield from sink.drain_pieces()
 
 
 def _csv_chunks(reader: pa.RecordBatchReader) -> Iterator[bytes]:
