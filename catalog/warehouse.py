@@ -176,6 +176,26 @@ class Warehouses:
         """Snapshot ids of the table, oldest first."""
         return [s.snapshot_id for s in self.load(ref).snapshots()]
 
+    def resolve_cached(self, ref: TableRef, snapshot_id: int | None = None) -> ResolvedTable | None:
+        """:meth:`resolve` when the answer is already in memory and still current, else None.
+
+        Costs one read-only SQLite lookup of the table's metadata pointer: never
+        opens a catalog, loads table metadata or raises for a missing table, so
+        an event loop can afford it (the caller falls back to :meth:`resolve`).
+        """
+        catalog = self._catalogs.get(ref.warehouse)
+        if catalog is None:
+            return None
+        try:
+            location = self._metadata_location(ref, catalog)
+        except Exception:
+            return None
+        with self._lock:
+            cached = self._tables.get((ref.warehouse, ref.identifier))
+        if location is None or cached is None or cached[0] != location:
+            return None
+        return self._resolved.get((ref, location, snapshot_id))
+
     def resolve(self, ref: TableRef, snapshot_id: int | None = None) -> ResolvedTable:
         """Pin ``ref`` to ``snapshot_id`` (or its current snapshot).
 

@@ -37,6 +37,10 @@ from quiver.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class _NotCached(Exception):
+    """Planning would have to open a catalog or load table metadata (see ``cached_only``)."""
+
+
 class Transform(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -170,9 +174,15 @@ class Materializer:
         return resolved, InputVersion(ref.uri, uri, aid, ver)
 
     def _resolve_table(
-        self, ref: TableRef, snapshot_id: int | None
+        self, ref: TableRef, snapshot_id: int | None, *, cached_only: bool = False
     ) -> tuple[ResolvedInput, InputVersion]:
-        table = self.warehouses.resolve(ref, snapshot_id)
+        if cached_only:
+            cached = self.warehouses.resolve_cached(ref, snapshot_id)
+            if cached is None:
+                raise _NotCached
+            table = cached
+        else:
+            table = self.warehouses.resolve(ref, snapshot_id)
         uri = ref.uri
 
         def open_reader() -> pa.RecordBatchReader:
@@ -205,7 +215,9 @@ class Materializer:
         )
         return resolved, InputVersion(uri, table.version)
 
-    def plan(self, request: MaterializeRequest) -> Plan:
+    def plan(self, request: MaterializeRequest, *, cached_only: bool = False) -> Plan:
+        """Resolve inputs and hash the provenance. ``cached_only`` raises :class:`_NotCached`
+        rather than open a catalog or load table metadata."""
         executor = self.registry.get(request.transform.executor)
         if not request.inputs and executor.name == "scan@v1":
             raise InvalidArgument("scan@v1 transform requires exactly one input")
@@ -218,7 +230,7 @@ class Materializer:
         for raw in request.inputs:
             ref = parse_uri(raw)
             if isinstance(ref, TableRef):
-                resolved, version = self._resolve_table(ref, snapshot_id)
+                resolved, version = self._resolve_table(ref, snapshot_id, cached_only=cached_only)
             else:
                 resolved, version = self._resolve_artifact(ref)
             inputs.append(resolved)
@@ -261,6 +273,25 @@ class Materializer:
         }
 
     # --- materializing ------------------------------------------------------
+    def cached_hit(self, request: MaterializeRequest) -> MaterializeResult | None:
+        """The hit for ``request`` if it is one and answering it touches nothing slow, else None.
+
+        For callers on an event loop: it plans from memory (plus the table's
+        metadata-pointer lookup and the store's index), never builds, waits,
+        names or raises for bad input — on None, call :meth:`materialize`,
+        which gives the full answer or the precise error.
+        """
+        if request.refresh or request.name is not None:
+            return None
+        try:
+            plan = self.plan(request, cached_only=True)
+            info = self.store.find_ready(plan.provenance)
+            if info is None or not self.store.verify(info):
+                return None
+        except Exception:
+            return None
+        return self._hit(plan, info)
+
     def materialize(self, request: MaterializeRequest, *, wait: bool = False) -> MaterializeResult:
         """Hit, join the build in flight, or start one. ``wait`` blocks until it ends."""
         if request.name is not None:

@@ -63,6 +63,10 @@ class FlightLink:
         except Unavailable as exc:
             raise self._unreachable(exc) from None
 
+    def cached_hit(self, request: MaterializeRequest) -> dict[str, Any] | None:
+        """A cache hit answered in-process without blocking, or None (then :meth:`act_raw`)."""
+        return self._actions.cached_hit(request)
+
     def stream(
         self,
         uri: str,
@@ -190,9 +194,13 @@ async def materialize_response(
 ) -> Response:
     """``POST /v1/materialize`` once the body is valid: one Flight action, shaped for §12.1."""
     # The action blocks (a miss starts its executor in the caller's thread): one hop
-    # to a worker thread. The body goes as JSON bytes; the server validates it again.
-    raw = body.model_dump_json(exclude_defaults=True).encode()
-    answer = await run_in_threadpool(link.act_raw, "materialize", raw)
+    # to a worker thread, unless the server in this process can answer a hit from
+    # memory (the hop is a fifth of the hit's latency). The body goes as JSON
+    # bytes; the server validates it again.
+    answer = link.cached_hit(body)  # a hit the server beside us answers from memory
+    if answer is None:
+        raw = body.model_dump_json(exclude_defaults=True).encode()
+        answer = await run_in_threadpool(link.act_raw, "materialize", raw)
     metrics.record_materialize(answer["hit"])
     return json_response(materialize_json(answer, body.mode))
 

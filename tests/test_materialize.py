@@ -362,6 +362,43 @@ def test_scan_hits_until_the_table_moves(materializer: Materializer, fresh_table
     assert pinned.input_versions == {fresh_table.uri: str(old_snapshot)}
 
 
+def test_cached_hit_answers_only_hits_it_can_see_in_memory(
+    settings: Settings, store: ArtifactStore, fresh_table
+) -> None:
+    from catalog.demo import demo_batch
+
+    request = scan(fresh_table, columns=["id"])
+    m = Materializer(settings, store, load_registry())
+    try:
+        assert m.cached_hit(request) is None  # nothing built, no catalog opened yet
+        built = m.materialize(request, wait=True)
+        hit = m.cached_hit(request)
+        assert hit is not None and hit.hit and hit.artifact_uri == built.artifact_uri
+        assert hit.to_json() == m.materialize(request).to_json()
+        # What only the full path may answer: refresh, names, bad input, a miss.
+        assert m.cached_hit(scan(fresh_table, columns=["id"], refresh=True)) is None
+        assert (
+            m.cached_hit(req([fresh_table.uri], "scan@v1", {"columns": ["id"]}, name="n")) is None
+        )
+        assert m.cached_hit(scan(fresh_table, columns=["nope"])) is None
+        assert m.cached_hit(req([fresh_table.uri + "x"], "scan@v1")) is None
+        assert m.cached_hit(scan(fresh_table, columns=["value"])) is None
+        # A new snapshot moves the table: never the old artifact from memory.
+        m.warehouses.load(fresh_table).append(demo_batch(5_000, 5_100))
+        assert m.cached_hit(request) is None
+        moved = m.materialize(request, wait=True)
+        assert not moved.hit and moved.artifact_uri != built.artifact_uri
+        assert m.cached_hit(request).artifact_uri == moved.artifact_uri
+    finally:
+        m.close(cancel=True)
+    fresh = Materializer(settings, store, load_registry())  # a restart: caches are cold
+    try:
+        assert fresh.cached_hit(request) is None
+        assert fresh.materialize(request).hit
+    finally:
+        fresh.close(cancel=True)
+
+
 def test_scan_filter_order_does_not_matter(materializer: Materializer, fresh_table) -> None:
     f1 = {"column": "id", "op": "<", "value": 100}
     f2 = {"column": "category", "op": "=", "value": "beta"}
