@@ -63,7 +63,8 @@ def bare_app(table: pa.Table) -> FastAPI:
 
 @dataclass
 class Setup:
-    rest: str
+    rest: str  # quiver serve's default: the REST app calls the Flight server beside it in-process
+    rest_grpc: str  # the same app over loopback gRPC, as ``quiver rest --flight`` runs it
     bare: str
     data_path: str
     request: dict
@@ -85,10 +86,13 @@ def make_setup(tmp: Path, rows: int = 1_000_000) -> Setup:
         res = q.materialize(ref.uri)
         table = q.fetch(res)  # waits for the build; the baseline serves the same rows
         res = q.materialize(ref.uri)
-    rest, stop_rest = serve_asgi(app_from_settings(settings, flight_uri=flight.location))
+    local = settings.model_copy(update={"rest_in_process_flight": True})
+    rest, stop_rest = serve_asgi(app_from_settings(local, flight_uri=flight.location))
+    remote = settings.model_copy(update={"rest_in_process_flight": False})
+    rest_grpc, stop_grpc = serve_asgi(app_from_settings(remote, flight_uri=flight.location))
     bare, stop_bare = serve_asgi(bare_app(table))
     path = f"/v1/artifacts/{res['artifact_id']}/v/{res['version']}/data"
-    return Setup(rest, bare, path, request, flight, [stop_rest, stop_bare])
+    return Setup(rest, rest_grpc, bare, path, request, flight, [stop_rest, stop_grpc, stop_bare])
 
 
 def curl_seconds(url: str) -> tuple[float, int]:
@@ -101,12 +105,13 @@ def curl_seconds(url: str) -> tuple[float, int]:
     return float(seconds), int(size)
 
 
-def throughput_pair(s: Setup, rounds: int) -> tuple[float, float, int]:
-    """Best-of-``rounds`` seconds for ours and the baseline, interleaved; and the bytes."""
+def throughput_pair(s: Setup, rounds: int, rest: str | None = None) -> tuple[float, float, int]:
+    """Median seconds for ours (``rest``, default ``s.rest``) and the baseline, interleaved;
+    and the bytes."""
     ours, base = [], []
     size = 0
     for _ in range(rounds):
-        t, size = curl_seconds(s.rest + s.data_path)
+        t, size = curl_seconds((rest or s.rest) + s.data_path)
         ours.append(t)
         base.append(curl_seconds(s.bare + "/data")[0])
     return statistics.median(ours), statistics.median(base), size
@@ -134,15 +139,31 @@ P50_CLIENT = textwrap.dedent(
 )
 
 
-def materialize_p50(s: Setup, rounds: int) -> tuple[float, float]:
-    """p50 ms of a cache-hit POST /v1/materialize and of a bare JSON POST, from a client process."""
-    jobs = [[s.bare + "/echo", {"x": 1}], [s.rest + "/v1/materialize", s.request]]
+def materialize_p50(s: Setup, rounds: int, rest: str | None = None) -> tuple[float, float]:
+    """p50 ms of a cache-hit POST /v1/materialize (to ``rest``, default ``s.rest``) and of a
+    bare JSON POST, from a client process."""
+    jobs = [[s.bare + "/echo", {"x": 1}], [(rest or s.rest) + "/v1/materialize", s.request]]
     out = subprocess.run(
         [sys.executable, "-c", P50_CLIENT, str(rounds), json.dumps(jobs)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     bare, ours = json.loads(out.stdout)
     return ours, bare
+
+
+def server_cpu_ms(url: str, rounds: int) -> float:
+    """CPU milliseconds this process (where the servers run; curl is a child, not counted)
+    spends per full read of ``url``: what the 2 cores must share with the client."""
+    import resource
+
+    def used() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    before = used()
+    for _ in range(rounds):
+        curl_seconds(url)
+    return (used() - before) / rounds * 1000
 
 
 def rss_while_streaming(tmp: Path, rows: int = 10_000_000) -> tuple[int, int, float]:
