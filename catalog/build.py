@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from catalog.dictionaries import DictionaryUnifier, has_dictionaries
 from catalog.hashing import _HashingFile
 from catalog.records import ArtifactInfo
 from catalog.uris import artifact_uri
@@ -134,6 +135,7 @@ class Build:
         else:
             self._sink = pa.OSFile(str(tmp_path), "wb")
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._unify: DictionaryUnifier | None = None
         self._sealed = False
         self._digest: str | None = None
         self._written = 0
@@ -153,13 +155,21 @@ class Build:
         """Fix the schema before the first batch (followers learn it at once)."""
         if self._writer is None:
             self.schema = schema
-            self._writer = pa.ipc.new_file(self._sink, schema)
+            options = None
+            if has_dictionaries(schema):
+                # Dictionaries may change between a stream's batches; the file keeps
+                # one per column, grown by deltas (followers read those as they come).
+                self._unify = DictionaryUnifier(schema)
+                options = pa.ipc.IpcWriteOptions(emit_dictionary_deltas=True)
+            self._writer = pa.ipc.new_file(self._sink, schema, options=options)
             self._schema_known.set()
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self._writer is None:
             self.start(batch.schema)
         assert self._writer is not None
+        if self._unify is not None:
+            batch = self._unify(batch)
         self._writer.write_batch(batch)
         with self._cond:
             self.rows += batch.num_rows

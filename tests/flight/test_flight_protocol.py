@@ -122,13 +122,24 @@ def test_dictionary_columns_round_trip(make_server) -> None:
     assert got.equals(table)
 
 
-def test_changing_dictionaries_are_refused_with_a_reason(client) -> None:
-    schema = pa.schema([("tag", pa.dictionary(pa.int32(), pa.string()))])
-    writer, _ = client.do_put(cmd({"name": None, "metadata": {}}), schema)
-    with pytest.raises(fl.FlightServerError, match="Dictionary replacement") as err, writer:
-        for values in (["a", "b"], ["x"]):
-            writer.write_batch(pa.record_batch({"tag": pa.array(values).dictionary_encode()}))
-        writer.done_writing()
+def test_changing_dictionaries_are_stored_as_one_growing_dictionary(client) -> None:
+    schema = pa.schema([("tag", pa.dictionary(pa.int8(), pa.string()))])
+
+    def upload(groups: list[list[str]]) -> dict:
+        writer, answers = client.do_put(cmd({"name": None, "metadata": {}}), schema)
+        with writer:
+            for values in groups:
+                tags = pa.array(values).dictionary_encode().cast(schema.field("tag").type)
+                writer.write_batch(pa.record_batch([tags], schema=schema))
+            writer.done_writing()
+            return json.loads(answers.read().to_pybytes())
+
+    stored = upload([["a", "b"], ["x", "a"], ["z"]])
+    got = client.do_get(fl.Ticket(stored["artifact_uri"].encode())).read_all()
+    assert got.column("tag").to_pylist() == ["a", "b", "x", "a", "z"]
+    too_many = [[f"a{i}" for i in range(100)], [f"b{i}" for i in range(100)]]
+    with pytest.raises(fl.FlightServerError, match="more than its int8 indices") as err:
+        upload(too_many)
     assert "Traceback" not in str(err.value)
 
 
