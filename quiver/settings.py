@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         "notebook with an owner is reachable only by requests whose header equals it (404 "
         "otherwise), and new notebooks are owned by their creator.",
     )
+    shutdown_timeout_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGTERM/SIGINT, running calls, REST requests and builds may finish for "
+        "this many seconds; then open streams end with 'server shutting down', builds are "
+        "cancelled, and the process exits.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level."
     )
