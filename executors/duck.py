@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
@@ -9,7 +10,9 @@ import duckdb
 import pyarrow as pa
 
 from executors.base import RunContext
-from quiver.errors import InvalidArgument, QuiverError, Timeout
+from quiver.errors import InvalidArgument, QuiverError, Timeout, Unavailable
+
+INTERRUPT_EVERY_S = 0.05
 
 
 def connect(ctx: RunContext, *, sandboxed: bool) -> duckdb.DuckDBPyConnection:
@@ -53,8 +56,9 @@ def stream(
 
     Binding (syntax, unknown tables and columns) happens here, so such errors
     reach the caller at once; the query itself starts on the first read, so a
-    slow aggregate doesn't hold up the request that started it. The timer
-    interrupts the connection and the reader then raises :class:`Timeout`.
+    slow aggregate doesn't hold up the request that started it. The time limit
+    and a cancel (:meth:`RunContext.cancel`) both interrupt the connection and
+    the reader then raises :class:`Timeout` or :class:`Unavailable` (cancelled).
     The connection is closed when the reader ends.
     """
     limit = ctx.settings.query_time_limit_s
@@ -65,7 +69,7 @@ def stream(
         if timed_out.is_set():
             return Timeout(f"{what} exceeded the time limit of {limit:g} s")
         if ctx.cancelled:
-            return Timeout(f"{what} was cancelled")
+            return Unavailable(f"{what} was cancelled")
         return InvalidArgument(f"{what} failed: {first_line(exc)}")
 
     try:
@@ -81,15 +85,19 @@ def stream(
         raise
 
     def batches() -> Iterator[pa.RecordBatch]:
+        interrupter = _Interrupter(con)
+
         def expire() -> None:
             timed_out.set()
-            con.interrupt()
+            interrupter.start()
 
         timer = threading.Timer(limit, expire)
         timer.daemon = True
         timer.start()
-        ctx.on_cancel(con.interrupt)
+        ctx.on_cancel(interrupter.start)
         try:
+            if ctx.cancelled:
+                raise Unavailable(f"{what} was cancelled")
             reader = relation.to_arrow_reader(batch_size)
             while True:
                 try:
@@ -101,6 +109,44 @@ def stream(
             raise mapped(exc) from None
         finally:
             timer.cancel()
+            interrupter.stop()
             con.close()
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+class _Interrupter:
+    """Interrupts a connection until its query is over.
+
+    DuckDB's ``interrupt()`` only stops a query that is running: one that
+    arrives just before the query starts is lost. So once started this keeps
+    interrupting, every :data:`INTERRUPT_EVERY_S`, until :meth:`stop` (the
+    reader has ended); the first one stops a running query at once.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._started = False
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started or self._done.is_set():
+                return
+            self._started = True
+        threading.Thread(target=self._run, name="quiver-duckdb-interrupt", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:  # never interrupt a connection being closed
+                if self._done.is_set():
+                    return
+                with contextlib.suppress(duckdb.Error):
+                    self._con.interrupt()
+            if self._done.wait(INTERRUPT_EVERY_S):
+                return
+
+    def stop(self) -> None:
+        with self._lock:
+            self._done.set()

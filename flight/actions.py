@@ -315,3 +315,38 @@ def _health(core: Core, body: Any) -> Any:
         "counters": dict(core.materializer.counters),
         "store": core.store.stats(),
     }
+
+
+class CancelArg(ArtifactArg):
+    """A build to stop: ``build_id`` (or ``stream_id``), or the version's artifact URI."""
+
+    build_id: str | None = Field(default=None, min_length=1, max_length=200)
+    wait_seconds: float = Field(default=5.0, ge=0, le=60)
+
+
+@action(
+    "cancel",
+    'Stop a running build: {"build_id"} or {"artifact_uri"} (or {"artifact_id", "version"}), '
+    '"wait_seconds"? (5); answers cancelled, state, build_id, artifact_uri.',
+)
+def _cancel(core: Core, body: Any) -> Any:
+    from flight.queries import parse_build_id  # queries imports this module
+
+    arg = parse_model(CancelArg, body, "cancel request")
+    if arg.build_id is not None:
+        found = parse_build_id(core, arg.build_id)
+        aid, version = found.artifact_id, found.version
+    elif arg.artifact_uri is None and arg.artifact_id is None:
+        raise InvalidArgument('give "build_id", "artifact_uri", or "artifact_id" and "version"')
+    else:
+        aid, version = arg.resolve(core)
+        core.store.get(aid, version)  # NotFound for an unknown version
+    cancelled = core.materializer.cancel(aid, version, wait=arg.wait_seconds)
+    info = core.store.get(aid, version)
+    return {
+        "cancelled": cancelled,
+        "state": info.state,
+        "build_id": build_id(aid, version),
+        "artifact_uri": artifact_uri(aid, version),
+        "error": info.error,
+    }

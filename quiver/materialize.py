@@ -403,13 +403,18 @@ class Materializer:
         flight.ctx = ctx
         flight.ready.set()
         try:
-            self._pool.submit(self._run_build, plan, build, reader, request.name)
+            self._pool.submit(self._run_build, plan, build, reader, request.name, ctx)
         except RuntimeError:  # pool shut down between the check and here
             self._finish_failed(plan, build, Unavailable("the service is shutting down"))
         return self._following(plan, build)
 
     def _run_build(
-        self, plan: Plan, build: Build, reader: pa.RecordBatchReader, name: str | None
+        self,
+        plan: Plan,
+        build: Build,
+        reader: pa.RecordBatchReader,
+        name: str | None,
+        ctx: RunContext,
     ) -> None:
         def published() -> None:
             # Before waiters wake: the name already points at the result, and the
@@ -421,8 +426,12 @@ class Materializer:
 
         try:
             build.write_reader(reader)
+            if ctx.cancelled:  # the executor ended without noticing: still nothing is published
+                raise _cancelled(plan)
             build.publish(before_notify=published)
         except BaseException as exc:  # recorded on the artifact
+            if ctx.cancelled and not isinstance(exc, QuiverError):
+                exc = _cancelled(plan)  # however the executor stopped, it was a cancel
             self._finish_failed(plan, build, exc)
         finally:
             with contextlib.suppress(Exception):
@@ -473,6 +482,36 @@ class Materializer:
             )
         return self.store.open(artifact_id, version)
 
+    def cancel(self, artifact_id: str, version: int, *, wait: float = 0.0) -> bool:
+        """Stop the build of that version if this process is running it.
+
+        Its executor is told through :meth:`RunContext.cancel` (a DuckDB query
+        is interrupted at once), the build fails with a "cancelled" error,
+        its temporary file goes and nothing is published; followers of the
+        build end with :class:`BuildFailed`. A later request for the same
+        provenance builds again. Requests that joined the build share its fate.
+
+        Waits up to ``wait`` seconds for the build to end. False when no such
+        build is running here (unknown, finished, or not a materialize build).
+        """
+        with self._lock:
+            flight = next(
+                (
+                    f
+                    for f in self._inflight.values()
+                    if f.build is not None
+                    and (f.build.artifact_id, f.build.version) == (artifact_id, version)
+                ),
+                None,
+            )
+        if flight is None or flight.build is None or flight.ctx is None or flight.build.done:
+            return False
+        flight.ctx.cancel()
+        if wait > 0:
+            with contextlib.suppress(QuiverError):  # a cancelled build fails: that is the point
+                flight.build.wait(wait)
+        return True
+
     def building(self) -> list[Build]:
         with self._lock:
             return [f.build for f in self._inflight.values() if f.build is not None]
@@ -487,6 +526,11 @@ class Materializer:
                 if flight.ctx is not None:
                     flight.ctx.cancel()
         self._pool.shutdown(wait=True)
+
+
+def _cancelled(plan: Plan) -> QuiverError:
+    name = plan.executor.name
+    return Unavailable(f"{name} build was cancelled", detail={"executor": name})
 
 
 def materialize(

@@ -203,3 +203,88 @@ def test_graceful_shutdown_finishes_or_fails_builds(make_server, tmp_path: Path)
     status = act(client, "status", {"artifact_uri": cancelled["artifact_uri"]})
     assert status["state"] == "failed"
     assert not list((tmp_path / "data" / "tmp").glob("*.arrow"))
+
+
+# --- the cancel action -------------------------------------------------------------------
+
+LONG_SQL = (
+    "select count(*) as n, sum(a.range * b.range) as s from range(1000000) a, range(1000000) b"
+)
+
+
+def sql_request(sql: str) -> dict:
+    return {"inputs": [], "transform": {"executor": "sql@v1", "params": {"sql": sql}}}
+
+
+def test_cancel_action_stops_a_running_build_and_a_later_request_rebuilds(
+    server, client, tmp_path
+) -> None:
+    doomed = act(client, "materialize", gated_request("doomed"))
+    other = act(client, "materialize", gated_request("other"))
+    assert doomed["state"] == other["state"] == "building"
+    answer = act(client, "cancel", {"build_id": doomed["stream_id"]})
+    assert answer == {
+        "cancelled": True,
+        "state": "failed",
+        "build_id": doomed["stream_id"],
+        "artifact_uri": doomed["artifact_uri"],
+        "error": f"build of {doomed['artifact_uri']} failed: gated@v1 build was cancelled",
+    }
+    with pytest.raises(fl.FlightServerError, match="gated@v1 build was cancelled"):
+        client.do_get(fl.Ticket(doomed["ticket"].encode())).read_all()
+    partial = f"{doomed['artifact_id']}.v{doomed['version']}.*"
+    assert not list((tmp_path / "data" / "tmp").glob(partial))  # no half-written file left
+    # the other build is untouched
+    assert act(client, "status", {"artifact_uri": other["artifact_uri"]})["state"] == "building"
+    GATES["other"].set()
+    assert client.do_get(fl.Ticket(other["ticket"].encode())).read_all().num_rows == 4000
+    # the same request builds again: a new version of the same artifact
+    again = act(client, "materialize", gated_request("doomed"))
+    assert again["hit"] is False and again["artifact_id"] == doomed["artifact_id"]
+    assert again["version"] == doomed["version"] + 1
+    assert client.do_get(fl.Ticket(again["ticket"].encode())).read_all().num_rows == 4000
+    # a finished build is not cancelled; by URI as well as by build id
+    done = act(client, "cancel", {"artifact_uri": again["artifact_uri"], "wait_seconds": 0})
+    assert done["cancelled"] is False and done["state"] == "ready" and done["error"] is None
+    assert act(client, "status", {"artifact_uri": again["artifact_uri"]})["state"] == "ready"
+
+
+def test_cancel_action_interrupts_a_duckdb_query(server, client) -> None:
+    res = act(client, "materialize", sql_request(LONG_SQL))  # hours if left alone
+    assert res["state"] == "building"
+    assert wait_until(lambda: act(client, "health")["building"] == 1)
+    started = time.monotonic()
+    answer = act(client, "cancel", {"artifact_uri": res["artifact_uri"], "wait_seconds": 30})
+    assert time.monotonic() - started < 5
+    assert answer["cancelled"] is True and answer["state"] == "failed"
+    assert answer["error"].endswith("sql@v1 query was cancelled")
+    assert act(client, "health")["building"] == 0  # the build thread is done: DuckDB stopped
+    short = act(client, "materialize", sql_request("select 42 as x"))
+    assert client.do_get(fl.Ticket(short["ticket"].encode())).read_all().to_pylist() == [{"x": 42}]
+
+
+def test_cancel_action_bad_input_is_a_clean_error(client) -> None:
+    cases = [
+        ({"build_id": "nope"}, fl.FlightServerError, "not_found", "Build nope not found"),
+        ({"build_id": "a.b.c"}, fl.FlightServerError, "not_found", "Build a.b.c not found"),
+        (
+            {"artifact_uri": "strata://artifact/nope@v=1"},
+            fl.FlightServerError,
+            "not_found",
+            "artifact strata://artifact/nope@v=1 not found",
+        ),
+        ({}, fl.FlightServerError, "invalid_argument", 'give "build_id"'),
+        ({"build_id": "x", "wait_seconds": -1}, fl.FlightServerError, "invalid_argument",
+         "wait_seconds"),
+        ({"build_id": "x", "bogus": 1}, fl.FlightServerError, "invalid_argument", "bogus"),
+        ({"artifact_uri": "file:///wh#db.t"}, fl.FlightServerError, "invalid_argument",
+         "strata://artifact/ or strata://name/"),
+    ]  # fmt: skip
+    for body, cls, code, message in cases:
+        with pytest.raises(cls) as info:
+            act(client, "cancel", body)
+        assert json.loads(info.value.extra_info)["code"] == code, body
+        assert message in str(info.value), (body, str(info.value))
+        assert "Traceback" not in str(info.value) and "internal error" not in str(info.value)
+    names = [a.type for a in client.list_actions()]
+    assert "cancel" in names
