@@ -30,7 +30,7 @@ artifact, never as two ready rows and never as an error.
 The pieces: :mod:`catalog.records` (what the store hands out),
 :mod:`catalog.build` (a version being written and its followers),
 :mod:`catalog.hashing` (content hashing while writing); this module owns the
-SQLite metadata, publishing, recovery, reading, names, lineage and eviction.
+SQLite metadata, publishing, recovery, reading, names, lineage, eviction and gc.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,12 +120,97 @@ CREATE TABLE IF NOT EXISTS names (
 """
 
 
+GC_HEADROOM_PERCENT = 80
+"""A gc given ``max_bytes`` collects until the store holds at most this percent of it."""
+
+_NEEDED = """
+WITH RECURSIVE
+cells(artifact_id, version, notebook, cell, variable, rank) AS (
+    SELECT artifact_id, version,
+           json_extract(meta, '$.notebook_id'), json_extract(meta, '$.cell_id'),
+           json_extract(meta, '$.variable'),
+           ROW_NUMBER() OVER (
+               PARTITION BY json_extract(meta, '$.notebook_id'), json_extract(meta, '$.cell_id'),
+                            json_extract(meta, '$.variable')
+               ORDER BY created_at DESC, rowid DESC)
+    FROM (SELECT rowid, artifact_id, version, created_at,
+                 CASE WHEN json_valid(metadata) THEN metadata END AS meta
+          FROM artifacts WHERE state = 'ready')
+    WHERE json_extract(meta, '$.cell_id') IS NOT NULL
+),
+roots(artifact_id, version) AS (
+    SELECT artifact_id, version FROM names
+    UNION SELECT artifact_id, version FROM artifacts WHERE state = 'building'
+    UNION SELECT artifact_id, version FROM cells WHERE rank = 1 AND ?
+),
+needed(artifact_id, version) AS (
+    SELECT artifact_id, version FROM roots
+    UNION
+    SELECT i.ref_artifact, i.ref_version FROM artifact_inputs i
+    JOIN needed n ON i.artifact_id = n.artifact_id AND i.version = n.version
+    WHERE i.ref_artifact IS NOT NULL
+)
+SELECT artifact_id, version FROM needed
+"""
+"""The versions gc never collects: the roots — named versions, builds in progress
+(whose inputs are about to be read) and the current value of each cell output —
+and everything they depend on through lineage, transitively.
+
+A *cell output* is an upload whose metadata has a ``cell_id`` (what a notebook
+kernel sends: ``notebook_id``, ``cell_id``, ``variable``, ``cell_provenance``,
+``inputs``); its id is ``(notebook_id, cell_id, variable)`` and its current value
+the newest ready version with that id. Older values of the same id are history.
+The parameter is 1 to keep current cell outputs, 0 (``collect_latest``) not to.
+"""
+
+_REASONS = ("failed", "superseded", "idle", "bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """One version gc collects (or would, on a dry run), and why."""
+
+    artifact_id: str
+    version: int
+    state: str
+    byte_size: int
+    created_at: float
+    used_at: float
+    """When it was last used: created or read, whichever is later."""
+    reason: str = ""
+    """failed | superseded | idle | bytes"""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.artifact_id, self.version)
+
+    @property
+    def uri(self) -> str:
+        return artifact_uri(self.artifact_id, self.version)
+
+    def because(self, reason: str) -> Collected:
+        return replace(self, reason=reason)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "artifact_uri": self.uri,
+            "artifact_id": self.artifact_id,
+            "version": self.version,
+            "state": self.state,
+            "byte_size": self.byte_size,
+            "created_at": self.created_at,
+            "last_used_at": self.used_at,
+            "reason": self.reason,
+        }
+
+
 class ArtifactStore:
     """Content-addressed, versioned, immutable artifacts. Thread-safe.
 
     One SQLite connection guarded by a lock; builds write files outside it.
-    ``max_bytes`` caps the bytes of ready artifacts: past it, the
-    least-recently-read unnamed artifacts that nobody is reading are evicted.
+    ``max_bytes`` caps the bytes of stored versions: past it, the
+    least-recently-used versions that nothing needs (:meth:`needed`) are
+    evicted. :meth:`gc` collects by age and size on request.
     """
 
     def __init__(self, root: Path, *, max_bytes: int = 0, fsync_derived: bool = False) -> None:
@@ -756,53 +842,171 @@ class ArtifactStore:
         with contextlib.suppress(OSError):
             self.path_of(artifact_id, version).parent.rmdir()
 
+    def touch(self, artifact_id: str, version: int, *, at: float | None = None) -> None:
+        """Record a use of a version at ``at`` (default: now); gc's idleness counts from it.
+
+        Reads record their use themselves; a use is never moved back in time.
+        """
+        self.get(artifact_id, version)
+        with self._lock:
+            self._db.execute(
+                "UPDATE artifacts SET last_read_at=MAX(COALESCE(last_read_at, 0), ?) "
+                "WHERE artifact_id=? AND version=?",
+                (time.time() if at is None else at, artifact_id, version),
+            )
+
+    def needed(self, *, collect_latest: bool = False) -> set[tuple[str, int]]:
+        """The versions gc and eviction never collect (see :data:`_NEEDED`), plus those
+        being read; with ``collect_latest`` the current cell outputs are not roots."""
+        with self._lock:
+            rows = self._db.execute(_NEEDED, (0 if collect_latest else 1,)).fetchall()
+            return {(r[0], r[1]) for r in rows} | set(self._leases)
+
+    def _plan(
+        self,
+        *,
+        now: float,
+        target_bytes: int | None,
+        max_idle_s: float | None = None,
+        min_idle_s: float = 0.0,
+        collect_latest: bool = False,
+        failed_older_than_s: float | None = None,
+        superseded: bool = False,
+        keep: Collection[tuple[str, int]] = (),
+    ) -> tuple[list[Collected], int]:
+        """What gc (or eviction) would collect, in order, and the bytes the store holds.
+
+        Passes, each least recently used first, over the versions that are not
+        needed and were not used within ``min_idle_s``: failed versions older
+        than ``failed_older_than_s``; superseded ones (``superseded``); ready
+        ones idle for ``max_idle_s``; then any of them, superseded first, until
+        the store holds at most ``target_bytes``. Call with the lock held.
+        """
+        rows = self._db.execute(
+            "SELECT artifact_id, version, state, byte_size, created_at, last_read_at "
+            "FROM artifacts WHERE state != 'building'"
+        ).fetchall()
+        store_bytes = sum(r["byte_size"] or 0 for r in rows)
+        protected = self.needed(collect_latest=collect_latest) | set(keep)
+        free: list[Collected] = []
+        for r in rows:
+            key = (r["artifact_id"], r["version"])
+            used = max(r["created_at"], r["last_read_at"] or 0.0)
+            if key in protected or now - used < min_idle_s:
+                continue
+            free.append(
+                Collected(key[0], key[1], r["state"], r["byte_size"] or 0, r["created_at"], used)
+            )
+        free.sort(key=lambda c: (c.used_at, c.artifact_id, c.version))
+        picked: dict[tuple[str, int], Collected] = {}
+        for c in free:
+            if c.state == "failed":
+                old = failed_older_than_s is not None and now - c.created_at >= failed_older_than_s
+                reason = "failed" if old else None
+            elif c.state == "superseded":
+                reason = "superseded" if superseded else None
+            else:
+                idle = max_idle_s is not None and now - c.used_at >= max_idle_s
+                reason = "idle" if idle else None
+            if reason is not None:
+                picked[c.key] = c.because(reason)
+        by_reason = sorted(picked.values(), key=lambda c: _REASONS.index(c.reason))
+        left = store_bytes - sum(c.byte_size for c in by_reason)
+        if target_bytes is not None and left > target_bytes:
+            for c in sorted(free, key=lambda c: c.state != "superseded"):  # stable: LRU kept
+                if left <= target_bytes:
+                    break
+                if c.key in picked or not c.byte_size:
+                    continue
+                by_reason.append(c.because("bytes"))
+                left -= c.byte_size
+        return by_reason, store_bytes
+
     def evict(
         self, *, keep: Collection[tuple[str, int]] = (), target_bytes: int | None = None
     ) -> list[str]:
-        """Evict least-recently-read unnamed, unread artifacts until under the cap."""
+        """Evict least-recently-used versions nothing needs until the store is under the cap.
+
+        Superseded versions go first. What gc never collects is never evicted
+        (:meth:`needed`), nor ``keep``. A cap of 0 means none.
+        """
         cap = self.max_bytes if target_bytes is None else target_bytes
         if not cap:
             return []
-        evicted: list[str] = []
         with self._lock:
             total = self._db.execute(
-                "SELECT COALESCE(SUM(byte_size), 0) FROM artifacts "
-                "WHERE state IN ('ready', 'superseded')"
+                "SELECT COALESCE(SUM(byte_size), 0) FROM artifacts WHERE state != 'building'"
             ).fetchone()[0]
             if total <= cap:
                 return []
-            candidates = self._db.execute(
-                "SELECT a.artifact_id, a.version, a.byte_size FROM artifacts a "
-                "WHERE a.state IN ('ready', 'superseded') AND NOT EXISTS (SELECT 1 FROM names n "
-                "WHERE n.artifact_id=a.artifact_id AND n.version=a.version) "
-                "ORDER BY a.state = 'ready', COALESCE(a.last_read_at, a.created_at)"
-            ).fetchall()
-            for c in candidates:
-                if total <= cap:
-                    break
-                key = (c["artifact_id"], c["version"])
-                if key in keep or self._leases.get(key):
-                    continue
-                self._remove(*key)
-                total -= c["byte_size"] or 0
-                evicted.append(artifact_uri(*key))
-        return evicted
+            victims, _ = self._plan(now=time.time(), target_bytes=cap, keep=keep)
+            for c in victims:
+                self._remove(c.artifact_id, c.version)
+        return [c.uri for c in victims]
 
-    def gc(self, *, max_bytes: int | None = None, failed_older_than_s: float = 3600.0) -> dict:
-        """Drop failed rows older than a while, superseded versions, and evict to the cap."""
-        cutoff = time.time() - failed_older_than_s
-        removed: list[str] = []
-        for r in self._query(
-            "SELECT artifact_id, version FROM artifacts WHERE state='failed' AND created_at<?",
-            (cutoff,),
-        ):
-            self._remove(r["artifact_id"], r["version"])
-            removed.append(artifact_uri(r["artifact_id"], r["version"]))
-        for r in self._query("SELECT artifact_id, version FROM artifacts WHERE state='superseded'"):
-            key = (r["artifact_id"], r["version"])
-            if self.readers(*key) or self.names_of(*key):
-                continue
-            self._remove(*key)
-            removed.append(artifact_uri(*key))
-        evicted = self.evict(target_bytes=max_bytes)
-        return {"removed": removed, "evicted": evicted, **self.stats()}
+    def gc(
+        self,
+        *,
+        max_bytes: int | None = None,
+        max_idle_s: float | None = None,
+        min_idle_s: float = 0.0,
+        collect_latest: bool = False,
+        dry_run: bool = False,
+        failed_older_than_s: float = 3600.0,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """Collect the versions nothing needs, least recently used first.
+
+        Never collected: a named version, anything a named version depends on
+        through lineage (transitively), a version being read or built and the
+        inputs of a build, and — unless ``collect_latest`` — the current value
+        of every cell output (the newest ready upload per notebook, cell and
+        variable, see :data:`_NEEDED`) and what it depends on; nor anything used
+        (created or read) within ``min_idle_s``. Of the rest go: failed versions
+        older than ``failed_older_than_s``, every superseded version, ready ones
+        unused for ``max_idle_s`` (None: no idle limit), then the least recently
+        used until the store holds at most 80% of ``max_bytes`` (None: the
+        store's cap, where 0 means none; an explicit 0 collects all it may).
+        ``dry_run`` reports the same list and deletes nothing. ``now`` is the
+        clock gc measures idleness against.
+        """
+        limits = {
+            "max_bytes": max_bytes,
+            "max_idle_s": max_idle_s,
+            "min_idle_s": min_idle_s,
+            "failed_older_than_s": failed_older_than_s,
+        }
+        for what, value in limits.items():
+            if value is not None and not value >= 0:  # NaN too; infinity means "never"
+                raise InvalidArgument(
+                    f"gc {what} must be a number >= 0, not {value!r}",
+                    detail={what: value},
+                )
+        now = time.time() if now is None else now
+        cap = self.max_bytes if max_bytes is None else max_bytes
+        target = None if max_bytes is None and not cap else cap * GC_HEADROOM_PERCENT // 100
+        with self._lock:
+            victims, store_bytes = self._plan(
+                now=now,
+                target_bytes=target,
+                max_idle_s=max_idle_s,
+                min_idle_s=min_idle_s,
+                collect_latest=collect_latest,
+                failed_older_than_s=failed_older_than_s,
+                superseded=True,
+            )
+            if not dry_run:
+                for c in victims:
+                    self._remove(c.artifact_id, c.version)
+        deleted_bytes = sum(c.byte_size for c in victims)
+        return {
+            **self.stats(),
+            "dry_run": dry_run,
+            "collected": [c.json() for c in victims],
+            "removed": [c.uri for c in victims if c.reason in ("failed", "superseded")],
+            "evicted": [c.uri for c in victims if c.reason in ("idle", "bytes")],
+            "deleted_count": len(victims),
+            "deleted_bytes": deleted_bytes,
+            "store_bytes": store_bytes if dry_run else store_bytes - deleted_bytes,
+            "target_bytes": target,
+        }

@@ -360,6 +360,217 @@ def test_delete_and_gc(store: ArtifactStore) -> None:
     assert store.find_ready("b").version == 2
 
 
+# --- gc: what nothing needs goes, least recently used first -------------------------
+DAY = 86_400.0
+
+
+def uris(report: dict) -> list[str]:
+    return [c["artifact_uri"] for c in report["collected"]]
+
+
+def exists(store: ArtifactStore, info: object) -> bool:
+    try:
+        store.get(info.artifact_id, info.version)
+    except NotFound:
+        return False
+    return store.path_of(info.artifact_id, info.version).exists()
+
+
+def derived_from(store: ArtifactStore, prov: str, *parents: object) -> object:
+    """A version built from ``parents`` (recorded as artifact inputs, for lineage)."""
+    inputs = [InputVersion(p.uri, p.uri, p.artifact_id, p.version) for p in parents]
+    return put(store, prov, kind="derived", inputs=[InputVersion("file:///wh#db.t", "7"), *inputs])
+
+
+def test_gc_dry_run_deletes_nothing_and_lists_exactly_what_a_run_deletes(
+    store: ArtifactStore,
+) -> None:
+    base = put(store, "base")
+    named = derived_from(store, "named", base)
+    store.set_name("keep", named.artifact_id, 1)
+    idle = put(store, "idle")
+    old = put(store, "old")
+    refreshed = store.begin_build(
+        provenance="old", executor=None, params=None, inputs=[], artifact_id=old.artifact_id
+    )
+    refreshed.write_reader(table(3).to_reader())
+    refreshed.publish()  # old v1 is superseded now
+    failed = store.begin_build(provenance="f", executor=None, params=None, inputs=[])
+    failed.fail(RuntimeError("boom"))
+    later = store.get(idle.artifact_id, 1).created_at + 2 * DAY
+    store.touch(refreshed.artifact_id, 2, at=later)  # used recently: stays
+    before = {i.uri for i in store.list(limit=100)}
+
+    dry = store.gc(max_idle_s=DAY, dry_run=True, now=later + 60)
+    assert dry["dry_run"] is True
+    assert uris(dry) == [failed.uri, old.uri, idle.uri]  # failed, superseded, then idle
+    assert [c["reason"] for c in dry["collected"]] == ["failed", "superseded", "idle"]
+    assert {i.uri for i in store.list(limit=100)} == before  # nothing deleted
+    assert all(store.path_of(i.artifact_id, i.version).exists() for i in (old, idle))
+    assert dry["deleted_count"] == 3
+    assert dry["deleted_bytes"] == old.byte_size + idle.byte_size
+    assert dry["store_bytes"] == sum(i.byte_size or 0 for i in store.list(limit=100))
+
+    run = store.gc(max_idle_s=DAY, now=later + 60)
+    assert run["dry_run"] is False and run["collected"] == dry["collected"]
+    assert {i.uri for i in store.list(limit=100)} == before - set(uris(dry))
+    assert not store.path_of(idle.artifact_id, 1).exists()
+    assert run["removed"] == [failed.uri, old.uri] and run["evicted"] == [idle.uri]
+    assert run["store_bytes"] == dry["store_bytes"] - dry["deleted_bytes"]
+    assert store.gc(max_idle_s=DAY, now=later + 60)["collected"] == []
+
+
+def test_gc_keeps_named_versions_and_their_lineage_transitively(store: ArtifactStore) -> None:
+    a = put(store, "a")
+    b = derived_from(store, "b", a)
+    side = put(store, "side")
+    c = derived_from(store, "c", b, side)
+    store.set_name("top/c", c.artifact_id, 1)
+    stray = derived_from(store, "stray", a)  # depends on a, but nothing needs it
+    assert uris(store.gc(max_idle_s=0, dry_run=True)) == [stray.uri]
+    assert store.needed() >= {(x.artifact_id, 1) for x in (a, b, side, c)}
+    # an ancestor that was superseded by a refresh is still needed
+    a2 = store.begin_build(provenance="a", executor=None, params=None, inputs=[],
+                           artifact_id=a.artifact_id)  # fmt: skip
+    a2.write_reader(table(4).to_reader())
+    a2.publish()
+    assert store.get(a.artifact_id, 1).state == "superseded"
+    report = store.gc(max_idle_s=0)
+    assert set(uris(report)) == {stray.uri, f"strata://artifact/{a.artifact_id}@v=2"}
+    assert all(exists(store, x) for x in (a, b, side, c))
+    store.delete_name("top/c")
+    assert set(uris(store.gc(max_idle_s=0))) == {a.uri, b.uri, side.uri, c.uri}
+    assert store.list() == []
+
+
+def test_gc_idle_thresholds(store: ArtifactStore) -> None:
+    a, b, c = put(store, "a"), put(store, "b"), put(store, "c")
+    t0 = max(x.created_at for x in (a, b, c))
+    store.touch(b.artifact_id, 1, at=t0 + 5 * DAY)
+    store.touch(c.artifact_id, 1, at=t0 + 9 * DAY)
+    store.touch(c.artifact_id, 1, at=t0)  # a use is never moved back
+    now = t0 + 10 * DAY
+
+    def would(**kw: object) -> list[str]:
+        return uris(store.gc(dry_run=True, now=now, **kw))
+
+    assert would() == []  # no idle limit, no cap: only failed/superseded would go
+    assert would(max_idle_s=7 * DAY) == [a.uri]
+    assert would(max_idle_s=3 * DAY) == [a.uri, b.uri]  # least recently used first
+    assert would(max_idle_s=0) == [a.uri, b.uri, c.uri]
+    # min_idle_s: never anything used more recently, whatever else asks
+    assert would(max_idle_s=0, min_idle_s=2 * DAY) == [a.uri, b.uri]
+    assert would(max_idle_s=0, min_idle_s=5 * DAY) == [a.uri, b.uri]  # b: exactly 5 days
+    assert would(max_idle_s=0, min_idle_s=6 * DAY) == [a.uri]
+    assert would(max_bytes=0, min_idle_s=11 * DAY) == []
+    with pytest.raises(NotFound):
+        store.touch("nope", 1)
+
+
+def test_gc_max_bytes_collects_down_to_80_percent(store: ArtifactStore) -> None:
+    items = [put(store, f"p{i}", 100) for i in range(5)]
+    size = items[0].byte_size
+    assert all(x.byte_size == size for x in items)
+    t0 = max(x.created_at for x in items)
+    for i, x in enumerate(reversed(items)):  # items[4] is now the least recently used
+        store.touch(x.artifact_id, 1, at=t0 + i)
+    store.set_name("pinned", items[3].artifact_id, 1)  # 2nd LRU, but named
+    now = t0 + 100
+    # at 100% of max_bytes: collect until <= 80% of it, least recently used first
+    report = store.gc(max_bytes=5 * size, dry_run=True, now=now)
+    assert report["target_bytes"] == 4 * size and uris(report) == [items[4].uri]
+    # between 80% and 100% still collects: the target is 80%
+    report = store.gc(max_bytes=int(4.5 * size), dry_run=True, now=now)
+    assert uris(report) == [items[4].uri, items[2].uri]  # the named one is skipped
+    assert report["store_bytes"] - report["deleted_bytes"] <= int(4.5 * size) * 0.8
+    assert uris(store.gc(max_bytes=10 * size, dry_run=True, now=now)) == []
+    # max_bytes=0: everything nothing needs; what is needed stays even above the target
+    report = store.gc(max_bytes=0, now=now)
+    assert [c["reason"] for c in report["collected"]] == ["bytes"] * 4
+    assert [i.uri for i in store.list()] == [items[3].uri] and report["store_bytes"] == size
+    # without max_bytes, the store's cap (0: none) applies
+    more = [put(store, f"q{i}", 100) for i in range(3)]
+    assert store.gc(dry_run=True)["collected"] == []
+    store.max_bytes = 3 * size
+    assert uris(store.gc(dry_run=True, now=now + 10)) == [more[0].uri, more[1].uri]
+
+
+def test_gc_never_collects_what_is_being_read_or_built(store: ArtifactStore) -> None:
+    read = put(store, "read", 100)
+    upstream = put(store, "upstream")
+    reader = store.open(read.artifact_id, 1)
+    build = store.begin_build(
+        provenance="b",
+        executor="x",
+        params={},
+        inputs=[InputVersion(upstream.uri, upstream.uri, upstream.artifact_id, 1)],
+    )
+    assert uris(store.gc(max_idle_s=0, max_bytes=0)) == []
+    assert exists(store, read) and exists(store, upstream)
+    assert store.get(build.artifact_id, build.version).state == "building"
+    assert reader.read_all().num_rows == 100  # the lease ends with the stream
+    build.write_reader(table(5).to_reader())
+    built = build.publish()
+    assert set(uris(store.gc(max_idle_s=0))) == {read.uri, upstream.uri, built.uri}
+
+
+def test_gc_keeps_current_cell_outputs_unless_collect_latest(store: ArtifactStore) -> None:
+    def output(prov: str, cell: str, variable: str, *inputs: object) -> object:
+        meta = {"notebook_id": "nb1", "cell_id": cell, "variable": variable,
+                "cell_provenance": prov, "inputs": [i.uri for i in inputs]}  # fmt: skip
+        ins = [InputVersion(i.uri, i.uri, i.artifact_id, i.version) for i in inputs]
+        return put(store, prov, metadata=meta, inputs=ins)
+
+    up_old = output("u1", "up", "df")
+    up = output("u2", "up", "df")  # the cell ran again: up_old is history
+    down_old = output("d1", "down", "df", up_old)
+    down = output("d2", "down", "df", up_old)  # current, still built from the old upstream
+    other_var = output("d3", "down", "other", up)
+    other_nb = put(store, "n2", metadata={"notebook_id": "nb2", "cell_id": "up",
+                                          "variable": "df"})  # fmt: skip
+    plain = put(store, "plain", metadata={"inputs": []})  # an upload, no cell: a cache entry
+    report = store.gc(max_idle_s=0, dry_run=True)
+    # up_old stays: the current value of "down" depends on it
+    assert set(uris(report)) == {down_old.uri, plain.uri}
+    everything = {x.uri for x in (up_old, up, down_old, down, other_var, other_nb, plain)}
+    assert set(uris(store.gc(max_idle_s=0, collect_latest=True, dry_run=True))) == everything
+    store.gc(max_idle_s=0)
+    assert {i.uri for i in store.list(limit=100)} == everything - {down_old.uri, plain.uri}
+    newer = output("d4", "down", "df", up)  # down runs again: the old value goes now
+    assert set(uris(store.gc(max_idle_s=0))) == {down.uri, up_old.uri}
+    assert exists(store, newer) and exists(store, up)
+
+
+def test_eviction_on_publish_spares_what_a_named_version_depends_on(tmp_path: Path) -> None:
+    with ArtifactStore(tmp_path / "s") as store:
+        base = put(store, "base", 1000)
+        size = base.byte_size
+        store.max_bytes = int(size * 2.5)
+        named = derived_from(store, "named", base)
+        store.set_name("n", named.artifact_id, 1)
+        loose = put(store, "loose", 1000)  # over the cap: loose is kept (just built)...
+        assert exists(store, base) and exists(store, loose)
+        last = put(store, "last", 1000)  # ...and goes now; base is needed by "n"
+        assert exists(store, base) and exists(store, named) and exists(store, last)
+        assert not exists(store, loose)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"max_bytes": -1}, "max_bytes must be a number >= 0"),
+        ({"max_idle_s": -0.5}, "max_idle_s must be a number >= 0"),
+        ({"min_idle_s": float("nan")}, "min_idle_s must be a number >= 0"),
+        ({"failed_older_than_s": -1}, "failed_older_than_s must be a number >= 0"),
+    ],
+)
+def test_gc_refuses_bad_limits(store: ArtifactStore, kw: dict, message: str) -> None:
+    a = put(store, "a")
+    with pytest.raises(InvalidArgument, match=message):
+        store.gc(**{"max_idle_s": 0, **kw})
+    assert exists(store, a)
+
+
 CRASH_SCRIPT = textwrap.dedent(
     """
     import sys, pyarrow as pa
