@@ -106,10 +106,20 @@ class DependentsArg(ArtifactArg):
 
 
 class GcArg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """What ``gc`` takes; an omitted limit takes the configured retention.
+
+    Strict: a JSON client sends numbers and booleans (``"dry_run": "no"`` is an
+    error, not a real run).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_bytes: int | None = Field(default=None, ge=0)
-    failed_older_than_s: float = Field(default=3600.0, ge=0)
+    max_idle_days: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    min_idle_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    collect_latest: bool = False
+    dry_run: bool = False
+    failed_older_than_s: float = Field(default=3600.0, ge=0, allow_inf_nan=False)
 
 
 def schema_json(schema: Any) -> list[dict[str, Any]] | None:
@@ -284,21 +294,35 @@ def _delete(core: Core, body: Any) -> Any:
 
 @action(
     "gc",
-    'Drop old failed and superseded versions and evict to the cap: {"max_bytes"?}; '
-    "answers removed, evicted, deleted_count, deleted_bytes, store_bytes and store stats.",
+    "Collect the artifact versions nothing needs, least recently used first: "
+    '{"max_idle_days"?, "max_bytes"?, "min_idle_seconds"?, "collect_latest"?, "dry_run"?, '
+    '"failed_older_than_s"?} (omitted limits take the configured retention); answers '
+    "deleted_count, deleted_bytes, store_bytes, collected, removed, evicted, retention and "
+    "store stats.",
 )
 def _gc(core: Core, body: Any) -> Any:
     arg = parse_model(GcArg, body, "gc request")
-    before = _stored_bytes(core.store.stats())
-    answer = core.store.gc(max_bytes=arg.max_bytes, failed_older_than_s=arg.failed_older_than_s)
-    answer["deleted_count"] = len(answer["removed"]) + len(answer["evicted"])
-    answer["store_bytes"] = _stored_bytes(answer)
-    answer["deleted_bytes"] = max(0, before - answer["store_bytes"])
+    settings = core.settings
+    idle_days = arg.max_idle_days if arg.max_idle_days is not None else settings.gc_max_idle_days
+    min_idle_s = (
+        arg.min_idle_seconds if arg.min_idle_seconds is not None else settings.gc_min_idle_s
+    )
+    answer = core.store.gc(
+        max_bytes=arg.max_bytes,  # None: the store's cap, where 0 means none
+        max_idle_s=idle_days * 86_400 if idle_days is not None else None,
+        min_idle_s=min_idle_s,
+        collect_latest=arg.collect_latest,
+        dry_run=arg.dry_run,
+        failed_older_than_s=arg.failed_older_than_s,
+    )
+    answer["retention"] = {
+        "max_idle_days": idle_days,
+        "max_bytes": arg.max_bytes if arg.max_bytes is not None else core.store.max_bytes or None,
+        "min_idle_seconds": min_idle_s,
+        "collect_latest": arg.collect_latest,
+        "failed_older_than_s": arg.failed_older_than_s,
+    }
     return answer
-
-
-def _stored_bytes(stats: dict[str, Any]) -> int:
-    return int(sum(s["bytes"] for s in stats["by_state"].values()))
 
 
 @action("executors", "The registered executors with the JSON schema of their params.")

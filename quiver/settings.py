@@ -24,8 +24,24 @@ class Settings(BaseSettings):
     cache_max_bytes: int = Field(
         default=20 * 1024**3,
         ge=0,
-        description="Byte cap of the artifact store; least-recently-read unnamed artifacts "
-        "are evicted past it. 0 means no cap.",
+        description="Byte cap of the artifact store: past it, the least-recently-used versions "
+        "nothing needs are evicted; a gc called without max_bytes collects down to 80% of it. "
+        "0 means no cap.",
+    )
+    gc_max_idle_days: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Retention of a gc called without max_idle_days: versions nothing needs "
+        "(unnamed, not a current cell output, no named version depends on them) unused for "
+        "this many days are collected. Unset means no idle limit.",
+    )
+    gc_min_idle_s: float = Field(
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Retention of a gc called without min_idle_seconds: nothing used (created "
+        "or read) within this many seconds is collected.",
     )
     batch_size: int = Field(
         default=122_880, ge=1, description="Rows per record batch produced by executors."

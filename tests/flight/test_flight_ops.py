@@ -288,3 +288,63 @@ def test_cancel_action_bad_input_is_a_clean_error(client) -> None:
         assert "Traceback" not in str(info.value) and "internal error" not in str(info.value)
     names = [a.type for a in client.list_actions()]
     assert "cancel" in names
+
+
+# --- gc ----------------------------------------------------------------------------------
+def ready(client: fl.FlightClient, uri: str, *columns: str) -> str:
+    """Materialize a scan and read it to its end: the artifact is ready; its URI."""
+    res = act(client, "materialize", {**scan(uri, columns=list(columns)), "mode": "artifact"})
+    client.do_get(fl.Ticket(res["ticket"].encode())).read_all()
+    return res["artifact_uri"]
+
+
+def test_gc_dry_run_then_run_with_configured_retention(make_server, demo_table) -> None:
+    server = make_server(gc_min_idle_s=3600.0, gc_max_idle_days=0.0)
+    client = fl.connect(server.location)
+    kept, base = ready(client, demo_table.uri, "id"), ready(client, demo_table.uri, "value")
+    loose = ready(client, demo_table.uri, "category")
+    count = {"executor": "duckdb_sql@v1", "params": {"sql": "select count(*) n from input0"}}
+    derived = act(client, "materialize", {"inputs": [base], "mode": "artifact", "transform": count})
+    client.do_get(fl.Ticket(derived["ticket"].encode())).read_all()
+    act(client, "name-set", {"name": "kept", "artifact_uri": kept})
+    act(client, "name-set", {"name": "derived", "artifact_uri": derived["artifact_uri"]})
+    # a bare call takes the configured retention: all of it was used within the hour
+    bare = act(client, "gc")
+    assert bare["collected"] == [] and bare["deleted_count"] == 0
+    assert bare["retention"] == {"max_idle_days": 0.0, "max_bytes": server.core.store.max_bytes,
+                                 "min_idle_seconds": 3600.0, "collect_latest": False,
+                                 "failed_older_than_s": 3600.0}  # fmt: skip
+    dry = act(client, "gc", {"min_idle_seconds": 0, "dry_run": True})
+    assert [c["artifact_uri"] for c in dry["collected"]] == [loose]  # base: derived needs it
+    assert dry["dry_run"] is True and dry["deleted_count"] == 1
+    assert act(client, "status", {"artifact_uri": loose})["state"] == "ready"
+    run = act(client, "gc", {"min_idle_seconds": 0})
+    assert run["collected"] == dry["collected"] and run["evicted"] == [loose]
+    assert run["store_bytes"] == dry["store_bytes"] - dry["deleted_bytes"]
+    with pytest.raises(fl.FlightError, match="not found"):
+        act(client, "status", {"artifact_uri": loose})
+    for uri in (kept, base, derived["artifact_uri"]):
+        assert act(client, "status", {"artifact_uri": uri})["state"] == "ready"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"max_bytes": -1}, "max_bytes: Input should be greater than or equal to 0"),
+        ({"max_bytes": 1.5}, "max_bytes: Input should be a valid integer"),
+        ({"max_idle_days": -0.5}, "max_idle_days: Input should be greater than or equal to 0"),
+        ({"max_idle_days": float("nan")}, "max_idle_days: Input should be a finite number"),
+        ({"min_idle_seconds": float("inf")}, "min_idle_seconds: Input should be a finite number"),
+        ({"min_idle_seconds": "60"}, "min_idle_seconds: Input should be a valid number"),
+        ({"dry_run": "no"}, "dry_run: Input should be a valid boolean"),
+        ({"collect_latest": 1}, "collect_latest: Input should be a valid boolean"),
+        ({"max_idle": 3}, "max_idle: Extra inputs are not permitted"),
+        ([], "gc request must be a JSON object"),
+    ],
+)
+def test_gc_refuses_bad_arguments_cleanly(client, body: object, message: str) -> None:
+    with pytest.raises(fl.FlightServerError) as info:
+        act(client, "gc", body)
+    text = str(info.value)
+    assert message in text and "Traceback" not in text and 'File "' not in text
+    assert json.loads(info.value.extra_info)["code"] == "invalid_argument"
