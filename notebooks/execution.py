@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flight.client import QuiverClient
 from notebooks.kernel.process import KernelDied, KernelProcess
@@ -45,7 +45,7 @@ from notebooks.outputs import (
 from notebooks.session import CellState, Session
 from notebooks.sqlcell import SqlCellError, run_sql
 from notebooks.staleness import provenance
-from quiver.errors import Conflict, InvalidArgument, NotFound, QuiverError
+from quiver.errors import Conflict, InvalidArgument, NotFound, QuiverError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,8 @@ class Runner:
         self._kernel_used = False
         self.current: str | None = None
         self._cancel = threading.Event()
+        self._sql_lock = threading.Lock()
+        self._sql: _SqlBuild | None = None
         self._closed = False
 
     # -- kernel ------------------------------------------------------------------------------
@@ -141,6 +143,7 @@ class Runner:
             self._closed = True
             kernel, self._kernel = self._kernel, None
         self._cancel.set()
+        self._cancel_sql()
         if kernel is not None:
             kernel.interrupt()
             kernel.shutdown(timeout=2)
@@ -189,18 +192,34 @@ class Runner:
             return out
 
     def cancel(self, cell_id: str | None = None) -> bool:
-        """Stop the running cell (and the rest of its cascade). False when nothing runs."""
+        """Stop the running cell (and the rest of its cascade). False when nothing runs.
+
+        A Python cell gets a KeyboardInterrupt in the kernel; a SQL cell's build
+        is cancelled on the Flight server (its DuckDB query stops at once) and
+        the kernel is left alone.
+        """
         if not self.busy or (cell_id is not None and self.current not in (cell_id, None)):
             return False
         self._cancel.set()
+        current = self.current
+        cell = self.session.derived.cell(current) if current is not None else None
+        if cell is not None and cell.entry.language == "sql":
+            self._cancel_sql()
+            return True
         kernel = self._kernel
-        if kernel is not None and self.current is not None:
+        if kernel is not None and current is not None:
             kernel.interrupt()
             watched = self._kernel_id
             timer = threading.Timer(CANCEL_GRACE_S, self._kill_if_stuck, args=(watched,))
             timer.daemon = True
             timer.start()
         return True
+
+    def _cancel_sql(self) -> None:
+        with self._sql_lock:
+            sql = self._sql
+        if sql is not None:
+            sql.cancel()
 
     def _kill_if_stuck(self, kernel_id: str) -> None:
         # A cell blocked where SIGINT cannot reach it: restart the kernel.
@@ -489,14 +508,75 @@ class Runner:
             for name, spec in specs.items()
         }
         variable = cell.analysis.defines[0] if cell.analysis.defines else f"sql_{cell.id}"
+        sql = _SqlBuild(self.client)
+        with self._sql_lock:
+            self._sql = sql
+        if self._cancel.is_set():  # a cancel that came before self._sql was set
+            sql.cancel()
         try:
-            result.variables, display = run_sql(self.client, cell.source, tables, variable)
+            client = cast(QuiverClient, sql)  # run_sql's calls go through the stand-in
+            result.variables, display = run_sql(client, cell.source, tables, variable)
         except SqlCellError as exc:
+            if sql.cancelled:
+                result.status, result.error = "cancelled", "Execution cancelled"
+                return result
             result.status, result.error = "error", f"SQL error: {exc}"
             return result
+        finally:
+            with self._sql_lock:
+                self._sql = None
         shown = display_output(display)
         result.displays = [shown] if shown else []
         return result
+
+
+class _SqlBuild:
+    """The Flight client as one SQL cell run uses it, able to cancel the cell's build.
+
+    ``run_sql`` materializes the query (the build starts on the server and the
+    call answers at once) and then follows the build to its end. Standing in
+    for the client, this learns which build that is, so that :meth:`cancel`
+    from another thread can stop it with the Flight ``cancel`` action: the
+    DuckDB query is interrupted, the build fails and nothing is published,
+    and the follow ends with an error. A cancel before the build exists stops
+    the run from starting one, or stops it as soon as it is known.
+    """
+
+    def __init__(self, client: QuiverClient) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._uri: str | None = None
+        self._sent = False
+        self.cancelled = False
+
+    def materialize(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self.cancelled:
+            raise Unavailable("the run was cancelled")
+        res = self._client.materialize(*args, **kwargs)
+        if res.get("state") == "building":
+            with self._lock:
+                self._uri = res["artifact_uri"]
+            if self.cancelled:
+                self._stop()
+        return res
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._stop()
+
+    def _stop(self) -> None:
+        with self._lock:
+            uri, sent = self._uri, self._sent
+            self._sent = self._sent or uri is not None
+        if uri is None or sent:
+            return
+        try:  # the build then fails, and the follow in run_sql ends with its error
+            self._client.action("cancel", {"artifact_uri": uri, "wait_seconds": 0})
+        except QuiverError as exc:
+            log.warning("could not cancel the build of %s: %s", uri, exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 def _interpreter(path: Path) -> str:

@@ -8,10 +8,33 @@ from __future__ import annotations
 import base64
 import os
 import threading
+import time
+from collections.abc import Callable
 
 import pyarrow.flight as fl
 
+from flight.client import QuiverClient
 from tests.fixtures_execution import Nb
+from tests.fixtures_flight import GATES
+
+# Three copies of a 100,000-row table cross joined: 10^15 rows, hours in DuckDB.
+LONG_SQL = "select count(*) as n, sum(a.x * b.x * c.x)::bigint as s from t a, t b, t c"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll for a state reached in another thread or process, up to a deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def sql_builds(flight: QuiverClient, state: str) -> list[dict]:
+    """The ``sql@v1`` artifact versions on the Flight server in ``state``."""
+    listed = flight.action("list", {"state": state})["artifacts"]
+    return [a for a in listed if a["executor"] == "sql@v1"]
 
 
 def test_cascade_cache_and_modes(nb: Nb) -> None:
@@ -119,6 +142,46 @@ def test_one_run_at_a_time_and_cancel(nb: Nb, tmp_path) -> None:
     assert results[0]["status"] == "cancelled"
     assert nb.cells()[loop]["status"] == "idle"
     assert nb.run(other)["status"] == "ready"  # the kernel is still usable
+
+
+def test_cancel_a_running_sql_cell_stops_its_query(nb: Nb) -> None:
+    up = nb.add("import pyarrow as pa\nt = pa.table({'x': list(range(100_000))})")
+    q = nb.add(LONG_SQL, "sql")
+    held = nb.add("import threading\nlock = threading.Lock()")  # lives only in the kernel
+    use = nb.add("still = lock.locked()")
+    assert nb.run(up)["status"] == "ready" and nb.run(held)["status"] == "ready"
+    before = nb.cells()[held]
+    flight = nb.executions.client
+    bystander = flight.materialize([], "gated@v1", {"key": "bystander"})  # another build
+    results: list[dict] = []
+    t = threading.Thread(target=lambda: results.append(nb.run(q)))
+    t.start()
+    assert wait_until(lambda: len(sql_builds(flight, "building")) == 1)  # DuckDB is at it
+    started = time.monotonic()
+    r = nb.client.post(f"{nb.base}/cells/{q}/cancel")
+    assert r.json() == {"cell_id": q, "cancelled": True}
+    t.join(30)
+    assert not t.is_alive() and time.monotonic() - started < 10
+    assert results[0]["status"] == "cancelled" and results[0]["error"] == "Execution cancelled"
+    cell = nb.cells()[q]
+    assert cell["status"] == "idle" and not cell.get("artifact_uris")
+    # the build failed on the server: no half-written artifact, nothing still running
+    assert sql_builds(flight, "building") == [] and sql_builds(flight, "ready") == []
+    [failed] = sql_builds(flight, "failed")
+    assert failed["error"].endswith("sql@v1 query was cancelled")
+    # other builds and the kernel are untouched
+    assert flight.status(bystander["artifact_uri"])["state"] == "building"
+    GATES["bystander"].set()
+    assert flight.fetch(bystander).num_rows == 4000
+    res = nb.run(use)
+    assert res["status"] == "ready" and res["execution_method"] == "warm"
+    assert nb.cells()[held] == before  # its lock was still in the kernel: not run again
+    # the same cell runs again and builds, over a smaller input
+    nb.edit(up, "import pyarrow as pa\nt = pa.table({'x': list(range(50))})")
+    again = nb.run(q)
+    assert again["status"] == "ready", again
+    assert again["outputs"][f"sql_{q}"]["preview"] == [{"n": 50**3, "s": 1225**3}]
+    assert len(sql_builds(flight, "ready")) == 1
 
 
 def test_every_output_type(nb: Nb) -> None:

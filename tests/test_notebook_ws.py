@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from tests.fixtures_execution import Nb, recv_until
+from tests.test_notebook_execution import LONG_SQL, sql_builds, wait_until
 
 
 def send(ws, kind: str, **payload) -> None:
@@ -121,6 +123,40 @@ def test_console_streams_while_running_busy_error_and_cancel(nb: Nb, tmp_path) -
 
     runner = nb.executions.get(nb.sid)
     assert runner is not None and not runner.busy
+
+
+def test_cell_cancel_stops_a_running_sql_query(nb: Nb) -> None:
+    up = nb.add("import pyarrow as pa\nt = pa.table({'x': list(range(100_000))})")
+    q = nb.add(LONG_SQL, "sql")
+    assert nb.run(up)["status"] == "ready"
+    flight = nb.executions.client
+    url = f"/v1/notebooks/ws/{nb.sid}"
+    with nb.client.websocket_connect(url) as ws, nb.client.websocket_connect(url) as other:
+        send(ws, "cell_execute", cell_id=q)
+        recv_until(ws, is_status(q, "running"))
+        assert wait_until(lambda: len(sql_builds(flight, "building")) == 1)  # DuckDB is at it
+        started = time.monotonic()
+        send(other, "cell_cancel", cell_id=q)
+        frames = recv_until(ws, is_status(q, "idle"))
+        assert time.monotonic() - started < 10
+        assert not [f for f in frames if f["type"] in ("cell_output", "cell_error", "error")]
+        assert sql_builds(flight, "building") == [] and sql_builds(flight, "ready") == []
+        runner = nb.executions.get(nb.sid)
+        assert runner is not None and wait_until(lambda: not runner.busy)
+        send(other, "cell_cancel", cell_id=q)  # nothing runs any more
+        err = recv_until(other, lambda f: f["type"] == "error")[-1]
+        assert err["payload"]["error"] == "No running cell to cancel"
+
+        nb.edit(up, "import pyarrow as pa\nt = pa.table({'x': list(range(50))})")
+        send(ws, "cell_execute", cell_id=q)
+        prompt = recv_until(ws, lambda f: f["type"] == "cascade_prompt")[-1]
+        send(ws, "cell_execute_cascade", cell_id=q, plan_id=prompt["payload"]["plan_id"])
+
+        def output_of_q(f: dict) -> bool:
+            return f["type"] == "cell_output" and f["payload"]["cell_id"] == q
+
+        out = recv_until(ws, output_of_q)[-1]
+        assert out["payload"]["outputs"][f"sql_{q}"]["preview"] == [{"n": 50**3, "s": 1225**3}]
 
 
 def test_viewer_sockets_are_read_only(nb: Nb) -> None:
