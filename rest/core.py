@@ -435,23 +435,22 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
 
     @router.post("/v1/artifacts/gc", response_model=None)
     def gc(
+        max_idle_days: float | None = Query(None, ge=0, allow_inf_nan=False),
         max_bytes: int | None = Query(None, ge=0),
-        max_idle_days: float | None = None,
-        min_idle_seconds: float | None = None,
+        min_idle_seconds: float | None = Query(None, ge=0, allow_inf_nan=False),
         collect_latest: bool = False,
         dry_run: bool = False,
     ) -> Response:
-        """Drop failed and superseded versions, then evict unnamed ones down to max_bytes."""
-        unsupported = {"dry_run": dry_run or None, "max_idle_days": max_idle_days,
-                       "min_idle_seconds": min_idle_seconds}  # fmt: skip
-        given = [k for k, v in unsupported.items() if v is not None]
-        if given:
-            raise InvalidArgument(
-                f"{', '.join(given)} not supported: gc removes failed and superseded versions "
-                "and evicts unnamed ones least-recently-read first down to max_bytes"
-            )
-        answer = act("gc", {"max_bytes": max_bytes} if max_bytes is not None else {})
-        return json_response(answer)
+        """Collect the versions nothing needs, least recently used first (strata-client's
+        ``garbage_collect``); omitted limits take the configured retention."""
+        limits = {
+            "max_idle_days": max_idle_days,
+            "max_bytes": max_bytes,
+            "min_idle_seconds": min_idle_seconds,
+        }
+        body: dict[str, Any] = {k: v for k, v in limits.items() if v is not None}
+        body |= {"collect_latest": collect_latest, "dry_run": dry_run}
+        return json_response(act("gc", body))
 
     @router.get("/v1/artifacts/names/{name:path}/status", response_model=None)
     def name_status(name: str) -> Response:

@@ -241,9 +241,129 @@ def test_list_stats_and_gc(rest, demo_table) -> None:
     gc = http.post("/v1/artifacts/gc", params={"collect_latest": False, "dry_run": False})
     assert gc.status_code == 200 and gc.json()["deleted_count"] == 0
     evicted = http.post("/v1/artifacts/gc", params={"max_bytes": 0}).json()
-    assert evicted["store_bytes"] >= 0
-    expect(http.post("/v1/artifacts/gc", params={"dry_run": True}), 400, "not supported")
-    assert a["artifact_uri"]
+    b_info = http.get(f"/v1/artifacts/{b['artifact_id']}/v/{b['version']}").json()
+    assert evicted["evicted"] == [a["artifact_uri"]]
+    assert evicted["store_bytes"] == b_info["byte_size"]
+
+
+# --- gc (strata-client's garbage_collect) ---------------------------------------------
+def collected(answer: httpx.Response) -> list[str]:
+    assert answer.status_code == 200, answer.text
+    return [c["artifact_uri"] for c in answer.json()["collected"]]
+
+
+def sql_over(http: httpx.Client, uri: str) -> str:
+    sql = {"executor": "duckdb_sql@v1", "params": {"sql": "select 1 x from input0"}}
+    body = {"inputs": [uri], "mode": "artifact", "transform": sql}
+    res = http.post("/v1/materialize", json=body).json()
+    if res["state"] != "ready":
+        assert wait_until(lambda: http.get(f"/v1/builds/{res['build_id']}").json()["state"]
+                          == "ready")  # fmt: skip
+    return res["artifact_uri"]
+
+
+def exists(http: httpx.Client, uri: str) -> bool:
+    aid, version = uri.removeprefix("strata://artifact/").split("@v=")
+    return http.get(f"/v1/artifacts/{aid}/v/{version}").status_code == 200
+
+
+def test_gc_dry_run_lists_what_a_run_deletes_and_spares_names_and_lineage(rest, demo_table) -> None:
+    http = rest.http
+    a = ready_artifact(http, demo_table.uri, columns=["id"])["artifact_uri"]
+    b = ready_artifact(http, demo_table.uri, columns=["value"])["artifact_uri"]
+    c = ready_artifact(http, demo_table.uri, columns=["category"])["artifact_uri"]
+    mid = sql_over(http, b)
+    top = sql_over(http, mid)
+    aid, version = top.removeprefix("strata://artifact/").split("@v=")
+    http.post("/v1/names", json={"name": "reports/top", "artifact_id": aid, "version": version})
+    dry = http.post("/v1/artifacts/gc", params={"max_idle_days": 0, "dry_run": True})
+    assert sorted(collected(dry)) == sorted([a, c])  # b and mid: the named top depends on them
+    body = dry.json()
+    assert body["dry_run"] is True and body["deleted_count"] == 2 and body["deleted_bytes"] > 0
+    assert all(exists(http, u) for u in (a, b, c, mid, top))
+    run = http.post("/v1/artifacts/gc", params={"max_idle_days": 0})
+    assert collected(run) == collected(dry)
+    assert run.json()["store_bytes"] == body["store_bytes"] - body["deleted_bytes"]
+    assert not exists(http, a) and not exists(http, c)
+    assert all(exists(http, u) for u in (b, mid, top))
+    assert collected(http.post("/v1/artifacts/gc", params={"max_idle_days": 0})) == []
+    http.delete("/v1/names/reports/top")
+    assert sorted(collected(http.post("/v1/artifacts/gc", params={"max_idle_days": 0}))) == sorted(
+        [b, mid, top]
+    )
+
+
+def test_gc_idle_limits_max_bytes_and_configured_retention(make_rest, demo_table) -> None:
+    rest = make_rest(gc_min_idle_s=3600.0)
+    http = rest.http
+    made = [ready_artifact(http, demo_table.uri, columns=[col]) for col in ("id", "value", "ts")]
+    uris = [m["artifact_uri"] for m in made]
+    gc = http.post("/v1/artifacts/gc", params={"max_idle_days": 0})
+    # configured: nothing used within the hour is collected
+    assert collected(gc) == [] and gc.json()["retention"]["min_idle_seconds"] == 3600.0
+    assert gc.json()["retention"]["max_idle_days"] == 0
+    assert collected(http.post("/v1/artifacts/gc", params={"max_idle_days": 0,
+                                                           "min_idle_seconds": 0,
+                                                           "dry_run": True})) == uris  # fmt: skip
+    bare = http.post("/v1/artifacts/gc", params={"min_idle_seconds": 0})  # no idle limit set
+    assert collected(bare) == [] and bare.json()["retention"]["max_idle_days"] is None
+    # max_bytes: least recently used first, until the store is at 80% of it
+    http.get(f"/v1/artifacts/{made[0]['artifact_id']}/v/1/data").read()  # made[0] is recent now
+    total = sum(http.get(f"/v1/artifacts/{m['artifact_id']}/v/1").json()["byte_size"] for m in made)
+    query = {"max_bytes": total, "min_idle_seconds": 0, "dry_run": True}
+    report = http.post("/v1/artifacts/gc", params=query).json()
+    assert report["target_bytes"] == total * 80 // 100
+    assert report["store_bytes"] - report["deleted_bytes"] <= total * 0.8
+    assert {c["reason"] for c in report["collected"]} == {"bytes"}
+    assert [c["artifact_uri"] for c in report["collected"]] == [uris[1]]  # the LRU one
+    assert collected(http.post("/v1/artifacts/gc", params={**query, "max_bytes": total * 2})) == []
+    report = http.post("/v1/artifacts/gc", params={**query, "max_bytes": 0, "dry_run": False})
+    assert sorted(collected(report)) == sorted(uris) and report.json()["store_bytes"] == 0
+
+
+def test_gc_keeps_current_cell_outputs_unless_collect_latest(rest) -> None:
+    http = rest.http
+    cell = {"notebook_id": "nb", "cell_id": "c1", "variable": "df", "inputs": []}
+
+    def upload(value: int, **meta: object) -> str:
+        answer = http.put("/v1/artifacts", json={**meta, "data": {"x": [value]}})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["artifact_uri"]
+
+    old = upload(1, **cell, cell_provenance="p1")
+    current = upload(2, **cell, cell_provenance="p2")  # the cell ran again
+    other = upload(3, **{**cell, "variable": "other"}, cell_provenance="p2")
+    loose = upload(4)  # an upload that is no cell's output
+    params = {"max_idle_days": 0, "dry_run": True}
+    assert sorted(collected(http.post("/v1/artifacts/gc", params=params))) == sorted([old, loose])
+    everything = collected(http.post("/v1/artifacts/gc", params={**params, "collect_latest": True}))
+    assert sorted(everything) == sorted([old, current, other, loose])
+    assert sorted(collected(http.post("/v1/artifacts/gc", params={"max_idle_days": 0}))) == sorted(
+        [old, loose]
+    )
+    assert exists(http, current) and exists(http, other) and not exists(http, old)
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"max_idle_days": -1}, "max_idle_days", "greater than or equal to 0"),
+        ({"max_idle_days": "nan"}, "max_idle_days", "finite number"),
+        ({"max_idle_days": "inf"}, "max_idle_days", "finite number"),
+        ({"max_idle_days": "soon"}, "max_idle_days", "valid number"),
+        ({"max_bytes": -5}, "max_bytes", "greater than or equal to 0"),
+        ({"max_bytes": 1.5}, "max_bytes", "valid integer"),
+        ({"min_idle_seconds": -0.1}, "min_idle_seconds", "greater than or equal to 0"),
+        ({"dry_run": "maybe"}, "dry_run", "valid boolean"),
+        ({"collect_latest": "perhaps"}, "collect_latest", "valid boolean"),
+    ],
+)
+def test_gc_refuses_bad_values(rest, demo_table, params: dict, field: str, message: str) -> None:
+    kept = ready_artifact(rest.http, demo_table.uri, columns=["id"])
+    body = expect(rest.http.post("/v1/artifacts/gc", params=params), 422)
+    assert [e["loc"] for e in body["detail"]] == [["query", field]]
+    assert message in body["detail"][0]["msg"]
+    assert exists(rest.http, kept["artifact_uri"])
 
 
 def test_upload_multipart_and_json(rest, demo_table) -> None:

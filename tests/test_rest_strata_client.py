@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from notebooks.interpreters import discover
+from tests.fixtures_flight import DEMO_ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEELS = Path(os.environ.get("QUIVER_WHEELS", ROOT / ".venv" / "wheels"))
@@ -62,6 +63,7 @@ def strata_python() -> Path:
 FLOWS = textwrap.dedent(
     """
     import json, sys
+    import httpx
     import pyarrow as pa
     from strata_client import StrataClient
 
@@ -90,8 +92,8 @@ FLOWS = textwrap.dedent(
         again = c.put(inputs=[miss.uri], transform={"executor": "local@v1", "params": {}},
                       data={"x": [1, 2]})
         out["put"] = [up.cache_hit, again.cache_hit, again.uri == up.uri, c.fetch(up.uri).num_rows]
-        out["json"] = c.get_json(c.put_json(inputs=[], transform={"executor": "j@v1"},
-                                            data={"a": 1, "b": [1, 2, 3]}).uri)
+        doc = c.put_json(inputs=[], transform={"executor": "j@v1"}, data={"a": 1, "b": [1, 2, 3]})
+        out["json"] = c.get_json(doc.uri)
         c.set_name("alias", up.artifact_id, up.version)
         out["resolve"] = c.resolve_name("alias")["artifact_uri"] == up.uri
         out["by_name"] = c.get_artifact_by_name("events/v").uri == miss.uri
@@ -102,6 +104,25 @@ FLOWS = textwrap.dedent(
         out["list_named"] = len(c.list_artifacts(name_prefix="events/")["artifacts"])
         out["delete"] = c.delete_artifact(sql.artifact_id, sql.version)["status"]
         out["gc"] = sorted(c.garbage_collect())
+        # unnamed and nothing named depends on them: the category scan and the JSON upload
+        dry = c.garbage_collect(max_idle_days=0, dry_run=True)
+        out["gc_dry"] = sorted(x["artifact_uri"] for x in dry["collected"]) == sorted(
+            [built.uri, doc.uri])
+        out["gc_dry_kept"] = c.fetch(built.uri).num_rows
+        real = c.garbage_collect(max_idle_days=0, min_idle_seconds=0)
+        out["gc_same"] = sorted(x["artifact_uri"] for x in real["collected"]) == sorted(
+            x["artifact_uri"] for x in dry["collected"])  # the fetch above reordered them
+        out["gc_counts"] = [dry["deleted_count"], real["deleted_count"], real["store_bytes"] > 0]
+        try:
+            c.fetch(built.uri)
+        except httpx.HTTPStatusError as exc:
+            out["gc_gone"] = exc.response.status_code
+        out["gc_named_left"] = [c.get_artifact_by_name("events/v").to_table().num_rows,
+                                c.fetch(up.uri).num_rows]
+        try:
+            c.garbage_collect(max_idle_days=-1)
+        except httpx.HTTPStatusError as exc:
+            out["gc_bad"] = [exc.response.status_code, exc.response.json()["detail"][0]["loc"]]
     print(json.dumps(out))
     """
 )
@@ -131,4 +152,8 @@ def test_strata_client_flows(strata_python, rest, demo_table, tmp_path) -> None:
     assert out["resolve"] and out["by_name"] and out["status"] is False and out["explain"] is True
     assert out["list"] >= 5 and out["list_named"] == 1
     assert out["delete"] == "deleted"
-    assert {"deleted_count", "deleted_bytes", "store_bytes"} <= set(out["gc"])
+    assert {"deleted_count", "deleted_bytes", "store_bytes", "collected"} <= set(out["gc"])
+    assert out["gc_dry"] is True and out["gc_dry_kept"] == DEMO_ROWS
+    assert out["gc_same"] is True and out["gc_counts"] == [2, 2, True]
+    assert out["gc_gone"] == 404 and out["gc_named_left"] == [DEMO_ROWS, 2]
+    assert out["gc_bad"] == [422, ["query", "max_idle_days"]]
