@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import math
+import os
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,10 +43,18 @@ from flight.security import (
     host_for_uri,
     tls_certificates,
 )
-from flight.streams import data_stream, open_ticket
+from flight.streams import SHUTTING_DOWN, data_stream, open_ticket
 from flight.uploads import stated_provenance, store_content, store_stated
-from quiver.errors import BuildFailed, Conflict, InvalidArgument
+from quiver.errors import BuildFailed, Conflict, InvalidArgument, Unavailable
 from quiver.materialize import MaterializeRequest
+
+log = logging.getLogger("quiver.flight")
+
+CANCEL_GRACE_S = 1.0
+"""Past the deadline: how long cancelled calls get to send their error before their
+connections are dropped."""
+DRAIN_S = 5.0
+"""How long gRPC may take to finish shutting down once no call is left running."""
 
 
 class QuiverFlightServer(fl.FlightServerBase):
@@ -76,16 +88,95 @@ class QuiverFlightServer(fl.FlightServerBase):
         with contextlib.suppress(OSError):
             spool.rmdir()
         self._closed = threading.Event()
+        self._closing = threading.Event()  # set past the shutdown deadline: streams end
+        self._stopper: threading.Thread | None = None  # gRPC's shutdown, once begun
+        self._deadline = math.inf
+        self._stop_lock = threading.Lock()
         register_local(self.location, core)  # the REST app beside it skips the gRPC hop
 
-    def close(self, *, cancel_builds: bool = False) -> None:
-        """Stop serving, let builds finish (or cancel them), close the store. Idempotent."""
+    def begin_close(self, timeout: float | None = None) -> None:
+        """Refuse new calls from now on, and start the shutdown deadline. Idempotent.
+
+        Running calls go on; :meth:`close` waits for them until the deadline:
+        ``timeout`` seconds from now, by default ``settings.shutdown_timeout_s``.
+        The store stays open (the REST app beside may still be finishing).
+        """
+        with self._stop_lock:
+            if self._stopper is not None:
+                return
+            limit = self.core.settings.shutdown_timeout_s if timeout is None else timeout
+            self._deadline = time.monotonic() + max(0.0, limit)
+            self._stopper = threading.Thread(
+                target=self._stop_grpc, name="quiver-flight-stop", daemon=True
+            )
+            self._stopper.start()  # returns once no call is running
+
+    def close(self, *, cancel_builds: bool = False, timeout: float | None = None) -> None:
+        """Stop serving by the deadline, then close the store. Idempotent.
+
+        New calls are refused at once (:meth:`begin_close`; if that was called
+        already, its deadline holds and ``timeout`` is ignored). Running calls
+        and builds may finish until the deadline; ``cancel_builds`` cancels
+        builds at once instead. Past the deadline, DoGet streams and uploads end
+        with ``FlightUnavailableError`` "server shutting down", builds are
+        cancelled (marked failed, their followers woken), and the connections
+        of calls still stuck — a client that stopped reading leaves its stream
+        blocked inside gRPC — are dropped.
+        """
         if self._closed.is_set():
             return
         self._closed.set()
+        self.begin_close(timeout)
+        stopper = self._stopper
+        assert stopper is not None
+        if cancel_builds:
+            self._cancel_builds()
+        stopper.join(max(0.0, self._deadline - time.monotonic()))
+        if stopper.is_alive():
+            log.warning("shutdown: deadline reached, cancelling the calls still running")
+            self._cancel_calls(stopper)
+            cancel_builds = True
+        elif not cancel_builds:
+            cancel_builds = not self._builds_done(self._deadline)
         unregister_local(self.location)
-        self.shutdown()
         self.core.close(cancel=cancel_builds)
+
+    def _stop_grpc(self) -> None:
+        try:
+            self.shutdown()
+        except Exception:
+            log.exception("shutdown of the Flight server failed")
+
+    def _cancel_builds(self) -> None:
+        # Materializer.close(cancel=True) cancels every build, then waits for them;
+        # only the cancel is wanted here (core.close waits later), so it runs aside.
+        threading.Thread(
+            target=self.core.materializer.close,
+            kwargs={"cancel": True},
+            name="quiver-cancel-builds",
+            daemon=True,
+        ).start()
+
+    def _cancel_calls(self, stopper: threading.Thread) -> None:
+        self._closing.set()  # streams end before their next batch
+        self._cancel_builds()  # reads blocked on a build wake with its failure
+        stopper.join(CANCEL_GRACE_S)
+        if stopper.is_alive():
+            dropped = drop_connections(self.port)
+            log.warning("shutdown: dropped %d stuck client connection(s)", dropped)
+            stopper.join(DRAIN_S)
+        if stopper.is_alive():
+            log.error("shutdown: the Flight server did not stop; closing the store anyway")
+
+    def _builds_done(self, deadline: float) -> bool:
+        """Wait for running builds until ``deadline``; whether none is left."""
+        for build in self.core.materializer.building():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(Exception):  # a failed build is done too
+                build.wait(remaining)
+        return not self.core.materializer.building()
 
     # --- FlightInfo ---------------------------------------------------------
     def _endpoints(self, info: ArtifactInfo) -> list[fl.FlightEndpoint]:
@@ -192,7 +283,7 @@ class QuiverFlightServer(fl.FlightServerBase):
     # --- data ---------------------------------------------------------------
     @guard
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
-        return data_stream(open_ticket(self.core, ticket.ticket), self.core.settings)
+        return data_stream(open_ticket(self.core, ticket.ticket), self.core.settings, self._closing)
 
     @guard
     def do_put(
@@ -203,11 +294,14 @@ class QuiverFlightServer(fl.FlightServerBase):
         writer: fl.FlightMetadataWriter,
     ) -> None:
         command = decode_put_descriptor(descriptor)
-        answer = self._store_upload(reader, command)
+        answer = self._store_upload(context, reader, command)
         writer.write(pa.py_buffer(encode_json(answer)))
 
     def _store_upload(
-        self, reader: fl.MetadataRecordBatchReader, command: PutCommand
+        self,
+        context: fl.ServerCallContext,
+        reader: fl.MetadataRecordBatchReader,
+        command: PutCommand,
     ) -> dict[str, Any]:
         # One pass: the batches go straight into a store build, hashed as they are
         # written; the provenance (and so the dedupe) is settled when it publishes.
@@ -215,11 +309,15 @@ class QuiverFlightServer(fl.FlightServerBase):
         try:
             if stated is not None:
                 info, deduped = store_stated(
-                    self.core, reader.schema, _chunks(reader), stated, command.metadata
+                    self.core,
+                    reader.schema,
+                    self._chunks(context, reader),
+                    stated,
+                    command.metadata,
                 )
             else:
                 info, deduped = store_content(
-                    self.core, reader.schema, _chunks(reader), command.metadata
+                    self.core, reader.schema, self._chunks(context, reader), command.metadata
                 )
         except pa.ArrowInvalid as exc:
             raise InvalidArgument(f"invalid upload stream: {exc}") from None
@@ -234,6 +332,27 @@ class QuiverFlightServer(fl.FlightServerBase):
             answer["name_uri"] = store.set_name(command.name, info.artifact_id, info.version).uri
         return answer
 
+    def _chunks(
+        self, context: fl.ServerCallContext, reader: fl.MetadataRecordBatchReader
+    ) -> Iterator[pa.RecordBatch]:
+        # An upload still arriving past the shutdown deadline is cut short, and so
+        # leaves nothing behind. So is one whose call was cancelled (its client
+        # went away, or shutdown dropped its connection): gRPC then ends the
+        # stream as if it were complete, and only the context tells.
+        while True:
+            try:
+                chunk = reader.read_chunk()
+            except StopIteration:
+                if not context.is_cancelled():
+                    return
+                if self._closing.is_set():
+                    raise Unavailable(SHUTTING_DOWN) from None
+                raise InvalidArgument("the upload was cancelled before it ended") from None
+            if self._closing.is_set():
+                raise Unavailable(SHUTTING_DOWN)
+            if chunk.data is not None:
+                yield chunk.data
+
     # --- actions ------------------------------------------------------------
     @guard
     def list_actions(self, context: fl.ServerCallContext) -> list[tuple[str, str]]:
@@ -245,14 +364,40 @@ class QuiverFlightServer(fl.FlightServerBase):
         return [fl.Result(pa.py_buffer(run_action(self.core, action.type, raw)))]
 
 
-def _chunks(reader: fl.MetadataRecordBatchReader) -> Iterator[pa.RecordBatch]:
-    while True:
+def drop_connections(port: int) -> int:
+    """Shut down this process's TCP connections accepted on ``port``; how many.
+
+    pyarrow's ``FlightServerBase`` cannot cancel a call, and gRPC waits for
+    every call when shutting down without a deadline; a DoGet whose client
+    stopped reading waits inside gRPC for flow control that never comes.
+    Shutting its socket down (on a duplicate descriptor, so gRPC's own stays
+    valid) fails that write and cancels the call: the client sees
+    ``FlightUnavailableError``.
+    """
+    fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    dropped = 0
+    for name in os.listdir(fd_dir):
         try:
-            chunk = reader.read_chunk()
-        except StopIteration:
-            return
-        if chunk.data is not None:
-            yield chunk.data
+            fd = os.dup(int(name))
+        except (OSError, ValueError):
+            continue  # closed meanwhile
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:  # not a socket
+            os.close(fd)
+            continue
+        with sock:
+            if sock.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            try:
+                if sock.getsockname()[1] != port:
+                    continue
+                sock.getpeername()  # a connection, not a listener
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                continue
+            dropped += 1
+    return dropped
 
 
 def serve(core: Core) -> QuiverFlightServer:

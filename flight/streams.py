@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import pyarrow.flight as fl
 
 from flight.errors import to_flight_error
 from flight.protocol import NameTicket, decode_ticket
+from quiver.errors import Unavailable
 from quiver.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,20 +35,33 @@ def ipc_options(settings: Settings) -> pa.ipc.IpcWriteOptions:
     return pa.ipc.IpcWriteOptions(compression=codec)
 
 
-def _clean(reader: pa.RecordBatchReader, max_bytes: int) -> Iterator[pa.RecordBatch]:
+SHUTTING_DOWN = "server shutting down"
+
+
+def _clean(
+    reader: pa.RecordBatchReader, max_bytes: int, closing: threading.Event | None = None
+) -> Iterator[pa.RecordBatch]:
     # Errors raised while reading (a build that fails mid-stream) must reach the
-    # client as Flight errors, never as a Python traceback.
+    # client as Flight errors, never as a Python traceback. Once ``closing`` is
+    # set the stream ends before its next batch; a read that was blocked on a
+    # build wakes when shutdown cancels the build, and ends the same way.
     try:
-        yield from rechunk(reader, max_bytes)
+        for batch in rechunk(reader, max_bytes):
+            if closing is not None and closing.is_set():
+                raise Unavailable(SHUTTING_DOWN)
+            yield batch
     except GeneratorExit:
         raise
     except Exception as exc:
-        raise to_flight_error(exc) from None
+        shutting_down = closing is not None and closing.is_set()
+        raise to_flight_error(Unavailable(SHUTTING_DOWN) if shutting_down else exc) from None
     finally:
         reader.close()
 
 
-def data_stream(reader: pa.RecordBatchReader, settings: Settings) -> fl.FlightDataStream:
+def data_stream(
+    reader: pa.RecordBatchReader, settings: Settings, closing: threading.Event | None = None
+) -> fl.FlightDataStream:
     """A DoGet stream over ``reader``: pulled one batch at a time, never collected.
 
     The batches of a ready artifact are slices of its memory map; the IPC
@@ -54,9 +69,11 @@ def data_stream(reader: pa.RecordBatchReader, settings: Settings) -> fl.FlightDa
     is on). A ``GeneratorStream`` rather than a ``RecordBatchStream``: an error
     raised by a reader under ``RecordBatchStream`` reaches the client with the
     server's Python traceback, one raised by a generator as a clean Flight
-    error; throughput is the same.
+    error; throughput is the same. When the server's ``closing`` event is set
+    (shutdown past its deadline) the stream ends with ``FlightUnavailableError``
+    "server shutting down" instead of its next batch.
     """
-    batches = _clean(reader, settings.flight_max_batch_bytes)
+    batches = _clean(reader, settings.flight_max_batch_bytes, closing)
     if any(pa.types.is_dictionary(field.type) for field in reader.schema):
         batches = _with_dictionaries(reader.schema, batches, ipc_options(settings))
     return fl.GeneratorStream(reader.schema, batches, options=ipc_options(settings))
