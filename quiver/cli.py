@@ -9,6 +9,7 @@ REST app alone in front of a Flight server elsewhere.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import faulthandler
 import importlib
@@ -41,16 +42,42 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 # --- REST hook ----------------------------------------------------------------
+REST_STOP_MARGIN_S = 2.0
+"""Beyond uvicorn's graceful-shutdown timeout: its tick, cancelling, the app's lifespan end."""
+
+
 @dataclass
 class RestHandle:
     url: str
     server: Any
     thread: threading.Thread
 
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
+    def stop(self, timeout: float = 15.0) -> None:
+        """Ask uvicorn to exit; wait at most ``timeout`` seconds for it.
 
+        uvicorn stops accepting at once, lets requests finish for
+        ``settings.shutdown_timeout_s`` (``timeout_graceful_shutdown``), then
+        cancels those still running (a client that stopped reading a stream).
+        """
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            logging.getLogger("quiver").warning("the REST app did not stop in %.3g s", timeout)
+
+
+class _QuietCancelledRequests(logging.Filter):
+    """Drop uvicorn's traceback for each request it cancels at the shutdown deadline.
+
+    uvicorn already logs one line saying it cancels them; the tracebacks (one
+    ``CancelledError`` per stuck response) would only bury it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, asyncio.CancelledError)
+
+
+_QUIET_CANCELLED = _QuietCancelledRequests()
 
 REST_HOOK = "app_from_settings"
 
@@ -73,7 +100,11 @@ def start_rest(settings: Settings, flight_uri: str) -> RestHandle | None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.rest_port))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level=settings.log_level))
+    config = uvicorn.Config(
+        app, log_level=settings.log_level, timeout_graceful_shutdown=settings.shutdown_timeout_s
+    )
+    logging.getLogger("uvicorn.error").addFilter(_QUIET_CANCELLED)
+    server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="quiver-rest", daemon=True
     )
@@ -111,8 +142,12 @@ def _serve(args: argparse.Namespace, *, rest: bool) -> int:
         while not stop.wait(0.5):
             pass
     finally:
+        # One deadline for both, from now: both refuse new work at once; the REST
+        # app drains first (its requests still reach this core in-process), then
+        # Flight gets what is left; past the deadline both cancel what still runs.
+        server.begin_close()
         if handle is not None:
-            handle.stop()
+            handle.stop(settings.shutdown_timeout_s + REST_STOP_MARGIN_S)
         server.close()
     print("stopped", flush=True)
     return 0
@@ -138,7 +173,7 @@ def _rest(args: argparse.Namespace) -> int:
         while not stop.wait(0.5):
             pass
     finally:
-        handle.stop()
+        handle.stop(settings.shutdown_timeout_s + REST_STOP_MARGIN_S)
     print("stopped", flush=True)
     return 0
 
