@@ -85,7 +85,7 @@ def stream(
         raise
 
     def batches() -> Iterator[pa.RecordBatch]:
-        interrupter = _Interrupter(con)
+        interrupter = Interrupter(con)
 
         def expire() -> None:
             timed_out.set()
@@ -115,7 +115,7 @@ def stream(
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
-class _Interrupter:
+class Interrupter:
     """Interrupts a connection until its query is over.
 
     DuckDB's ``interrupt()`` only stops a query that is running: one that

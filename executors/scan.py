@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from catalog.uris import TableRef, parse_uri
 from catalog.warehouse import Predicate, ResolvedTable, Warehouses
 from executors.base import ResolvedInput, RunContext
+from executors.duck import Interrupter
 from quiver.errors import InvalidArgument, Timeout, Unavailable
 
 if TYPE_CHECKING:
@@ -508,10 +509,13 @@ class _Query:
         limit = self.ctx.settings.query_time_limit_s
         con = self._connect()
         stopped: dict[str, bool] = {}
+        # Keeps interrupting until the reader ends: one interrupt that arrives just
+        # before DuckDB starts the query would be lost.
+        interrupter = Interrupter(con)
 
         def stop(why: str) -> None:
             stopped.setdefault(why, True)
-            con.interrupt()
+            interrupter.start()
 
         timer = threading.Timer(limit, stop, args=("timeout",))
         timer.name = TIMER_THREAD_NAME
@@ -519,6 +523,7 @@ class _Query:
 
         def cleanup() -> None:
             timer.cancel()
+            interrupter.stop()
             con.close()
 
         try:

@@ -505,6 +505,19 @@ def test_cancel_interrupts_the_query(
             pass
 
 
+def test_cancel_before_the_first_read_is_not_lost(
+    scan: ScanFn, demo_table: TableRef, settings: Settings
+) -> None:
+    # The query may start only on the first read: an interrupt sent before that
+    # would be dropped by DuckDB, so the cancel keeps interrupting until it lands.
+    ctx = RunContext(settings=settings.model_copy(update={"batch_size": 100}))
+    reader = scan(demo_table, ctx=ctx)
+    ctx.cancel()
+    with pytest.raises(Unavailable, match="scan@v1 query was cancelled"):
+        for _ in reader:
+            pass
+
+
 def test_closing_the_reader_stops_the_timer(scan: ScanFn, demo_table: TableRef) -> None:
     reader = scan(demo_table)
     reader.read_next_batch()
