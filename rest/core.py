@@ -27,6 +27,10 @@ from rest.streaming import StreamingResponse, check_format, stream_response
 
 ARTIFACT_URI_HEADER = "X-Strata-Artifact-Uri"
 ROW_COUNT_HEADER = "X-Arrow-Row-Count"
+MAX_PAGE = 10_000
+"""Most artifacts one ``GET /v1/artifacts`` lists; a bigger ``limit`` is capped to it."""
+MAX_LINEAGE_DEPTH = 100
+"""Deepest lineage walk; a bigger ``max_depth`` is capped to it."""
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
@@ -324,12 +328,13 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         since: float | None = None,
         sort: Literal["created_at", "byte_size", "row_count", "last_read_at"] = "created_at",
         order: Literal["asc", "desc"] = "desc",
-        limit: int = Query(100, ge=1, le=10_000),
+        limit: int = Query(100, ge=1),
         offset: int = Query(0, ge=0),
         state: Literal["building", "ready", "failed", "superseded"] | None = None,
         name_prefix: str | None = None,
     ) -> Response:
-        body = {"sort": sort, "order": order, "limit": limit, "offset": offset}
+        # strata-client sends any limit: a page is at most MAX_PAGE; the answer's limit says so
+        body = {"sort": sort, "order": order, "limit": min(limit, MAX_PAGE), "offset": offset}
         extra = {"since": since, "state": state, "name_prefix": name_prefix}
         body.update({k: v for k, v in extra.items() if v is not None})
         answer = act("list", body)
@@ -478,8 +483,10 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         )
 
     @router.get("/v1/artifacts/{artifact_id}/v/{version}/lineage", response_model=None)
-    def lineage(artifact_id: str, version: int, max_depth: int = Query(10, ge=1, le=100)) -> Any:
-        body = {"artifact_id": artifact_id, "version": version, "max_depth": max_depth}
+    def lineage(artifact_id: str, version: int, max_depth: int = Query(10, ge=1)) -> Any:
+        """The lineage graph; a deeper walk than MAX_LINEAGE_DEPTH is capped (nodes say depth)."""
+        depth = min(max_depth, MAX_LINEAGE_DEPTH)
+        body = {"artifact_id": artifact_id, "version": version, "max_depth": depth}
         return json_response(act("lineage-graph", body))
 
     @router.get("/v1/artifacts/{artifact_id}/v/{version}/dependents", response_model=None)

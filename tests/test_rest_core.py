@@ -210,6 +210,10 @@ def test_lineage_dependents_delete(rest, demo_table) -> None:
     expected = {derived["artifact_uri"], base["artifact_uri"], demo_table.uri}
     assert {n["id"] for n in lineage["nodes"]} == expected
     assert len(lineage["edges"]) == 2
+    # strata-client sends any max_depth: deeper than 100 is capped, not refused
+    deep = http.get(f"/v1/artifacts/{did}/v/{dver}/lineage", params={"max_depth": 1000})
+    assert deep.status_code == 200 and deep.json() == lineage
+    expect(http.get(f"/v1/artifacts/{did}/v/{dver}/lineage", params={"max_depth": 0}), 422)
     bpath = f"/v1/artifacts/{base['artifact_id']}/v/{base['version']}"
     deps = http.get(f"{bpath}/dependents", params={"limit": 10}).json()
     assert [d["artifact_uri"] for d in deps["dependents"]] == [derived["artifact_uri"]]
@@ -236,6 +240,8 @@ def test_list_stats_and_gc(rest, demo_table) -> None:
     assert http.get("/v1/artifacts", params={"since": time.time() + 60}).json()["count"] == 0
     assert http.get("/v1/artifacts", params={"sort": "nope"}).status_code == 422
     assert http.get("/v1/artifacts", params={"limit": 0}).status_code == 422
+    big = http.get("/v1/artifacts", params={"limit": 50_000})  # strata-client sends any limit
+    assert big.status_code == 200 and big.json()["limit"] == 10_000 and big.json()["count"] == 2
     stats = http.get("/v1/artifacts/stats").json()
     assert stats["artifacts"] == 2 and stats["names"] == 1
     gc = http.post("/v1/artifacts/gc", params={"collect_latest": False, "dry_run": False})
