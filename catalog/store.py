@@ -223,6 +223,7 @@ class ArtifactStore:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._leases: Counter[tuple[str, int]] = Counter()
+        self._noted: dict[tuple[str, int], float] = {}  # note_use: last write per version
         self._schemas: dict[tuple[str, int], pa.Schema] = {}
         self._db = sqlite3.connect(
             self.root / "store.db", check_same_thread=False, isolation_level=None
@@ -854,6 +855,50 @@ class ArtifactStore:
                 "WHERE artifact_id=? AND version=?",
                 (time.time() if at is None else at, artifact_id, version),
             )
+
+    def note_use(self, artifact_id: str, version: int, *, every_s: float = 60.0) -> None:
+        """:meth:`touch` for the cache-hit path: at most one write per version per ``every_s``.
+
+        A hit is a use (gc's ``max_idle_days`` must not collect what is only ever
+        re-materialized), but a write per hit would cost more than the hit.
+        """
+        now = time.time()
+        key = (artifact_id, version)
+        last = self._noted.get(key)
+        if last is not None and now - last < every_s:
+            return
+        if len(self._noted) > 10_000:
+            self._noted.clear()
+        self._noted[key] = now
+        with contextlib.suppress(NotFound):
+            self.touch(artifact_id, version, at=now)
+
+    def usage(self) -> dict[str, Any]:
+        """What the stored versions weigh, and how much of it gc could collect.
+
+        ``needed`` versions are those gc never collects (:meth:`needed`: names and
+        what they depend on, current cell outputs, reads in progress); the other
+        stored (ready or superseded) versions are ``unreferenced``.
+        """
+        needed = self.needed()
+        rows = self._query(
+            "SELECT artifact_id, version, state, COALESCE(byte_size, 0) AS bytes FROM artifacts"
+        )
+        stored = [r for r in rows if r["state"] in ("ready", "superseded")]
+        loose = [r for r in stored if (r["artifact_id"], r["version"]) not in needed]
+        stats = self.stats()
+        return {
+            "total_bytes": sum(r["bytes"] for r in stored),
+            "total_versions": len(rows),
+            "stored_versions": len(stored),
+            "artifacts": len({r["artifact_id"] for r in rows}),
+            "needed_count": len(stored) - len(loose),
+            "unreferenced_count": len(loose),
+            "unreferenced_bytes": sum(r["bytes"] for r in loose),
+            "names": stats["names"],
+            "by_state": stats["by_state"],
+            "max_bytes": self.max_bytes,
+        }
 
     def needed(self, *, collect_latest: bool = False) -> set[tuple[str, int]]:
         """The versions gc and eviction never collect (see :data:`_NEEDED`), plus those

@@ -227,8 +227,29 @@ class QuiverClient:
     def delete(self, uri: str) -> None:
         self.action("delete", {"artifact_uri": uri})
 
-    def gc(self, max_bytes: int | None = None) -> dict[str, Any]:
-        return self.action("gc", {"max_bytes": max_bytes} if max_bytes is not None else {})
+    def gc(
+        self,
+        *,
+        max_bytes: int | None = None,
+        max_idle_days: float | None = None,
+        min_idle_seconds: float | None = None,
+        collect_latest: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Collect what nothing needs (see docs/flight.md ``gc``); omitted limits take the
+        server's configured retention. ``dry_run`` lists what would go, deleting nothing."""
+        limits = {"max_bytes": max_bytes, "max_idle_days": max_idle_days,
+                  "min_idle_seconds": min_idle_seconds}  # fmt: skip
+        body: dict[str, Any] = {k: v for k, v in limits.items() if v is not None}
+        return self.action("gc", {**body, "collect_latest": collect_latest, "dry_run": dry_run})
+
+    def usage(self) -> dict[str, Any]:
+        """Stored bytes and versions, and how much of it gc could collect."""
+        return self.action("usage")
+
+    def cancel(self, build_id: str, *, wait_seconds: float = 5.0) -> dict[str, Any]:
+        """Stop a running build (a ``build_id``/``stream_id`` from materialize)."""
+        return self.action("cancel", {"build_id": build_id, "wait_seconds": wait_seconds})
 
     def executors(self) -> list[dict[str, Any]]:
         return self.action("executors")["executors"]

@@ -114,6 +114,15 @@ def _list(core: Core, body: Any) -> Any:
     }
 
 
+@action(
+    "usage",
+    "Stored bytes and versions, and how many of them gc could collect "
+    "(unreferenced: not named, not depended on, not a current cell output, not being read).",
+)
+def _usage(core: Core, body: Any) -> Any:
+    return core.store.usage()
+
+
 @action("stats", "Store totals by state, bytes, names, and this server's materialize counters.")
 def _stats(core: Core, body: Any) -> Any:
     return {

@@ -320,6 +320,7 @@ class Materializer:
     def _hit(self, plan: Plan, info: ArtifactInfo) -> MaterializeResult:
         with self._lock:
             self.counters["hits"] += 1
+        self.store.note_use(info.artifact_id, info.version)  # gc's idleness counts hits
         return MaterializeResult(
             hit=True,
             state="ready",

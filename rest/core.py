@@ -345,6 +345,20 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
     def stats() -> Response:
         return json_response(act("stats"))
 
+    @router.get("/v1/artifacts/usage", response_model=None)
+    def usage() -> Response:
+        """Stored bytes and versions, and how much gc could collect (strata-client's
+        ``get_artifact_usage``)."""
+        return json_response(act("usage"))
+
+    @router.post("/v1/artifacts/builds/{build_id}/cancel", response_model=None)
+    @router.post("/v1/builds/{build_id}/cancel", response_model=None, include_in_schema=False)
+    def cancel_build(
+        build_id: str, wait_seconds: float = Query(5.0, ge=0, le=60, allow_inf_nan=False)
+    ) -> Response:
+        """Stop a running build; its version ends ``failed`` and nothing is published."""
+        return json_response(act("cancel", {"build_id": build_id, "wait_seconds": wait_seconds}))
+
     @router.get("/v1/artifacts/builds/{build_id}", response_model=None)
     @router.get("/v1/builds/{build_id}", response_model=None, include_in_schema=False)
     def build_status(build_id: str) -> Response:

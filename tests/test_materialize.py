@@ -399,6 +399,17 @@ def test_cached_hit_answers_only_hits_it_can_see_in_memory(
         fresh.close(cancel=True)
 
 
+def test_a_hit_counts_as_a_use_for_gc(materializer: Materializer, fresh_table) -> None:
+    import time
+
+    built = materializer.materialize(scan(fresh_table, columns=["id"]), wait=True)
+    before = time.time()
+    assert materializer.materialize(scan(fresh_table, columns=["id"])).hit
+    # gc's idleness counts from last_read_at: the hit moved it past the build's end.
+    used = materializer.store.get(built.artifact_id, built.version).last_read_at
+    assert used is not None and used >= before
+
+
 def test_scan_filter_order_does_not_matter(materializer: Materializer, fresh_table) -> None:
     f1 = {"column": "id", "op": "<", "value": 100}
     f2 = {"column": "category", "op": "=", "value": "beta"}

@@ -138,6 +138,40 @@ def test_artifact_mode_polls_the_build(rest) -> None:
     assert http.get(f"/v1/builds/{res['build_id']}").json()["state"] == "ready"
 
 
+def ok(response: httpx.Response) -> dict:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_cancel_a_running_build(rest) -> None:
+    http = rest.http
+    res = http.post("/v1/materialize", json={**gated_request("cancel1"), "mode": "artifact"}).json()
+    answer = ok(http.post(f"/v1/artifacts/builds/{res['build_id']}/cancel"))
+    assert answer["cancelled"] is True and answer["state"] == "failed"
+    assert answer["artifact_uri"] == res["artifact_uri"]
+    assert http.get(f"/v1/artifacts/builds/{res['build_id']}").json()["state"] == "failed"
+    again = ok(http.post(f"/v1/builds/{res['build_id']}/cancel"))
+    assert again["cancelled"] is False and again["state"] == "failed"
+    rebuilt = http.post("/v1/materialize", json={**gated_request("cancel1"), "mode": "artifact"})
+    assert rebuilt.json()["hit"] is False  # nothing was published: it builds again
+    GATES["cancel1"].set()
+    expect(http.post("/v1/artifacts/builds/nope/cancel"), 404, "nope")
+    expect(http.post(f"/v1/artifacts/builds/{res['build_id']}/cancel?wait_seconds=-1"), 422)
+
+
+def test_usage(rest) -> None:
+    http = rest.http
+    keep, _ = upload(http, pa.table({"x": [1, 2, 3]}))
+    upload(http, pa.table({"y": [1.0]}))
+    ok(http.post("/v1/names", json={"name": "k", "artifact_id": keep, "version": 1}))
+    usage = ok(http.get("/v1/artifacts/usage"))
+    assert usage["stored_versions"] == 2 and usage["needed_count"] == 1
+    assert (
+        usage["unreferenced_count"] == 1 and 0 < usage["unreferenced_bytes"] < usage["total_bytes"]
+    )
+    assert usage["names"] == 1 and "total_versions" in usage
+
+
 def test_failed_build(rest) -> None:
     res = rest.http.post("/v1/materialize", json=gated_request("fail1", fail_at=0)).json()
     try:

@@ -467,6 +467,39 @@ def test_gc_idle_thresholds(store: ArtifactStore) -> None:
         store.touch("nope", 1)
 
 
+def test_note_use_writes_at_most_once_a_minute(store: ArtifactStore) -> None:
+    a = put(store, "a")
+    store.note_use(a.artifact_id, 1)
+    first = store.get(a.artifact_id, 1).last_read_at
+    assert first is not None and first >= a.created_at
+    store.touch(a.artifact_id, 1, at=first - 1)  # never moves back: still ``first``
+    store.note_use(a.artifact_id, 1)  # within the minute: no write
+    assert store.get(a.artifact_id, 1).last_read_at == first
+    store.note_use(a.artifact_id, 1, every_s=0)
+    assert store.get(a.artifact_id, 1).last_read_at >= first
+    store.note_use("gone", 1)  # a version deleted meanwhile is no error
+
+
+def test_usage_counts_what_gc_could_collect(store: ArtifactStore) -> None:
+    named, base, loose = put(store, "n"), put(store, "b"), put(store, "l")
+    store.set_name("keep", named.artifact_id, 1)
+    derived = store.put(
+        table(3).to_reader(), provenance="d", inputs=[InputVersion(base.uri, base.uri,
+        base.artifact_id, 1)]
+    )  # fmt: skip
+    store.set_name("keep-derived", derived.artifact_id, 1)  # so ``base`` is needed too
+    usage = store.usage()
+    sizes = {x.uri: x.byte_size for x in (named, base, loose, derived)}
+    assert usage["total_bytes"] == sum(sizes.values())
+    assert usage["total_versions"] == usage["stored_versions"] == 4
+    assert usage["needed_count"] == 3 and usage["unreferenced_count"] == 1
+    assert usage["unreferenced_bytes"] == sizes[loose.uri]
+    assert usage["names"] == 2 and usage["by_state"]["ready"]["count"] == 4
+    assert [c["artifact_uri"] for c in store.gc(max_idle_s=0, dry_run=True)["collected"]] == [
+        loose.uri
+    ]
+
+
 def test_gc_max_bytes_collects_down_to_80_percent(store: ArtifactStore) -> None:
     items = [put(store, f"p{i}", 100) for i in range(5)]
     size = items[0].byte_size

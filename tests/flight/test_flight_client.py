@@ -34,7 +34,14 @@ def test_client_round_trip(server, demo_table) -> None:
         assert any(e["name"] == "scan@v1" for e in q.executors())
         assert q.health()["status"] == "ok"
         q.delete(up["artifact_uri"])
+        usage = q.usage()
+        assert usage["stored_versions"] >= 1 and usage["needed_count"] >= 1  # "ev" is named
+        would = q.gc(max_idle_days=0, dry_run=True)
+        assert would["dry_run"] is True and res["artifact_uri"] not in {
+            c["artifact_uri"] for c in would["collected"]}  # fmt: skip
         assert "removed" in q.gc()
+        with pytest.raises(errors.NotFound):
+            q.cancel("0" * 32)
 
 
 def test_client_errors_are_typed(make_server) -> None:
