@@ -342,7 +342,13 @@ class Runner:
             result.displays = [markdown_output(cell.source)]
             return result
         specs, consumed = self._inputs(cell)
-        prov = provenance(cell.source_hash, session.env.hash, consumed, session.cell_worker(cell))
+        prov = provenance(
+            cell.source_hash,
+            session.env.hash,
+            consumed,
+            session.cell_worker(cell),
+            session.cell_env(cell),
+        )
         source_hash = cell.source_hash
         before = _status_view(session)
         self.current = cell.id
@@ -453,6 +459,7 @@ class Runner:
             "source": cell.source,
             "inputs": specs,
             "exports": list(cell.analysis.produces),
+            "env": session.cell_env(cell),
             "token": prov,
             "flight": {"location": self.flight.location, "token": self.flight.token},
             "put_metadata": {

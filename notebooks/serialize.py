@@ -49,7 +49,6 @@ def cell_static(cell: CellState) -> dict[str, Any]:
         "worker_override": entry.worker,
         "timeout": entry.timeout,
         "timeout_override": entry.timeout,
-        "env": dict(entry.env),
         "env_overrides": dict(entry.env),
         "mounts": list(entry.mounts),
         "mount_overrides": list(entry.mounts),
@@ -87,6 +86,7 @@ def cell_dynamic(cell: CellState, derived: Derived) -> dict[str, Any]:
     status = "running" if derived.running == cell.id else (st.status if st else "idle")
     out: dict[str, Any] = {
         "status": status,
+        "env": {**dict(derived.notebook_env), **cell.entry.env},  # env_overrides: the cell's
         "upstream_ids": list(dag.upstream.get(cell.id, ())),
         "downstream_ids": downstream,
         "annotation_diagnostics": diagnostics,
@@ -125,6 +125,7 @@ def cell_json(cell: CellState, derived: Derived, cache: dict[str, Any]) -> bytes
     """
     dag = derived.dag
     key = (
+        derived.notebook_env,
         dag.upstream.get(cell.id),
         dag.downstream.get(cell.id),
         derived.staleness.get(cell.id),

@@ -53,6 +53,8 @@ class Derived:
     """Each cell's last finished run (its outputs, console, displays)."""
     running: str | None = None
     """The cell executing now, shown as ``running``."""
+    notebook_env: tuple[tuple[str, str], ...] = ()
+    """The notebook's ``[env]``, under each cell's own ``env`` in its Cell JSON."""
 
     def cell(self, cell_id: str) -> CellState | None:
         for cell in self.cells:
@@ -137,6 +139,7 @@ class Session:
                 c.source_hash,
                 c.analysis.annotations.name,
                 c.analysis.annotations.worker or c.entry.worker or default_worker,
+                self.cell_env(c),
             )
             for c in ordered
         }
@@ -144,11 +147,21 @@ class Session:
         stale = compute_staleness(
             order, facts, dag.upstream, self.runtime.runs(), self.env, self.runtime.env_snapshots
         )
-        self.derived = Derived(ordered, dag, stale, dict(self.results), self.derived.running)
+        nb_env = tuple((str(k), str(v)) for k, v in (self.nb.get("env") or {}).items())
+        self.derived = Derived(
+            ordered, dag, stale, dict(self.results), self.derived.running, nb_env
+        )
 
     def set_running(self, cell_id: str | None) -> None:
         with self.lock:
             self.derived = dataclasses.replace(self.derived, running=cell_id)
+
+    def cell_env(self, cell: CellState) -> dict[str, str]:
+        """The environment variables ``cell`` runs with: the notebook's ``[env]``, then the
+        cell's own ``env`` on top."""
+        merged = {str(k): str(v) for k, v in (self.nb.get("env") or {}).items()}
+        merged.update({str(k): str(v) for k, v in cell.entry.env.items()})
+        return merged
 
     def cell_worker(self, cell: CellState) -> str | None:
         return cell.analysis.annotations.worker or cell.entry.worker or self.nb.get("worker")

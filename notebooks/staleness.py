@@ -19,6 +19,7 @@ when something the cell's result depends on changed. Statuses:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,6 +53,8 @@ class CellFacts:
     source_hash: str
     name: str | None = None
     worker: str | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+    """Environment variables the cell runs with (see :func:`provenance`)."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,17 @@ def source_hash(source: str) -> str:
 
 
 def provenance(
-    source_h: str, env_h: str, inputs: Mapping[str, str], worker: str | None = None
+    source_h: str,
+    env_h: str,
+    inputs: Mapping[str, str],
+    worker: str | None = None,
+    variables: Mapping[str, str] | None = None,
 ) -> str:
+    """A cell run's identity: source, environment, worker, environment variables, inputs.
+
+    ``variables`` are the environment variables the run sets (notebook ``[env]``
+    merged with the cell's ``env``): code reading them may give another result.
+    """
     h = hashlib.sha256()
     h.update(source_h.encode())
     h.update(b"\0")
@@ -81,6 +93,9 @@ def provenance(
     if worker:  # the default (local) worker leaves the hash as it always was
         h.update(b"\0worker=")
         h.update(worker.encode())
+    for key in sorted(variables or {}):  # none set: the hash is as it always was
+        h.update(b"\0var:")
+        h.update(json.dumps([key, variables[key]]).encode())  # type: ignore[index]
     for cid in sorted(inputs):
         h.update(b"\0")
         h.update(cid.encode())
@@ -128,7 +143,7 @@ def compute_staleness(
             continue
         ups = upstream.get(cid, ())
         inputs = {up: out[up].provenance_hash if up in out else "" for up in ups}
-        prov = provenance(facts.source_hash, env.hash, inputs, facts.worker)
+        prov = provenance(facts.source_hash, env.hash, inputs, facts.worker, facts.variables)
         run = runs.get(cid)
         if run is None:
             out[cid] = Staleness("idle", prov)
@@ -157,6 +172,11 @@ def compute_staleness(
                 if name:
                     detail["cell_name"] = name
                 details.append(detail)
+        if not reasons and run.provenance_hash != prov:
+            # Same source, environment and inputs, yet another run identity: the
+            # cell's configuration (its environment variables or worker) changed.
+            reasons.append("self")
+            details.append({"type": "config_changed", "cell_id": cid})
         if reasons:
             out[cid] = Staleness("stale", prov, tuple(reasons), tuple(details))
         else:

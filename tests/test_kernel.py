@@ -231,3 +231,17 @@ def test_kill_reaps_the_process_group(kernel: KernelProcess) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert signal.SIGKILL  # keep the import honest
+
+
+def test_environment_variables_are_set_for_one_run(kernel: KernelProcess) -> None:
+    probe = "import os\nv = [os.environ.get('QUIVER_T_NEW'), os.environ.get('HOME')]"
+    home = os.environ.get("HOME")
+    res = run(kernel, probe, exports=["v"], env={"QUIVER_T_NEW": "1", "HOME": "/elsewhere"})
+    assert res["variables"]["v"]["value"] == ["1", "/elsewhere"]
+    after = run(kernel, probe, exports=["v"])  # put back: one unset again, one as it was
+    assert after["variables"]["v"]["value"] == [None, home]
+    failed = run(
+        kernel, "import os\nraise ValueError(os.environ['QUIVER_T_NEW'])", env={"QUIVER_T_NEW": "2"}
+    )
+    assert failed["status"] == "error" and failed["error"]["evalue"] == "2"
+    assert run(kernel, probe, exports=["v"])["variables"]["v"]["value"] == [None, home]

@@ -76,6 +76,44 @@ def test_cascade_cache_and_modes(nb: Nb) -> None:
     assert nb.run("nope", status=404)["detail"] == "Cell not found"
 
 
+def test_environment_variables_notebook_and_per_cell(nb: Nb) -> None:
+    import tomlkit
+
+    a = nb.add("import os\nseen = [os.environ.get('REGION'), os.environ.get('MODE')]\nseen")
+    b = nb.add("import os\nafter = os.environ.get('MODE')")
+    session = nb.manager.get(nb.sid)
+    toml_path = session.nb.path / "notebook.toml"
+
+    def configure(notebook_env: dict, cell_env: dict) -> None:
+        doc = tomlkit.parse(toml_path.read_text())
+        doc["env"] = notebook_env
+        for cell in doc["cells"]:
+            if cell["id"] == a:
+                cell["env"] = cell_env
+        toml_path.write_text(tomlkit.dumps(doc))
+        session.reload()
+
+    configure({"REGION": "eu", "MODE": "base"}, {"MODE": "cell"})
+    cell = nb.cells()[a]
+    assert cell["env"] == {"REGION": "eu", "MODE": "cell"} and cell["env_overrides"] == {
+        "MODE": "cell"
+    }
+    assert nb.run(a)["outputs"]["seen"]["preview"] == ["eu", "cell"]
+    # the cell's variables are set for its run only: the next cell sees the notebook's
+    assert nb.run(b)["outputs"]["after"]["preview"] == "base"
+    assert nb.run(a)["execution_method"] == "cached"
+    # changing a cell's variables makes it stale (its configuration) and re-runs it
+    configure({"REGION": "eu", "MODE": "base"}, {"MODE": "other"})
+    stale = nb.cells()[a]
+    assert stale["status"] == "stale" and stale["staleness_reasons"] == ["self"]
+    assert stale["causality"]["details"] == [{"type": "config_changed", "cell_id": a}]
+    rerun = nb.run(a)
+    assert rerun["execution_method"] != "cached" and rerun["outputs"]["seen"]["preview"] == [
+        "eu",
+        "other",
+    ]
+
+
 def test_a_failed_cell_reports_its_error_and_stales_downstream(nb: Nb) -> None:
     a = nb.add("x = 1")
     b = nb.add("y = x + 1")

@@ -180,3 +180,29 @@ def test_env_changes_diff():
         {"type": "env_changed", "package": "c", "to_package_version": "3"},
     ]
     assert env_changes(None, {"a": "1"}) == [{"type": "env_changed"}]
+
+
+def test_changed_variables_are_a_self_reason_and_propagate():
+    env = Env("e")
+    plain = CellFacts("python", "s")
+    with_vars = CellFacts("python", "s", variables={"MODE": "a"})
+    no_vars = compute_staleness(["a"], {"a": plain}, {}, {}, env)["a"].provenance_hash
+    assert (
+        compute_staleness(["a"], {"a": CellFacts("python", "s", variables={})}, {}, {}, env)[
+            "a"
+        ].provenance_hash
+        == no_vars
+    )  # no variables: the hash is as it always was
+    first = compute_staleness(["a", "b"], {"a": with_vars, "b": plain}, {"b": ["a"]}, {}, env)
+    runs = {
+        "a": RunRecord("s", "e", first["a"].provenance_hash),
+        "b": RunRecord("s", "e", first["b"].provenance_hash, {"a": first["a"].provenance_hash}),
+    }
+    same = compute_staleness(["a", "b"], {"a": with_vars, "b": plain}, {"b": ["a"]}, runs, env)
+    assert same["a"].status == same["b"].status == "ready"
+    moved = CellFacts("python", "s", variables={"MODE": "b"})
+    out = compute_staleness(["a", "b"], {"a": moved, "b": plain}, {"b": ["a"]}, runs, env)
+    assert out["a"].reasons == ("self",) and out["a"].details == (
+        {"type": "config_changed", "cell_id": "a"},
+    )
+    assert out["b"].reasons == ("upstream",)

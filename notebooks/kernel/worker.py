@@ -8,7 +8,9 @@ with length-prefixed JSON frames (4-byte big-endian length, UTF-8 JSON).
 
 Server → worker:
     {"op": "execute", "id", "cell_id", "source", "inputs": {name: spec},
-     "exports": [names], "flight": {"location", "token"?}, "put_metadata": {...}}
+     "exports": [names], "env": {name: value}, "flight": {"location", "token"?},
+     "put_metadata": {...}}
+  ``env`` is set in os.environ for the run only, then put back as it was.
     {"op": "forget", "names": [...]}     {"op": "shutdown"}
   An input spec is {"token": str, "kind": "arrow", "uri": str, "format": str}
   | {"token", "kind": "json", "value"} | {"token", "kind": "pickle", "data": b64}
@@ -334,6 +336,7 @@ class Kernel:
         self.stdout.request_id = self.stderr.request_id = rid
         sys.stdout, sys.stderr = self.stdout, self.stderr
         self.running = True
+        saved_env = _set_env(request.get("env") or {})
         try:
             for name, spec in request.get("inputs", {}).items():
                 namespace[name] = self._load(name, spec, request.get("flight"))
@@ -361,6 +364,7 @@ class Kernel:
             }
         finally:
             self.running = False
+            _restore_env(saved_env)
             sys.stdout.flush()
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
             self.stdout.request_id = self.stderr.request_id = None
@@ -373,6 +377,23 @@ class Kernel:
             "error": error,
             "duration_ms": int((time.perf_counter() - started) * 1000),
         }
+
+
+def _set_env(variables: dict[str, str]) -> dict[str, str | None]:
+    """Set a cell's environment variables for its run; what they were before."""
+    saved: dict[str, str | None] = {}
+    for key, value in variables.items():
+        saved[key] = os.environ.get(key)
+        os.environ[key] = value
+    return saved
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _user_traceback(exc: BaseException, filename: str) -> str:
