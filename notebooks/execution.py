@@ -120,6 +120,12 @@ class Runner:
 
     # -- kernel ------------------------------------------------------------------------------
 
+    @property
+    def kernel_alive(self) -> bool:
+        """Is a kernel process running for this session (started, not yet stopped)?"""
+        kernel = self._kernel
+        return kernel is not None and kernel.alive
+
     def start_kernel(self) -> KernelProcess:
         """The live kernel, started if needed (started early so a first run finds it warm)."""
         with self._kernel_lock:

@@ -278,6 +278,14 @@ class Conversation:
         self._start(lambda: runner.run_all(rerun=rerun, continue_on_error=go_on))
 
 
+def _warm_up(executions: Executions, session: Session) -> None:
+    def start() -> None:
+        with contextlib.suppress(Exception):  # a failed start shows at the first run
+            executions.runner(session).start_kernel()
+
+    threading.Thread(target=start, name="quiver-kernel-warm-up", daemon=True).start()
+
+
 async def serve_socket(
     websocket: WebSocket,
     session_id: str,
@@ -293,6 +301,10 @@ async def serve_socket(
     await websocket.accept()
     client = Client(websocket, session_id, asyncio.get_running_loop())
     hub.join(client)
+    if executions is not None and websocket.query_params.get("role") != "viewer":
+        # An editor is here to run cells: start the kernel now, so the first run
+        # finds it warm instead of paying the interpreter's start-up.
+        _warm_up(executions, session)
     sender = asyncio.create_task(_sender(client))
     talk = Conversation(
         hub, manager, executions, session, client, websocket.query_params.get("role") == "viewer"

@@ -167,3 +167,17 @@ def test_viewer_sockets_are_read_only(nb: Nb) -> None:
         assert err["payload"] == {"error": "This socket is read-only", "code": "read_only"}
         send(ws, "notebook_sync")
         recv_until(ws, lambda f: f["type"] == "notebook_state")
+
+
+def test_an_editor_socket_starts_the_kernel_before_the_first_run(nb: Nb) -> None:
+    a = nb.add("import os\npid = os.getpid()")
+    url = f"/v1/notebooks/ws/{nb.sid}"
+    with nb.client.websocket_connect(f"{url}?role=viewer"):
+        pass
+    assert nb.executions.get(nb.sid) is None  # a viewer does not run cells
+    with nb.client.websocket_connect(url):
+        assert wait_until(lambda: (r := nb.executions.get(nb.sid)) is not None and r.kernel_alive)
+        runner = nb.executions.get(nb.sid)
+        kernel = runner.start_kernel()  # the one the socket started, not a new one
+        assert kernel.wait_ready()["pid"] == kernel.pid
+        assert nb.run(a)["outputs"]["pid"]["preview"] == kernel.pid
