@@ -362,6 +362,13 @@ class ArtifactStore:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def clear_caches(self) -> dict[str, int]:
+        """Forget the decoded schemas (decoded again when next needed); how many were held."""
+        with self._lock:
+            held = len(self._schemas)
+            self._schemas.clear()
+        return {"schemas": held}
+
     def find_ready(self, provenance: str) -> ArtifactInfo | None:
         rows = self._query(
             "SELECT * FROM artifacts WHERE provenance=? AND state='ready'", (provenance,)

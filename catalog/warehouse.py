@@ -93,6 +93,7 @@ class Warehouses:
         self._pointers: dict[str, sqlite3.Connection] = {}
         self._tables: dict[tuple[str, str], tuple[str, Table]] = {}
         self._resolved: dict[tuple[TableRef, str, int | None], ResolvedTable] = {}
+        self._seen: set[str] = set()  # every warehouse opened, kept across clear()
 
     def catalog(self, warehouse: str) -> SqlCatalog:
         cached = self._catalogs.get(warehouse)
@@ -120,7 +121,32 @@ class Warehouses:
                 catalog_name_of(db), uri=f"sqlite:///{db}", warehouse=f"file://{wh}"
             )
             self._catalogs[warehouse] = catalog
+            self._seen.add(warehouse)
             return catalog
+
+    def seen(self) -> list[str]:
+        """Every warehouse directory this process has opened a catalog of (a :meth:`clear`
+        forgets the catalogs, not this list)."""
+        with self._lock:
+            return sorted(self._seen)
+
+    @staticmethod
+    def probe(warehouse: str) -> dict[str, Any]:
+        """Can the warehouse be read now? ``{status: "ok", tables}`` or ``{status: "error",
+        detail}``. Reads ``catalog.db`` read-only; opens no catalog and caches nothing."""
+        db = os.path.join(warehouse, "catalog.db")
+        if not os.path.isfile(db):
+            why = "no such directory" if not os.path.isdir(warehouse) else "no catalog.db"
+            return {"status": "error", "detail": f"{why}: {warehouse}"}
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
+            try:
+                (tables,) = con.execute("SELECT COUNT(*) FROM iceberg_tables").fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            return {"status": "error", "detail": f"catalog.db cannot be read: {exc}"}
+        return {"status": "ok", "tables": tables}
 
     def _metadata_location(self, ref: TableRef, catalog: SqlCatalog) -> str | None:
         with self._lock:
@@ -281,6 +307,34 @@ class Warehouses:
             while len(self._plans) > _PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)
         return tasks
+
+    def clear(self) -> dict[str, int]:
+        """Drop every cache — catalogs, catalog pointers, loaded table metadata, resolved
+        snapshots, file plans — and say how many entries each held.
+
+        Safe while requests run: what they already hold stays valid (a disposed
+        SQLAlchemy engine opens a new pool on next use), and the next request
+        loads what it needs again. Nothing on disk is touched.
+        """
+        with self._lock:
+            counts = {
+                "catalogs": len(self._catalogs),
+                "catalog_pointers": len(self._pointers),
+                "tables": len(self._tables),
+                "resolved": len(self._resolved),
+                "plans": len(self._plans),
+            }
+            catalogs = list(self._catalogs.values())
+            for con in self._pointers.values():  # used only under this lock
+                con.close()
+            self._catalogs.clear()
+            self._pointers.clear()
+            self._tables.clear()
+            self._resolved.clear()
+            self._plans.clear()
+        for catalog in catalogs:
+            catalog.engine.dispose()
+        return counts
 
     def close(self) -> None:
         with self._lock:

@@ -342,6 +342,10 @@ class ScanExecutor:
         # Only the plan cache is used here; the materialize layer resolves tables.
         self._warehouses = warehouses or Warehouses()
 
+    def clear_caches(self) -> dict[str, int]:
+        """Forget the file plans and the idle DuckDB databases (the ``cache-clear`` action)."""
+        return {"plans": self._warehouses.clear()["plans"], "duckdb_databases": clear_databases()}
+
     def check_inputs(self, input_uris: Sequence[str]) -> None:
         if len(input_uris) != 1:
             raise InvalidArgument(
@@ -445,6 +449,16 @@ def _database(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
                 config["memory_limit"] = memory_limit
             db = _databases[key] = duckdb.connect(config=config)
         return db
+
+
+def clear_databases() -> int:
+    """Drop the shared scan databases; how many. A scan running now keeps its own
+    connection (and so its database) until it ends; the next scan opens a fresh one,
+    and the memory a dropped database held goes when its last connection closes."""
+    with _databases_lock:
+        dropped = len(_databases)
+        _databases.clear()
+    return dropped
 
 
 class _Query:
