@@ -2,7 +2,8 @@
 
 Layout under ``root``::
 
-    store.db                      SQLite (WAL): artifacts, inputs, names
+    store.db                      SQLite (WAL): artifacts, inputs, names, and the
+                                  registry's aliases, tags and audit (catalog.registry)
     artifacts/<id>/v<n>.arrow     published artifacts (Arrow IPC *file* format)
     tmp/<id>.v<n>.<pid>.arrow     builds in progress
 
@@ -50,6 +51,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from catalog import registry
 from catalog.build import Build, _fsync_dir, _Lease, _pid_alive
 from catalog.hashing import ChunkedSha256, chunked_sha256
 from catalog.records import (
@@ -140,6 +142,8 @@ cells(artifact_id, version, notebook, cell, variable, rank) AS (
 ),
 roots(artifact_id, version) AS (
     SELECT artifact_id, version FROM names
+    UNION SELECT artifact_id, version FROM aliases
+    UNION SELECT artifact_id, version FROM alias_pending WHERE op = 'set'
     UNION SELECT artifact_id, version FROM artifacts WHERE state = 'building'
     UNION SELECT artifact_id, version FROM cells WHERE rank = 1 AND ?
 ),
@@ -152,9 +156,10 @@ needed(artifact_id, version) AS (
 )
 SELECT artifact_id, version FROM needed
 """
-"""The versions gc never collects: the roots — named versions, builds in progress
-(whose inputs are about to be read) and the current value of each cell output —
-and everything they depend on through lineage, transitively.
+"""The versions gc never collects: the roots — named and aliased versions (and the
+target of a pending change of a protected alias, see :mod:`catalog.registry`),
+builds in progress (whose inputs are about to be read) and the current value of
+each cell output — and everything they depend on through lineage, transitively.
 
 A *cell output* is an upload whose metadata has a ``cell_id`` (what a notebook
 kernel sends: ``notebook_id``, ``cell_id``, ``variable``, ``cell_provenance``,
@@ -233,6 +238,7 @@ class ArtifactStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(registry.SCHEMA)  # aliases, tags, the registry audit
         self.recover()
 
     # --- lifecycle ---------------------------------------------------------
@@ -626,6 +632,8 @@ class ArtifactStore:
 
     @staticmethod
     def _delete_rows(db: sqlite3.Connection, artifact_id: str, version: int) -> None:
+        # Refuses an aliased version; audits the names and tags that go with it.
+        registry.drop_version(db, artifact_id, version)
         db.execute(
             "DELETE FROM artifacts WHERE artifact_id=? AND version=?", (artifact_id, version)
         )
@@ -775,12 +783,16 @@ class ArtifactStore:
             raise Conflict(f"cannot name {info.uri}: it is {info.state}, not ready")
         now = time.time()
         with self._tx() as db:
+            old = db.execute("SELECT artifact_id, version FROM names WHERE name=?", (name,))
+            before = old.fetchone()
             db.execute(
                 "INSERT INTO names (name, artifact_id, version, updated_at) VALUES (?,?,?,?) "
                 "ON CONFLICT(name) DO UPDATE SET artifact_id=excluded.artifact_id, "
                 "version=excluded.version, updated_at=excluded.updated_at",
                 (name, artifact_id, version, now),
             )
+            before_key = (before[0], before[1]) if before else None
+            registry.record_name_change(db, name, before_key, (artifact_id, version), at=now)
         return NameInfo(name, artifact_id, version, now)
 
     def get_name(self, name: str) -> NameInfo:
@@ -803,8 +815,12 @@ class ArtifactStore:
 
     def delete_name(self, name: str) -> None:
         with self._tx() as db:
-            if db.execute("DELETE FROM names WHERE name=?", (name,)).rowcount == 0:
+            old = db.execute("SELECT artifact_id, version FROM names WHERE name=?", (name,))
+            before = old.fetchone()
+            if before is None:
                 raise NotFound(f"Name '{name}' not found", detail={"name": name})
+            db.execute("DELETE FROM names WHERE name=?", (name,))
+            registry.record_name_change(db, name, (before[0], before[1]), None, at=time.time())
 
     def names_of(self, artifact_id: str, version: int) -> list[str]:
         rows = self._query(
@@ -837,7 +853,10 @@ class ArtifactStore:
 
     # --- deleting -----------------------------------------------------------
     def delete(self, artifact_id: str, version: int) -> None:
-        """Delete one version (its file, row, inputs and the names pointing at it)."""
+        """Delete one version (its file, row, inputs, tags and the names pointing at it).
+
+        Conflict while it builds, or while an alias points at it (catalog.registry).
+        """
         info = self.get(artifact_id, version)
         if info.state == "building":
             raise Conflict(f"artifact {info.uri} is still building")
