@@ -7,11 +7,12 @@ environment.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -124,7 +125,14 @@ class Settings(BaseSettings):
         default=None,
         description="HTTP header naming the caller (e.g. X-Forwarded-User). When set, a "
         "notebook with an owner is reachable only by requests whose header equals it (404 "
-        "otherwise), and new notebooks are owned by their creator.",
+        "otherwise), and new notebooks are owned by their creator. The registry audit records it "
+        "as the actor of each change.",
+    )
+    protected_aliases: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Registry aliases whose changes wait for approval, e.g. prod,champion "
+        "(comma-separated or a JSON array). Setting or deleting one answers 202 pending and "
+        "changes nothing until POST /v1/registry/pending/approve (docs/registry.md).",
     )
     shutdown_timeout_s: float = Field(
         default=10.0,
@@ -136,6 +144,17 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level."
     )
+
+    @field_validator("protected_aliases", mode="before")
+    @classmethod
+    def _alias_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: a JSON array, or comma-separated
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list | tuple | set | frozenset):
+            stripped = [a.strip() if isinstance(a, str) else a for a in value]
+            return [a for a in stripped if a != ""]  # a non-string is refused by the type
+        return value
 
     @field_validator("data_dir", "notebook_root", mode="after")
     @classmethod
