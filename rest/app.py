@@ -28,6 +28,7 @@ from rest.middleware import (
     RequestId,
 )
 from rest.ops import ops_router
+from rest.registry import registry_router
 
 Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
@@ -107,7 +108,7 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
                 close_notebooks()
             client.close()
 
-    app = create_app(
-        [core_router(link, metrics), ops_router(link, metrics), notebooks], lifespan=lifespan
-    )
+    # The registry's /v1/names/{name}/aliases/... routes before core's /v1/names/{name:path}.
+    routers = [registry_router(link, settings), core_router(link, metrics)]
+    app = create_app([*routers, ops_router(link, metrics), notebooks], lifespan=lifespan)
     return with_middleware(app, settings, metrics, link)

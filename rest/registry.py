@@ -1,0 +1,140 @@
+"""The registry routes (API.md §12.5 aliases; strata-client's registry methods).
+
+Aliases of names (``/v1/names/{name}/aliases/...``), protected-alias approvals
+and the audit (``/v1/registry/...``), tags on artifact versions
+(``/v1/artifacts/{id}/v/{n}/tags``). Each route is one Flight action of
+``flight.registry``; the caller named by ``QUIVER_PERSONAL_MODE_USER_HEADER``
+(when configured) goes along as the audit's ``actor``. docs/registry.md
+documents the routes.
+
+The router must be included before the core router: ``GET /v1/names/{name:path}``
+would otherwise take ``/v1/names/x/aliases/champion`` as the name
+``x/aliases/champion``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from catalog.registry import MAX_AUDIT_PAGE, MAX_TAG_VALUE_CHARS
+from quiver.settings import Settings
+from rest.core import FlightLink, json_response
+
+
+class AliasBody(BaseModel):
+    """``PUT /v1/names/{name}/aliases/{alias}``: the version to point at."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    artifact_id: str = Field(min_length=1)
+    version: int = Field(ge=1)
+
+
+class TagBody(BaseModel):
+    """``PUT /v1/artifacts/{id}/v/{n}/tags``: one tag."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    value: str = Field(max_length=MAX_TAG_VALUE_CHARS)
+
+
+class PendingBody(BaseModel):
+    """``POST /v1/registry/pending/approve`` and ``/reject``: which alias."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    alias: str
+
+
+def _pending_response(answer: dict[str, Any]) -> Response:
+    body = {k: answer[k] for k in ("status", "name", "alias", "detail")}
+    return json_response(body, status_code=202)
+
+
+def registry_router(link: FlightLink, settings: Settings) -> APIRouter:
+    """The alias, tag, pending-change and audit routes over ``link``."""
+    router = APIRouter(tags=["registry"])
+    act = link.act
+    header = settings.personal_mode_user_header
+
+    def actor(request: Request) -> str | None:
+        return request.headers.get(header) if header else None
+
+    # --- aliases (declared before the core router's GET /v1/names/{name:path}) -------
+    @router.put("/v1/names/{name:path}/aliases/{alias}", response_model=None)
+    def set_alias(name: str, alias: str, body: AliasBody, request: Request) -> Response:
+        """Point ``name @ alias`` at a version; a protected alias answers 202 pending."""
+        answer = act(
+            "alias-set",
+            {"name": name, "alias": alias, "artifact_id": body.artifact_id,
+             "version": body.version, "actor": actor(request)},
+        )  # fmt: skip
+        if answer["status"] == "pending":
+            return _pending_response(answer)
+        return json_response({k: answer[k] for k in ("status", "name", "alias", "artifact_uri")})
+
+    @router.get("/v1/names/{name:path}/aliases/{alias}", response_model=None)
+    def get_alias(name: str, alias: str) -> Response:
+        return json_response(act("alias-get", {"name": name, "alias": alias}))
+
+    @router.delete("/v1/names/{name:path}/aliases/{alias}", response_model=None)
+    def delete_alias(name: str, alias: str, request: Request) -> Response:
+        """Delete ``name @ alias``; a protected alias answers 202 pending."""
+        answer = act("alias-delete", {"name": name, "alias": alias, "actor": actor(request)})
+        if answer["status"] == "pending":
+            return _pending_response(answer)
+        return json_response({"status": "deleted", "name": name, "alias": alias})
+
+    @router.get("/v1/names/{name:path}/aliases", response_model=None)
+    def list_aliases(name: str) -> Response:
+        return json_response(act("alias-list", {"name": name}))
+
+    # --- protected aliases and the audit ----------------------------------------------
+    @router.get("/v1/registry/pending", response_model=None)
+    def pending() -> Response:
+        """Changes of protected aliases waiting for approval, oldest first."""
+        return json_response(act("alias-pending"))
+
+    @router.post("/v1/registry/pending/approve", response_model=None)
+    def approve(body: PendingBody, request: Request) -> Response:
+        change = {"name": body.name, "alias": body.alias, "actor": actor(request)}
+        return json_response(act("alias-approve", change))
+
+    @router.post("/v1/registry/pending/reject", response_model=None)
+    def reject(body: PendingBody, request: Request) -> Response:
+        change = {"name": body.name, "alias": body.alias, "actor": actor(request)}
+        return json_response(act("alias-reject", change))
+
+    @router.get("/v1/registry/audit", response_model=None)
+    def audit(
+        name: str | None = None,
+        artifact_id: str | None = None,
+        limit: int = Query(100, ge=1),
+    ) -> Response:
+        """Every name, alias and tag change, newest first (a page is capped at 10000)."""
+        query: dict[str, Any] = {"limit": min(limit, MAX_AUDIT_PAGE)}
+        query.update({k: v for k, v in (("name", name), ("artifact_id", artifact_id)) if v})
+        return json_response(act("registry-audit", query))
+
+    # --- tags --------------------------------------------------------------------------
+    @router.put("/v1/artifacts/{artifact_id}/v/{version}/tags", response_model=None)
+    def set_tag(artifact_id: str, version: int, body: TagBody, request: Request) -> Response:
+        tag = {"artifact_id": artifact_id, "version": version, "key": body.key}
+        return json_response(act("tag-set", tag | {"value": body.value, "actor": actor(request)}))
+
+    @router.get("/v1/artifacts/{artifact_id}/v/{version}/tags", response_model=None)
+    def get_tags(artifact_id: str, version: int) -> Response:
+        return json_response(act("tag-list", {"artifact_id": artifact_id, "version": version}))
+
+    @router.delete("/v1/artifacts/{artifact_id}/v/{version}/tags/{key}", response_model=None)
+    def delete_tag(artifact_id: str, version: int, key: str, request: Request) -> Response:
+        tag = {"artifact_id": artifact_id, "version": version, "key": key}
+        return json_response(act("tag-delete", tag | {"actor": actor(request)}))
+
+    return router
