@@ -29,11 +29,21 @@ inputs (at their current versions) and the same transform are the same
 artifact, whatever bytes come the second time. An identical one answers the
 existing artifact after the stream has been drained.
 
-**Lineage.** Both record the metadata's ``inputs`` (a list of URIs) in the
-store, so ``lineage`` and ``dependents`` see them. Notebook kernels send their
-cell's upstream artifact URIs there. For a stated provenance every input must
-resolve (it is part of the provenance); for a content-addressed upload the
-inputs are lineage only: an artifact URI is recorded as it is named (even if
+**Keyed** (:func:`keyed_provenance`): strata-client's ``put_by_provenance``
+stores an opaque value under a provenance key the client computed and the
+server cannot — ``metadata = {provenance_hash, content_type, variable_name?}``
+(``PUT /v1/artifacts/by-provenance/{hash}`` sends the value as a one-row
+table, :data:`BLOB_COLUMN`). First writer wins: a ready artifact whose
+provenance is that hash (a server-computed one, e.g. from ``explain``) or a
+value stored under it before answers instead, and the new stream is drained.
+The key is stored as ``blob:<hash>``, never as the bare hash, so a client
+cannot plant a value where a materialize would find it as its result.
+
+**Lineage.** Every upload records the metadata's ``inputs`` (a list of URIs)
+in the store, so ``lineage`` and ``dependents`` see them. Notebook kernels send
+their cell's upstream artifact URIs there. For a stated provenance every input
+must resolve (it is part of the provenance); for a content-addressed or keyed
+upload the inputs are lineage only: an artifact URI is recorded as it is named (even if
 that version has since been evicted), a name or table that no longer resolves
 is recorded with version ``"unresolved"``.
 """
@@ -42,8 +52,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -55,6 +66,13 @@ from quiver.errors import InvalidArgument, QuiverError
 
 UPLOAD_HASH_PREFIX = b"quiver-upload-v2\0"
 UNRESOLVED = "unresolved"
+KEYED_PREFIX = "blob:"
+"""The store provenance of a value put under a client's key is this prefix + the key."""
+BLOB_COLUMN = "blob"
+"""The one column (``large_binary``, one row) of a value put by provenance over REST."""
+BLOB_MARKER = b"quiver.blob"
+"""Schema metadata key set to ``b"1"`` on such a table; ``content_type`` is beside it."""
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +81,75 @@ class StatedProvenance:
     executor: str | None
     params: Any
     inputs: list[InputVersion]
+    incumbents: tuple[str, ...] = ()
+    """Other provenances whose ready artifact, if any, answers instead (checked first)."""
+
+
+def check_provenance_hash(value: object) -> str:
+    """``value`` if it is a provenance key (a sha256: 64 lowercase hex characters), else an
+    :class:`InvalidArgument` that says exactly what is wrong with it."""
+    if not isinstance(value, str):
+        raise InvalidArgument(
+            f"provenance_hash must be a string of 64 lowercase hex characters, "
+            f"not {type(value).__name__}"
+        )
+    if _HEX64.fullmatch(value):
+        return value
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    if len(value) != 64:
+        why = f"it has {len(value)}"
+    else:
+        bad = next(c for c in value if c not in "0123456789abcdef")
+        why = (
+            "it has uppercase hex digits"
+            if bad in "ABCDEF"
+            else f"it has {bad!r}, which is not a hex digit"
+        )
+    raise InvalidArgument(
+        f"invalid provenance_hash {shown!r}: a provenance hash is a sha256 digest, "
+        f"64 lowercase hex characters (0-9, a-f); {why}",
+        detail={"provenance_hash": shown, "expected": "64 lowercase hex characters"},
+    )
+
+
+def keyed_provenance(metadata: dict[str, Any]) -> StatedProvenance | None:
+    """The key of a put by provenance (``metadata.provenance_hash``), or ``None``."""
+    if "provenance_hash" not in metadata:
+        return None
+    key = check_provenance_hash(metadata["provenance_hash"])
+    if metadata.get("transform") is not None:
+        raise InvalidArgument(
+            'upload metadata states both "provenance_hash" and "transform": give one '
+            "(a key the client computed, or the inputs and transform the server hashes)"
+        )
+    content_type = metadata.get("content_type")
+    if not isinstance(content_type, str) or not content_type.strip():
+        raise InvalidArgument(
+            'an upload keyed by "provenance_hash" needs "content_type" (a non-empty string): '
+            "it is how readers decode the value, and nothing else records it"
+        )
+    variable = metadata.get("variable_name")
+    if variable is not None and not isinstance(variable, str):
+        raise InvalidArgument('upload metadata "variable_name" must be a string')
+    return StatedProvenance(KEYED_PREFIX + key, None, None, [], incumbents=(key,))
+
+
+def find_by_provenance(core: Core, key: str) -> ArtifactInfo | None:
+    """The ready artifact a provenance key names: the one whose provenance is the key
+    (computed by the server), else the value put under it; ``None`` on a miss."""
+    for provenance in (key, KEYED_PREFIX + key):
+        found = core.store.find_ready(provenance)
+        if found is not None and core.store.verify(found):
+            return found
+    return None
 
 
 def stated_provenance(core: Core, metadata: dict[str, Any]) -> StatedProvenance | None:
-    """The provenance an upload's metadata states, or ``None`` when it states none."""
+    """The provenance an upload's metadata states, or ``None`` when it states none
+    (then it is content-addressed). A ``provenance_hash`` is a key (:func:`keyed_provenance`)."""
+    keyed = keyed_provenance(metadata)
+    if keyed is not None:
+        return replace(keyed, inputs=lineage_inputs(core, metadata))
     transform = metadata.get("transform")
     if transform is None:
         return None
@@ -186,11 +269,12 @@ def store_stated(
 ) -> tuple[ArtifactInfo, bool]:
     """Store the stream under its stated provenance; ``(info, deduplicated)``."""
     store = core.store
-    existing = store.find_ready(stated.provenance)
-    if existing is not None and store.verify(existing):
-        for _ in batches:  # the client sends the data anyway: drain it
-            pass
-        return existing, True
+    for provenance in (*stated.incumbents, stated.provenance):
+        existing = store.find_ready(provenance)
+        if existing is not None and store.verify(existing):
+            for _ in batches:  # the client sends the data anyway: drain it
+                pass
+            return existing, True
     build = store.begin_build(
         provenance=None,
         executor=stated.executor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -348,3 +349,112 @@ def test_gc_refuses_bad_arguments_cleanly(client, body: object, message: str) ->
     text = str(info.value)
     assert message in text and "Traceback" not in text and 'File "' not in text
     assert json.loads(info.value.extra_info)["code"] == "invalid_argument"
+
+
+# --- keyed uploads, by-provenance, cache-clear, dependencies, runtime ---------------------
+def put(client: fl.FlightClient, table: pa.Table, metadata: dict) -> dict:
+    writer, answers = client.do_put(cmd({"metadata": metadata}), table.schema)
+    with writer:
+        writer.write_table(table)
+        writer.done_writing()
+        answer = json.loads(answers.read().to_pybytes())
+    return answer
+
+
+KEY = "ab" * 32
+
+
+def test_keyed_doput_and_by_provenance(client) -> None:
+    with pytest.raises(fl.FlightServerError) as info:
+        act(client, "by-provenance", {"provenance_hash": KEY})
+    assert json.loads(info.value.extra_info) == {
+        "code": "not_found", "detail": {"provenance_hash": KEY, "miss": True}}  # fmt: skip
+    meta = {"provenance_hash": KEY, "content_type": "application/x-mine", "variable_name": "t"}
+    first = put(client, pa.table({"x": [1, 2, 3]}), meta)
+    assert first["deduplicated"] is False and first["provenance_hash"] == f"blob:{KEY}"
+    again = put(client, pa.table({"y": ["other"]}), {**meta, "content_type": "text/plain"})
+    assert again["deduplicated"] is True and again["artifact_uri"] == first["artifact_uri"]
+    found = act(client, "by-provenance", {"provenance_hash": KEY})
+    assert found["artifact_uri"] == first["artifact_uri"] and found["provenance_hash"] == KEY
+    assert found["content_type"] == "application/x-mine" and found["variable_name"] == "t"
+    assert found["blob"] is False  # any table may be keyed; only REST's one-row blob is a blob
+    got = client.do_get(fl.Ticket(found["ticket"].encode())).read_all()
+    assert got.to_pydict() == {"x": [1, 2, 3]}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"provenance_hash": "ab", "content_type": "a/b"}, "64 lowercase hex characters"),
+        ({"provenance_hash": KEY.upper(), "content_type": "a/b"}, "uppercase"),
+        ({"provenance_hash": 7, "content_type": "a/b"}, "not int"),
+        ({"provenance_hash": KEY}, 'needs "content_type"'),
+        ({"provenance_hash": KEY, "content_type": " "}, 'needs "content_type"'),
+        ({"provenance_hash": KEY, "content_type": "a/b", "transform": {"executor": "x@v1"}},
+         'both "provenance_hash" and "transform"'),
+        ({"provenance_hash": KEY, "content_type": "a/b", "variable_name": 1}, "variable_name"),
+    ],
+)  # fmt: skip
+def test_keyed_doput_refuses_bad_metadata(server, client, metadata: dict, message: str) -> None:
+    with pytest.raises(fl.FlightServerError) as info:
+        put(client, pa.table({"x": [1]}), metadata)
+    assert message in str(info.value)
+    assert json.loads(info.value.extra_info)["code"] == "invalid_argument"
+    assert server.core.store.stats()["artifacts"] == 0
+
+
+def test_by_provenance_refuses_a_bad_hash(client) -> None:
+    for body, message in [
+        ({"provenance_hash": "xyz"}, "it has 3"),
+        ({"provenance_hash": "g" * 64}, "'g', which is not a hex digit"),
+        ({}, "provenance_hash: Field required"),
+        ({"provenance_hash": KEY, "more": 1}, "more: Extra inputs are not permitted"),
+    ]:
+        with pytest.raises(fl.FlightServerError, match="invalid") as info:
+            act(client, "by-provenance", body)
+        assert message in str(info.value), body
+        assert json.loads(info.value.extra_info)["code"] == "invalid_argument"
+
+
+def test_cache_clear_action_keeps_artifacts(server, client, demo_table) -> None:
+    uri = ready(client, demo_table.uri, "id")
+    answer = act(client, "cache-clear")
+    assert answer["status"] == "cleared" and answer["artifacts_deleted"] == 0
+    assert answer["cleared"]["warehouses"]["catalogs"] == 1
+    assert answer["cleared"]["executors"]["scan@v1"]["plans"] == 1
+    assert set(answer["cleared"]["executors"]) == {"scan@v1"}  # the others cache nothing
+    hit = act(client, "materialize", {**scan(demo_table.uri, columns=["id"]), "mode": "artifact"})
+    assert hit["hit"] is True and hit["artifact_uri"] == uri
+    assert client.do_get(fl.Ticket(uri.encode())).read_all().num_rows == DEMO_ROWS
+    with pytest.raises(fl.FlightServerError, match="Extra inputs are not permitted"):
+        act(client, "cache-clear", {"everything": True})
+
+
+def test_cache_clear_during_a_running_scan(make_server, demo_table) -> None:
+    server = make_server(batch_size=500)
+    client = fl.connect(server.location)
+    res = act(client, "materialize", scan(demo_table.uri))
+    reader = client.do_get(fl.Ticket(res["ticket"].encode()))
+    first = reader.read_chunk().data  # the scan is running: its DuckDB connection is open
+    act(client, "cache-clear")
+    rest = reader.read_all()
+    assert first.num_rows + rest.num_rows == DEMO_ROWS
+    assert act(client, "status", {"artifact_uri": res["artifact_uri"]})["state"] == "ready"
+
+
+def test_dependencies_and_runtime_actions(server, client, demo_table) -> None:
+    ready(client, demo_table.uri, "id")
+    deps = act(client, "dependencies")
+    assert deps["status"] == "ok"
+    assert deps["checks"]["store"]["writable"] is True
+    assert deps["checks"]["warehouses"]["items"] == [
+        {"warehouse": demo_table.warehouse, "status": "ok", "tables": 1}]  # fmt: skip
+    assert deps["checks"]["disk"]["disk_free_bytes"] > 0
+    runtime = act(client, "runtime")
+    assert runtime["pid"] == os.getpid()
+    assert {"arrow_memory", "gc", "gc_pauses", "resource_limits", "thread_pools",
+            "disk_cache"} <= set(runtime)  # fmt: skip
+    assert runtime["thread_pools"]["builds"]["max_workers"] == server.core.settings.build_threads
+    assert runtime["disk_cache"]["store_bytes"] == server.core.store.stats()["ready_bytes"]
+    names = [a.type for a in client.list_actions()]
+    assert {"by-provenance", "cache-clear", "dependencies", "runtime"} <= set(names)
