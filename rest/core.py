@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flight.client import LocalActions, QuiverClient
+from flight.uploads import BLOB_COLUMN, BLOB_MARKER, check_provenance_hash
 from quiver.errors import BuildFailed, InvalidArgument, NotFound, QuiverError, Unavailable
 from quiver.materialize import MaterializeRequest, Transform
 from rest import errors
@@ -27,6 +28,9 @@ from rest.streaming import StreamingResponse, check_format, stream_response
 
 ARTIFACT_URI_HEADER = "X-Strata-Artifact-Uri"
 ROW_COUNT_HEADER = "X-Arrow-Row-Count"
+PROVENANCE_MISS_HEADER = "X-Strata-Provenance-Miss"
+"""Set on the 404 of ``GET /v1/artifacts/by-provenance/{hash}`` when nothing has that
+provenance: strata-client reads only such a 404 as "no" (any other 404 raises)."""
 MAX_PAGE = 10_000
 """Most artifacts one ``GET /v1/artifacts`` lists; a bigger ``limit`` is capped to it."""
 MAX_LINEAGE_DEPTH = 100
@@ -122,6 +126,61 @@ class JsonUpload(UploadMetadata):
     """A JSON upload: the metadata fields plus ``data`` (columns, or any JSON document)."""
 
     data: Any
+
+
+class BlobMetadata(BaseModel):
+    """The ``metadata`` part of ``PUT /v1/artifacts/by-provenance/{hash}``."""
+
+    content_type: str = Field(min_length=1, max_length=1000, pattern=r"\S")
+    variable_name: str | None = Field(default=None, max_length=1000)
+
+
+def blob_table(blob: bytes, content_type: str) -> pa.Table:
+    """An opaque value as the one-row table the store keeps: column ``blob`` (large_binary,
+    the bytes as given, not copied) and ``content_type`` in the schema metadata."""
+    offsets = pa.array([0, len(blob)], pa.int64()).buffers()[1]
+    column = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), 1, [None, offsets, pa.py_buffer(blob)]
+    )
+    schema = pa.schema(
+        [pa.field(BLOB_COLUMN, pa.large_binary(), nullable=False)],
+        metadata={BLOB_MARKER: b"1", b"content_type": content_type.encode()},
+    )
+    return pa.Table.from_arrays([column], schema=schema)
+
+
+def provenance_found_json(found: dict[str, Any]) -> dict[str, Any]:
+    """``GET /v1/artifacts/by-provenance/{hash}`` from the Flight ``by-provenance`` answer."""
+    body = {k: found[k] for k in _PROVENANCE_KEYS}
+    body["data_url"] = data_url(found["artifact_id"], found["version"])
+    return body
+
+
+_PROVENANCE_KEYS = (
+    *("artifact_id", "version", "artifact_uri", "provenance_hash", "content_type"),
+    *("variable_name", "state", "byte_size", "row_count", "blob", "blob_bytes", "kind"),
+    *("schema", "created_at", "finished_at"),
+)
+
+
+def _missing_parts(form: Any, parts: tuple[str, ...] = ("metadata", "data")) -> None:
+    """422 (FastAPI's shape) naming each missing part; ``data`` must be a file part."""
+    missing = [
+        part
+        for part in parts
+        if form.get(part) is None or (part == "data" and isinstance(form.get(part), str))
+    ]
+    if missing:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body", part), "msg": "Field required", "input": None}
+             for part in missing]
+        )  # fmt: skip
+
+
+async def _text_part(part: Any) -> str:
+    if isinstance(part, str):
+        return part
+    return (await part.read()).decode("utf-8", "replace")
 
 
 def data_url(artifact_id: str, version: int) -> str:
@@ -371,17 +430,11 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         if ctype.startswith("multipart/form-data"):
             form = await request.form(max_files=4, max_fields=16)
             try:
-                raw_meta, data = form.get("metadata"), form.get("data")
-                if raw_meta is None or data is None or isinstance(data, str):
-                    raise RequestValidationError(
-                        [{"type": "missing", "loc": ("body", part), "msg": "Field required",
-                          "input": None} for part in ("metadata", "data")
-                         if form.get(part) is None or (part == "data" and isinstance(data, str))]
-                    )  # fmt: skip
-                if not isinstance(raw_meta, str):
-                    raw_meta = (await raw_meta.read()).decode("utf-8", "replace")
+                _missing_parts(form)
+                data = form["data"]
+                assert not isinstance(data, str)
                 try:
-                    meta = UploadMetadata.model_validate_json(raw_meta)
+                    meta = UploadMetadata.model_validate_json(await _text_part(form["metadata"]))
                 except ValidationError as exc:
                     raise _validation_error(exc, "metadata") from None
                 return await run_in_threadpool(_put_ipc, data.file, meta)
@@ -425,6 +478,79 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
                 "name_uri": answer["name_uri"],
             }
         )
+
+    # --- by provenance ---------------------------------------------------------------
+    @router.get("/v1/artifacts/by-provenance/{provenance_hash}", response_model=None)
+    def find_by_provenance(provenance_hash: str) -> Response:
+        """The ready artifact with this provenance (strata-client's ``find_by_provenance``);
+        a miss is a 404 with ``X-Strata-Provenance-Miss``."""
+        check_provenance_hash(provenance_hash)
+        try:
+            found = act("by-provenance", {"provenance_hash": provenance_hash})
+        except NotFound as exc:
+            if not (isinstance(exc.detail, dict) and exc.detail.get("miss")):
+                raise
+            response = json_response({"detail": exc.message}, 404)
+            response.headers[PROVENANCE_MISS_HEADER] = "true"
+            return response
+        return json_response(provenance_found_json(found))
+
+    @router.put("/v1/artifacts/by-provenance/{provenance_hash}", response_model=None)
+    async def put_by_provenance(provenance_hash: str, request: Request) -> Response:
+        """Store an opaque value under a provenance key the client computed
+        (strata-client's ``put_by_provenance``); the first writer wins."""
+        check_provenance_hash(provenance_hash)
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise InvalidArgument(
+                "PUT /v1/artifacts/by-provenance/{hash} takes multipart/form-data: a metadata "
+                "part (JSON {content_type, variable_name?}) and a data part (the bytes)"
+            )
+        form = await request.form(max_files=4, max_fields=16)
+        try:
+            _missing_parts(form)
+            data = form["data"]
+            assert not isinstance(data, str)
+            try:
+                meta = BlobMetadata.model_validate_json(await _text_part(form["metadata"]))
+            except ValidationError as exc:
+                raise _validation_error(exc, "metadata") from None
+            return await run_in_threadpool(_put_blob, provenance_hash, meta, data.file)
+        finally:
+            await form.close()
+
+    def _put_blob(key: str, meta: BlobMetadata, file: Any) -> Response:
+        blob = file.read()
+        metadata: dict[str, Any] = {
+            "provenance_hash": key,
+            "content_type": meta.content_type,
+            "blob_bytes": len(blob),
+        }
+        if meta.variable_name:
+            metadata["variable_name"] = meta.variable_name
+        try:
+            answer = link.client.put(blob_table(blob, meta.content_type), metadata=metadata)
+        except Unavailable as exc:
+            raise link._unreachable(exc) from None
+        stored = answer.get("metadata") or {}
+        keyed = stored.get("provenance_hash") == key  # else a server-computed incumbent
+        return json_response(
+            {
+                "artifact_uri": answer["artifact_uri"],
+                "artifact_id": answer["artifact_id"],
+                "version": answer["version"],
+                "hit": answer["deduplicated"],
+                "byte_size": answer["byte_size"],
+                "blob_bytes": stored.get("blob_bytes") if keyed else None,
+                "provenance_hash": key,
+            }
+        )
+
+    # --- caches ------------------------------------------------------------------------
+    @router.post("/v1/cache/clear", response_model=None)
+    def clear_cache() -> Response:
+        """Drop the server's in-memory caches (strata-client's ``clear_cache``). Artifacts
+        are versioned results, not a disk cache: none is deleted (gc does that)."""
+        return json_response(act("cache-clear"))
 
     @router.post("/v1/artifacts/explain-materialize", response_model=None)
     def explain(body: ExplainBody) -> Response:

@@ -190,6 +190,9 @@ class Metrics:
             registry=self.registry,
         )
         self.started = time.time()
+        self.open: dict[str, int] = {"http_requests": 0, "http_streams": 0, "websockets": 0}
+        """In flight now: requests being handled, responses whose body is still being sent
+        (started, not finished) and WebSocket connections. Changed on the event loop only."""
         self._children: dict[tuple[Any, ...], Any] = {}
         self.totals: dict[str, float] = {
             "requests": 0,
@@ -222,6 +225,7 @@ class Metrics:
             "client_errors": int(self.totals["client_errors"]),
             "bytes_sent": int(self.totals["bytes_sent"]),
             "materialize": {"hits": int(self.totals["hits"]), "misses": int(self.totals["misses"])},
+            "connections": dict(self.open),
         }
 
 
@@ -233,26 +237,44 @@ class MetricsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            self.metrics.open["websockets"] += 1
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.metrics.open["websockets"] -= 1
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
         status = 500
         sent = 0
+        streaming = False
+        opened = self.metrics.open
 
         async def measuring_send(message: Message) -> None:
-            nonlocal status, sent
+            nonlocal status, sent, streaming
             if message["type"] == "http.response.start":
                 status = message["status"]
                 route = getattr(scope.get("route"), "path", "unmatched")
                 self.metrics.child(self.metrics.latency, route).observe(time.perf_counter() - start)
+                streaming = True
+                opened["http_streams"] += 1
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
+                if streaming and not message.get("more_body", False):
+                    streaming = False
+                    opened["http_streams"] -= 1
             await send(message)
 
+        opened["http_requests"] += 1
         try:
             await self.app(scope, receive, measuring_send)
         finally:
+            opened["http_requests"] -= 1
+            if streaming:
+                opened["http_streams"] -= 1
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.child(self.metrics.requests, scope["method"], route, status).inc()
             self.metrics.child(self.metrics.bytes_sent, route).inc(sent)

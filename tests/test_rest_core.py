@@ -3,16 +3,20 @@ server: every route, every error status, streaming formats, disconnects, auth an
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import httpx
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.flight as fl
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
@@ -646,3 +650,277 @@ def test_disconnect_mid_stream_cancels_the_flight_read(make_rest, demo_table) ->
         # the connection is closed mid-body: REST cancels its DoGet, the server lets go
         assert wait_until(lambda: store.readers(art["artifact_id"], art["version"]) == 0)
     assert rest.http.get("/health").status_code == 200
+
+
+# --- by provenance (strata-client's find_by_provenance / put_by_provenance) ---------------
+MISS_HEADER = "x-strata-provenance-miss"
+
+
+def blob_files(blob: bytes, meta: object) -> dict:
+    raw = meta if isinstance(meta, str) else json.dumps(meta)
+    return {
+        "metadata": ("metadata.json", raw, "application/json"),
+        "data": ("data.bin", blob, "application/octet-stream"),
+    }
+
+
+def key_of(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_put_and_find_by_provenance_first_writer_wins(rest) -> None:
+    http = rest.http
+    key = key_of("cell df of notebook n1")
+    miss = http.get(f"/v1/artifacts/by-provenance/{key}")
+    assert miss.status_code == 404 and miss.headers[MISS_HEADER]
+    assert key in miss.json()["detail"]
+    blob = bytes(range(256)) * 41 + b"\x00"  # not UTF-8, NULs, odd length
+    meta = {"content_type": "application/x-python-pickle", "variable_name": "df"}
+    first = http.put(f"/v1/artifacts/by-provenance/{key}", files=blob_files(blob, meta))
+    assert first.status_code == 200, first.text
+    put = first.json()
+    assert put["hit"] is False and put["byte_size"] > len(blob) and put["blob_bytes"] == len(blob)
+    found = http.get(f"/v1/artifacts/by-provenance/{key}")
+    assert found.status_code == 200 and MISS_HEADER not in found.headers
+    info = found.json()
+    assert info["artifact_uri"] == put["artifact_uri"] and info["provenance_hash"] == key
+    assert info["content_type"] == meta["content_type"] and info["variable_name"] == "df"
+    assert info["state"] == "ready" and info["blob"] is True and info["blob_bytes"] == len(blob)
+    assert info["byte_size"] == put["byte_size"] and info["row_count"] == 1
+    # the data routes serve the one-row table; its value is the bytes, exactly
+    table = read_ipc(http.get(info["data_url"]).content)
+    assert table.column_names == ["blob"] and table.schema.field("blob").type == pa.large_binary()
+    assert table.schema.metadata[b"content_type"] == meta["content_type"].encode()
+    assert table.column("blob")[0].as_py() == blob
+    # the store's provenance is namespaced: a client key never names a materialize result
+    status = http.get(f"/v1/artifacts/{info['artifact_id']}/v/{info['version']}").json()
+    assert status["provenance_hash"] == f"blob:{key}"
+    # first writer wins: other bytes under the same key answer the incumbent
+    second = http.put(f"/v1/artifacts/by-provenance/{key}",
+                      files=blob_files(b"other", {"content_type": "text/plain"}))  # fmt: skip
+    assert second.status_code == 200, second.text
+    assert second.json()["hit"] is True and second.json()["artifact_uri"] == put["artifact_uri"]
+    assert second.json()["blob_bytes"] == len(blob)
+    assert read_ipc(http.get(info["data_url"]).content).column("blob")[0].as_py() == blob
+    if rest.flight is not None:  # and Flight's DoGet, by the ticket the answer carries
+        with fl.connect(rest.flight.location) as client:
+            got = client.do_get(fl.Ticket(info["artifact_uri"].encode())).read_all()
+        assert got.column("blob")[0].as_py() == blob
+    # an empty value is a value too
+    empty_key = key_of("empty")
+    empty = http.put(
+        f"/v1/artifacts/by-provenance/{empty_key}",
+        files=blob_files(b"", {"content_type": "application/octet-stream"}),
+    )
+    assert empty.status_code == 200 and empty.json()["blob_bytes"] == 0, empty.text
+    url = http.get(f"/v1/artifacts/by-provenance/{empty_key}").json()["data_url"]
+    assert read_ipc(http.get(url).content).column("blob")[0].as_py() == b""
+
+
+def test_by_provenance_finds_a_materialized_result_and_a_key_cannot_shadow_it(
+    rest, demo_table
+) -> None:
+    http = rest.http
+    art = ready_artifact(http, demo_table.uri, columns=["id"])
+    explained = http.post(
+        "/v1/artifacts/explain-materialize", json=scan(demo_table.uri, columns=["id"])
+    )
+    key = explained.json()["provenance_hash"]
+    info = http.get(f"/v1/artifacts/by-provenance/{key}").json()
+    assert info["artifact_uri"] == art["artifact_uri"] and info["blob"] is False
+    assert info["content_type"] == "application/vnd.apache.arrow.stream"
+    assert info["row_count"] == DEMO_ROWS and info["variable_name"] is None
+    # a put under that key is a hit on the materialized artifact, never its replacement
+    put = http.put(
+        f"/v1/artifacts/by-provenance/{key}",
+        files=blob_files(b"poison", {"content_type": "text/plain"}),
+    ).json()
+    assert put["hit"] is True and put["artifact_uri"] == art["artifact_uri"]
+    assert put["blob_bytes"] is None
+    again = http.post("/v1/materialize", json={**scan(demo_table.uri, columns=["id"]),
+                                               "mode": "artifact"}).json()  # fmt: skip
+    assert again["hit"] is True and again["artifact_uri"] == art["artifact_uri"]
+    assert http.get("/v1/artifacts/stats").json()["artifacts"] == 1
+
+
+def test_by_provenance_errors(make_rest) -> None:
+    rest = make_rest(rest_max_body_bytes=4096)
+    http = rest.http
+    good = key_of("k")
+    meta = {"content_type": "text/plain"}
+    for bad, why in [
+        ("abc", "it has 3"),
+        (good.upper(), "uppercase"),
+        (good[:-1] + "g", "'g', which is not a hex digit"),
+        (good + "0", "it has 65"),
+    ]:
+        for response in (
+            http.get(f"/v1/artifacts/by-provenance/{bad}"),
+            http.put(f"/v1/artifacts/by-provenance/{bad}", files=blob_files(b"x", meta)),
+        ):
+            body = expect(response, 400, "64 lowercase hex characters")
+            assert why in body["detail"] and MISS_HEADER not in response.headers
+    url = f"/v1/artifacts/by-provenance/{good}"
+    for bad_meta, loc in [
+        ({}, ["body", "metadata", "content_type"]),
+        ({"variable_name": "df"}, ["body", "metadata", "content_type"]),
+        ({"content_type": ""}, ["body", "metadata", "content_type"]),
+        ({"content_type": "  "}, ["body", "metadata", "content_type"]),
+        ({"content_type": "a/b", "variable_name": 5}, ["body", "metadata", "variable_name"]),
+        ("{not json", ["body", "metadata"]),
+    ]:
+        body = expect(http.put(url, files=blob_files(b"x", bad_meta)), 422)
+        assert body["detail"][0]["loc"][: len(loc)] == loc, body
+    no_data = expect(http.put(url, files={"metadata": ("m", json.dumps(meta), "a/json")}), 422)
+    assert no_data["detail"][0]["loc"] == ["body", "data"]
+    as_field = expect(http.put(url, data={"data": "x"}, files={"metadata": ("m", "{}", "a/b")}),
+                      422)  # fmt: skip
+    assert ["body", "data"] in [e["loc"] for e in as_field["detail"]]
+    expect(http.put(url, json={"content_type": "text/plain", "data": "x"}), 400,
+           "multipart/form-data")  # fmt: skip
+    expect(http.put(url, content=b"x", headers={"content-type": "application/octet-stream"}), 400)
+    expect(http.put(url, files=blob_files(b"x" * 5000, meta)), 413, "limit of 4096 bytes")
+    # nothing of the refused requests was stored
+    miss = http.get(url)
+    assert miss.status_code == 404 and miss.headers[MISS_HEADER]
+    assert http.get("/v1/artifacts/stats").json()["artifacts"] == 0
+
+
+def test_concurrent_puts_by_provenance_end_as_one_artifact(rest) -> None:
+    key = key_of("raced")
+    n = 8
+    start = threading.Barrier(n)
+
+    def put(i: int) -> dict:
+        with httpx.Client(base_url=rest.url, timeout=60) as http:
+            files = blob_files(f"value {i}".encode() * 1000, {"content_type": "text/plain"})
+            start.wait()
+            response = http.put(f"/v1/artifacts/by-provenance/{key}", files=files)
+            assert response.status_code == 200, response.text
+            return {**response.json(), "i": i}
+
+    with ThreadPoolExecutor(n) as pool:
+        answers = list(pool.map(put, range(n)))
+    assert len({a["artifact_uri"] for a in answers}) == 1
+    winners = [a for a in answers if not a["hit"]]
+    assert len(winners) == 1
+    listed = rest.http.get("/v1/artifacts", params={"limit": 100}).json()["artifacts"]
+    assert [a["provenance_hash"] for a in listed] == [f"blob:{key}"]
+    stats = rest.http.get("/v1/artifacts/stats").json()
+    assert stats["artifacts"] == 1 and set(stats["by_state"]) == {"ready"}
+    info = rest.http.get(f"/v1/artifacts/by-provenance/{key}").json()
+    value = read_ipc(rest.http.get(info["data_url"]).content).column("blob")[0].as_py()
+    assert value == f"value {winners[0]['i']}".encode() * 1000
+
+
+# --- cache clear ---------------------------------------------------------------------------
+def test_cache_clear_drops_caches_and_keeps_artifacts(rest, demo_table) -> None:
+    http = rest.http
+    art = ready_artifact(http, demo_table.uri, columns=["id", "value"], filters=[
+        {"column": "value", "op": ">", "value": 10}])  # fmt: skip
+    cleared = http.post("/v1/cache/clear")
+    assert cleared.status_code == 200, cleared.text
+    body = cleared.json()
+    assert body["status"] == "cleared" and body["artifacts_deleted"] == 0
+    assert body["cleared"]["warehouses"]["catalogs"] == 1
+    assert body["cleared"]["warehouses"]["tables"] == 1
+    assert body["cleared"]["executors"]["scan@v1"]["plans"] == 1
+    assert body["cleared"]["store"]["schemas"] >= 1
+    assert body["arrow_bytes_after"] <= body["arrow_bytes_before"]
+    again = http.post("/v1/cache/clear").json()["cleared"]
+    assert again["warehouses"]["catalogs"] == 0 and again["executors"]["scan@v1"]["plans"] == 0
+    assert again["executors"]["scan@v1"]["duckdb_databases"] == 0
+    # the artifact is still there, and the same request is still a hit on it
+    assert exists(http, art["artifact_uri"])
+    hit = http.post(
+        "/v1/materialize",
+        json={
+            **scan(
+                demo_table.uri,
+                columns=["id", "value"],
+                filters=[{"column": "value", "op": ">", "value": 10}],
+            ),
+            "mode": "artifact",
+        },
+    )
+    assert hit.json()["hit"] is True and hit.json()["artifact_uri"] == art["artifact_uri"]
+    # and a new scan builds after the clear (catalogs, plans and DuckDB come back)
+    other = ready_artifact(http, demo_table.uri, columns=["category"])
+    assert read_ipc(http.get(f"/v1/artifacts/{other['artifact_id']}/v/1/data").content
+                    ).num_rows == DEMO_ROWS  # fmt: skip
+
+
+# --- health and metrics (§12.6) --------------------------------------------------------------
+def test_health_dependencies(rest, tmp_path) -> None:
+    from catalog.demo import write_demo_warehouse
+
+    http = rest.http
+    empty = http.get("/health/dependencies")
+    assert empty.status_code == 200, empty.text
+    body = empty.json()
+    assert body["status"] == "healthy"
+    assert set(body["checks"]) == {"flight", "store", "warehouses", "disk"}
+    assert body["checks"]["flight"]["location"] == rest.flight.location
+    store = body["checks"]["store"]
+    assert store["status"] == "ok" and store["readable"] and store["writable"]
+    assert body["checks"]["warehouses"] == {"status": "ok", "items": []}
+    disk = body["checks"]["disk"]
+    assert disk["status"] == "ok" and disk["disk_free_bytes"] > 0 and disk["store_bytes"] == 0
+    table = write_demo_warehouse(tmp_path / "wh", rows=100, files=1)
+    ready_artifact(http, table.uri)
+    items = http.get("/health/dependencies").json()["checks"]["warehouses"]["items"]
+    assert items == [{"warehouse": str(tmp_path / "wh"), "status": "ok", "tables": 1}]
+    (tmp_path / "wh").rename(tmp_path / "moved")  # the warehouse goes away
+    gone = http.get("/health/dependencies")
+    assert gone.status_code == 503 and gone.json()["status"] == "unhealthy"
+    item = gone.json()["checks"]["warehouses"]["items"][0]
+    assert item["status"] == "error" and "no such directory" in item["detail"]
+    (tmp_path / "moved").rename(tmp_path / "wh")
+    assert http.get("/health/dependencies").status_code == 200
+    # the store cannot be written (its temp directory replaced by a file)
+    tmp_dir = rest.flight.core.store.tmp_dir
+    tmp_dir.rename(tmp_dir.with_name("tmp-aside"))
+    tmp_dir.write_bytes(b"")
+    try:
+        broken = http.get("/health/dependencies")
+        assert broken.status_code == 503
+        check = broken.json()["checks"]["store"]
+        assert check["status"] == "error" and check["writable"] is False
+        assert "cannot write in the store" in check["detail"]
+    finally:
+        tmp_dir.unlink()
+        tmp_dir.with_name("tmp-aside").rename(tmp_dir)
+    assert http.get("/health/dependencies").status_code == 200
+
+
+def test_metrics_runtime_keys(make_rest, demo_table) -> None:
+    rest = make_rest(batch_size=200)  # many small batches: far more than socket buffers hold
+    http = rest.http
+    art = ready_artifact(http, demo_table.uri)
+    body = http.get("/metrics").json()
+    for key in ("uptime_s", "requests", "errors", "client_errors", "bytes_sent", "materialize",
+                "flight"):  # fmt: skip
+        assert key in body, key
+    assert body["arrow_memory"]["backend"] in ("mimalloc", "jemalloc", "system")
+    assert body["arrow_memory"]["bytes_allocated"] >= 0 and body["arrow_memory"]["max_memory"] >= 0
+    assert len(body["gc"]["counts"]) == 3 and len(body["gc"]["generations"]) == 3
+    assert body["gc_pauses"]["count"] >= 0
+    limits = body["resource_limits"]
+    assert limits["nofile"]["used"] > 0 and limits["threads"] > 1 and limits["rss_bytes"] > 0
+    pools = body["thread_pools"]
+    assert pools["builds"] == {"max_workers": rest.settings.build_threads, "busy": 0, "queued": 0}
+    assert pools["rest_workers"]["max_workers"] >= 1
+    assert body["connections"]["http_requests"] == 1  # this one
+    cache = body["disk_cache"]
+    assert cache["store_bytes"] > 0 and cache["max_bytes"] == rest.settings.cache_max_bytes
+    assert cache["disk_free_bytes"] > 0 and cache["disk_total_bytes"] >= cache["disk_free_bytes"]
+    assert "flight_process" not in body  # the Flight server runs in this process
+    for absent in ("prefetch", "qos", "adaptive_concurrency", "build_qos"):
+        assert absent not in body
+    # a body being sent is an open stream until it ends
+    url = f"{rest.url}/v1/artifacts/{art['artifact_id']}/v/{art['version']}/data"
+    with httpx.Client() as fresh, fresh.stream("GET", url) as response:
+        next(response.iter_raw(1024))
+        open_now = http.get("/metrics").json()["connections"]
+        assert open_now["http_requests"] == 2 and open_now["http_streams"] >= 1
+    assert wait_until(lambda: http.get("/metrics").json()["connections"]["http_requests"] == 1)
