@@ -157,3 +157,72 @@ def test_strata_client_flows(strata_python, rest, demo_table, tmp_path) -> None:
     assert out["gc_same"] is True and out["gc_counts"] == [2, 2, True]
     assert out["gc_gone"] == 404 and out["gc_named_left"] == [DEMO_ROWS, 2]
     assert out["gc_bad"] == [422, ["query", "max_idle_days"]]
+
+
+REGISTRY_FLOW = textwrap.dedent(
+    """
+    import json, sys
+    import httpx
+    from strata_client import StrataClient
+
+    url = sys.argv[1]
+    out = {}
+    train = lambda run: {"executor": "train@v1", "params": {"run": run}}
+    with StrataClient(base_url=url) as c:
+        v1 = c.put(inputs=[], transform=train(1), data={"auc": [0.88]})
+        v2 = c.put(inputs=[], transform=train(2), data={"auc": [0.91]})
+        m = "models/fraud"
+        out["set"] = [c.set_alias(m, "champion", v1.artifact_id, v1.version)["status"],
+                      c.set_alias(m, "champion", v1.artifact_id, v1.version)["status"]]
+        out["resolve"] = c.resolve_alias(m, "champion")["artifact_uri"] == v1.uri
+        c.set_alias(m, "challenger", v2.artifact_id, v2.version)
+        out["list"] = [[a["alias"], a["artifact_id"] == v2.artifact_id] for a in c.list_aliases(m)]
+        out["pending"] = c.set_alias(m, "prod", v2.artifact_id, v2.version)["status"]
+        try:
+            c.resolve_alias(m, "prod")
+        except httpx.HTTPStatusError as exc:
+            out["not_yet"] = exc.response.status_code
+        out["queue"] = [[p["name"], p["alias"], p["artifact_uri"] == v2.uri]
+                        for p in c.list_pending_changes()]
+        out["approve"] = c.approve_alias_change(m, "prod")["status"]
+        out["prod"] = c.resolve_alias(m, "prod")["artifact_uri"] == v2.uri
+        c.set_alias(m, "prod", v1.artifact_id, v1.version)
+        out["reject"] = c.reject_alias_change(m, "prod")["status"]
+        out["still"] = c.resolve_alias(m, "prod")["artifact_uri"] == v2.uri
+        c.set_tag(v2.artifact_id, v2.version, "auc", 0.91)
+        c.set_tag(v2.artifact_id, v2.version, "owner", "risk")
+        out["tags"] = c.get_tags(v2.artifact_id, v2.version)
+        c.delete_tag(v2.artifact_id, v2.version, "owner")
+        out["tags_after"] = c.get_tags(v2.artifact_id, v2.version)
+        out["delete_alias"] = c.delete_alias(m, "challenger")["status"]
+        out["audit"] = [e["action"] for e in c.get_registry_audit(name=m)]
+        out["audit_v2"] = [e["action"]
+                           for e in c.get_registry_audit(artifact_id=v2.artifact_id, limit=3)]
+        dry = c.garbage_collect(max_idle_days=0, dry_run=True)
+        out["gc_keeps_aliased"] = dry["collected"] == []
+    print(json.dumps(out))
+    """
+)
+
+
+def test_strata_client_registry_flow(strata_python, make_rest, tmp_path) -> None:
+    rest = make_rest(protected_aliases=["prod"])
+    script = tmp_path / "registry.py"
+    script.write_text(REGISTRY_FLOW)
+    done = subprocess.run(
+        [str(strata_python), str(script), rest.url], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["set"] == ["applied", "unchanged"] and out["resolve"] is True
+    assert out["list"] == [["challenger", True], ["champion", False]]
+    assert out["pending"] == "pending" and out["not_yet"] == 404
+    assert out["queue"] == [["models/fraud", "prod", True]]
+    assert out["approve"] == "applied" and out["prod"] is True
+    assert out["reject"] == "rejected" and out["still"] is True
+    assert out["tags"] == {"auc": "0.91", "owner": "risk"} and out["tags_after"] == {"auc": "0.91"}
+    assert out["delete_alias"] == "deleted"
+    assert out["audit"] == ["alias.delete", "alias.reject", "alias.request", "alias.approve",
+                            "alias.request", "alias.set", "alias.set"]  # fmt: skip
+    assert out["audit_v2"] == ["alias.delete", "tag.delete", "tag.set"]
+    assert out["gc_keeps_aliased"] is True
