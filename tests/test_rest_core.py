@@ -578,7 +578,18 @@ def test_flight_unreachable_is_503(make_rest, tmp_path) -> None:
     ready = rest.http.get("/health/ready")
     assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
     assert rest.http.get("/health").json() == {"status": "ok"}
-    assert rest.http.get("/metrics").json()["flight"]["status"] == "unreachable"
+    metrics = rest.http.get("/metrics").json()
+    assert metrics["flight"]["status"] == "unreachable"
+    assert metrics["disk_cache"] is None and metrics["thread_pools"]["builds"] is None
+    assert metrics["arrow_memory"]["bytes_allocated"] >= 0  # this process answers for itself
+    deps = rest.http.get("/health/dependencies")
+    assert deps.status_code == 503 and deps.json()["status"] == "unhealthy"
+    checks = deps.json()["checks"]
+    assert checks["flight"]["status"] == "error" and "unavailable" in checks["flight"]["detail"]
+    assert {checks[k]["status"] for k in ("store", "warehouses", "disk")} == {"unknown"}
+    expect(rest.http.get(f"/v1/artifacts/by-provenance/{'0' * 64}"), 503)
+    assert MISS_HEADER not in rest.http.get(f"/v1/artifacts/by-provenance/{'0' * 64}").headers
+    expect(rest.http.post("/v1/cache/clear"), 503)
 
 
 # --- edge: request ids, auth, docs, metrics -----------------------------------------------
@@ -597,8 +608,11 @@ def test_bearer_auth_and_forwarded_credentials(make_rest, demo_table) -> None:
     assert http.get("/health").status_code == 200
     assert http.get("/health/ready").status_code == 200  # REST's own credentials reach Flight
     assert http.get("/metrics").status_code == 200
+    assert http.get("/health/dependencies").status_code == 200
     assert http.get("/openapi.json").status_code == 200
     expect(http.get("/v1/names"), 401, "missing bearer token")
+    expect(http.post("/v1/cache/clear"), 401, "missing bearer token")
+    expect(http.get(f"/v1/artifacts/by-provenance/{'0' * 64}"), 401)
     expect(http.get("/v1/names", headers={"Authorization": "Bearer wrong"}), 401, "invalid")
     assert http.get("/v1/names").headers["www-authenticate"] == "Bearer"
     auth = {"Authorization": "Bearer s3cret"}
