@@ -215,6 +215,55 @@ class QuiverClient:
     def delete_name(self, name: str) -> None:
         self.action("name-delete", {"name": name})
 
+    # --- the registry (docs/registry.md) ------------------------------------------
+    def set_alias(
+        self, name: str, alias: str, artifact_uri: str, *, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Point ``name @ alias`` at an artifact (or name) URI; ``status`` is applied,
+        unchanged, or pending (a protected alias: nothing changes until approved)."""
+        body = {"name": name, "alias": alias, "artifact_uri": artifact_uri, "actor": actor}
+        return self.action("alias-set", body)
+
+    def get_alias(self, name: str, alias: str) -> dict[str, Any]:
+        return self.action("alias-get", {"name": name, "alias": alias})
+
+    def list_aliases(self, name: str) -> list[dict[str, Any]]:
+        return self.action("alias-list", {"name": name})["aliases"]
+
+    def delete_alias(self, name: str, alias: str, *, actor: str | None = None) -> dict[str, Any]:
+        return self.action("alias-delete", {"name": name, "alias": alias, "actor": actor})
+
+    def pending_changes(self) -> list[dict[str, Any]]:
+        return self.action("alias-pending")["pending"]
+
+    def approve_alias_change(
+        self, name: str, alias: str, *, actor: str | None = None
+    ) -> dict[str, Any]:
+        return self.action("alias-approve", {"name": name, "alias": alias, "actor": actor})
+
+    def reject_alias_change(
+        self, name: str, alias: str, *, actor: str | None = None
+    ) -> dict[str, Any]:
+        return self.action("alias-reject", {"name": name, "alias": alias, "actor": actor})
+
+    def set_tag(self, artifact_id: str, version: int, key: str, value: str) -> dict[str, Any]:
+        body = {"artifact_id": artifact_id, "version": version, "key": key, "value": value}
+        return self.action("tag-set", body)
+
+    def get_tags(self, artifact_id: str, version: int) -> dict[str, str]:
+        return self.action("tag-list", {"artifact_id": artifact_id, "version": version})["tags"]
+
+    def delete_tag(self, artifact_id: str, version: int, key: str) -> None:
+        self.action("tag-delete", {"artifact_id": artifact_id, "version": version, "key": key})
+
+    def registry_audit(
+        self, *, name: str | None = None, artifact_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Every name, alias and tag change, newest first."""
+        body = {"name": name, "artifact_id": artifact_id, "limit": limit}
+        query = {k: v for k, v in body.items() if v is not None}
+        return self.action("registry-audit", query)["entries"]
+
     def status(self, uri: str) -> dict[str, Any]:
         return self.action("status", {"artifact_uri": uri})
 

@@ -410,6 +410,32 @@ def test_flight_registry_actions_and_clean_errors(make_flight_server: ServerFact
     client.close()
 
 
+def test_the_python_client_drives_the_registry(make_flight_server: ServerFactory) -> None:
+    server = make_flight_server(protected_aliases=["prod"])
+    with QuiverClient(server.location) as q:
+        a = q.put(pa.table({"x": [1]}))
+        b = q.put(pa.table({"x": [2]}))
+        assert q.set_alias("m", "champion", a["artifact_uri"], actor="ann")["status"] == "applied"
+        assert q.get_alias("m", "champion")["artifact_uri"] == a["artifact_uri"]
+        assert [x["alias"] for x in q.list_aliases("m")] == ["champion"]
+        assert q.set_alias("m", "prod", b["artifact_uri"])["status"] == "pending"
+        assert [p["alias"] for p in q.pending_changes()] == ["prod"]
+        assert q.reject_alias_change("m", "prod", actor="bob")["status"] == "rejected"
+        q.set_alias("m", "prod", b["artifact_uri"])
+        assert q.approve_alias_change("m", "prod")["status"] == "applied"
+        assert q.set_tag(b["artifact_id"], 1, "auc", "0.9")["status"] == "applied"
+        assert q.get_tags(b["artifact_id"], 1) == {"auc": "0.9"}
+        q.delete_tag(b["artifact_id"], 1, "auc")
+        assert q.delete_alias("m", "champion")["status"] == "deleted"
+        log = q.registry_audit(name="m", limit=2)
+        assert [e["action"] for e in log] == ["alias.delete", "alias.approve"]
+        assert len(q.registry_audit(artifact_id=b["artifact_id"])) == 6
+        with pytest.raises(NotFound, match=r"^Name 'nope' not found$"):
+            q.list_aliases("nope")
+        with pytest.raises(Conflict, match="aliased as m@prod"):
+            q.delete(b["artifact_uri"])
+
+
 # --- over REST ----------------------------------------------------------------------------
 def upload(http: httpx.Client, tag: str) -> dict[str, Any]:
     """A small artifact through ``PUT /v1/artifacts`` (distinct per ``tag``)."""
