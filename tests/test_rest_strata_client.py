@@ -226,3 +226,85 @@ def test_strata_client_registry_flow(strata_python, make_rest, tmp_path) -> None
                             "alias.request", "alias.set", "alias.set"]  # fmt: skip
     assert out["audit_v2"] == ["alias.delete", "tag.delete", "tag.set"]
     assert out["gc_keeps_aliased"] is True
+
+
+PROVENANCE_FLOW = textwrap.dedent(
+    """
+    import asyncio, hashlib, json, sys
+    import httpx
+    import pyarrow as pa
+    from strata_client import AsyncStrataClient, StrataClient
+
+    url, table_uri = sys.argv[1], sys.argv[2]
+    out = {}
+    key = hashlib.sha256(b"notebook n1, cell c1, df").hexdigest()
+    blob = bytes(range(256)) * 100
+    with StrataClient(base_url=url) as c:
+        out["miss"] = c.find_by_provenance(key)
+        put = c.put_by_provenance(key, blob, content_type="application/x-pickle",
+                                  variable_name="df")
+        out["put"] = [put["hit"], put["byte_size"] > len(blob)]
+        found = c.find_by_provenance(key)
+        out["found"] = [found["artifact_uri"] == put["artifact_uri"], found["content_type"],
+                        found["variable_name"], found["state"]]
+        # the value comes back byte-exact through the client's own fetch
+        out["exact"] = c.fetch(found["artifact_uri"]).column("blob")[0].as_py() == blob
+        again = c.put_by_provenance(key, b"late", content_type="text/plain")
+        out["again"] = [again["hit"], again["artifact_uri"] == put["artifact_uri"]]
+        try:
+            c.find_by_provenance("NOT-A-HASH")
+        except httpx.HTTPStatusError as exc:
+            out["bad"] = exc.response.status_code
+        art = c.materialize(inputs=[table_uri],
+                            transform={"executor": "scan@v1", "params": {"columns": ["id"]}})
+        art.to_table()
+        cleared = c.clear_cache()
+        out["clear"] = [cleared["status"], cleared["artifacts_deleted"]]
+        out["after_clear"] = [c.find_by_provenance(key)["artifact_uri"] == put["artifact_uri"],
+                              c.fetch(art.uri).num_rows]
+        metrics = c.metrics()
+        out["metrics"] = sorted(k for k in ("arrow_memory", "gc", "resource_limits",
+                                            "thread_pools", "connections", "disk_cache")
+                                if k in metrics)
+        out["health"] = c.health()
+
+    async def run_async():
+        async with AsyncStrataClient(base_url=url) as a:
+            hit = await a.find_by_provenance(key)
+            miss = await a.find_by_provenance(hashlib.sha256(b"nobody").hexdigest())
+            cleared = await a.clear_cache()
+            metrics = await a.metrics()
+            return [hit["artifact_uri"], miss, cleared["status"], "disk_cache" in metrics]
+
+    found_async = asyncio.run(run_async())
+    out["async"] = [found_async[0] == put["artifact_uri"], *found_async[1:]]
+    print(json.dumps(out))
+    """
+)
+
+
+def test_strata_client_provenance_cache_and_metrics(
+    strata_python, rest, demo_table, tmp_path
+) -> None:
+    script = tmp_path / "provenance.py"
+    script.write_text(PROVENANCE_FLOW)
+    done = subprocess.run(
+        [str(strata_python), str(script), rest.url, demo_table.uri],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["miss"] is None
+    assert out["put"] == [False, True]
+    assert out["found"] == [True, "application/x-pickle", "df", "ready"]
+    assert out["exact"] is True
+    assert out["again"] == [True, True]
+    assert out["bad"] == 400
+    assert out["clear"] == ["cleared", 0]
+    assert out["after_clear"] == [True, DEMO_ROWS]
+    assert out["metrics"] == sorted(["arrow_memory", "gc", "resource_limits", "thread_pools",
+                                     "connections", "disk_cache"])  # fmt: skip
+    assert out["health"] == {"status": "ok"}
+    assert out["async"] == [True, None, "cleared", True]
