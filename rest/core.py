@@ -163,6 +163,13 @@ _PROVENANCE_KEYS = (
 )
 
 
+def _is_blob(status: dict[str, Any]) -> bool:
+    """Whether a ``status`` answer describes a value put by provenance (one ``blob`` column)."""
+    schema = status.get("schema") or []
+    meta = status.get("metadata") or {}
+    return [f["name"] for f in schema] == [BLOB_COLUMN] and "provenance_hash" in meta
+
+
 def _missing_parts(form: Any, parts: tuple[str, ...] = ("metadata", "data")) -> None:
     """422 (FastAPI's shape) naming each missing part; ``data`` must be a file part."""
     missing = [
@@ -614,6 +621,12 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         status = act("status", {"artifact_id": artifact_id, "version": version})
         if status["state"] not in ("ready", "superseded"):
             raise InvalidArgument(f"Artifact is not ready (state={status['state']})")
+        if format is not None and format.lower() == "csv" and _is_blob(status):
+            raise InvalidArgument(
+                f"{status['artifact_uri']} is an opaque value put by provenance "
+                f"(content_type {status['metadata'].get('content_type')!r}): CSV cannot carry "
+                "its bytes; read it as Arrow IPC (the default) or ?format=parquet"
+            )
         headers = {
             ARTIFACT_URI_HEADER: status["artifact_uri"],
             ROW_COUNT_HEADER: str(status["row_count"]),

@@ -706,6 +706,9 @@ def test_put_and_find_by_provenance_first_writer_wins(rest) -> None:
     assert table.column_names == ["blob"] and table.schema.field("blob").type == pa.large_binary()
     assert table.schema.metadata[b"content_type"] == meta["content_type"].encode()
     assert table.column("blob")[0].as_py() == blob
+    parquet = pq.read_table(io.BytesIO(http.get(info["data_url"] + "?format=parquet").content))
+    assert parquet.column("blob")[0].as_py() == blob
+    expect(http.get(info["data_url"] + "?format=csv"), 400, "CSV cannot carry its bytes")
     # the store's provenance is namespaced: a client key never names a materialize result
     status = http.get(f"/v1/artifacts/{info['artifact_id']}/v/{info['version']}").json()
     assert status["provenance_hash"] == f"blob:{key}"
