@@ -109,26 +109,26 @@ Key = tuple[str, int]
 Status = Literal["applied", "unchanged", "pending", "deleted", "rejected"]
 
 
+def _checked(
+    value: str, pattern: re.Pattern[str], what: str, field: str, rule: str, most: int
+) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InvalidArgument(
+            f"invalid {what} {value!r}: use {rule}, start with a letter, digit or _, "
+            f"at most {most} characters",
+            detail={field: value},
+        )
+    return value
+
+
 def validate_alias(alias: str) -> str:
     """Return ``alias`` if it is a valid alias, else raise InvalidArgument."""
-    if not isinstance(alias, str) or not _ALIAS.match(alias):
-        raise InvalidArgument(
-            f"invalid alias {alias!r}: use letters, digits and _ . -, start with a letter, "
-            "digit or _, at most 64 characters",
-            detail={"alias": alias},
-        )
-    return alias
+    return _checked(alias, _ALIAS, "alias", "alias", "letters, digits and _ . -", 64)
 
 
 def validate_tag_key(key: str) -> str:
     """Return ``key`` if it is a valid tag key, else raise InvalidArgument."""
-    if not isinstance(key, str) or not _TAG_KEY.match(key):
-        raise InvalidArgument(
-            f"invalid tag key {key!r}: use letters, digits and _ . : -, start with a letter, "
-            "digit or _, at most 128 characters",
-            detail={"key": key},
-        )
-    return key
+    return _checked(key, _TAG_KEY, "tag key", "key", "letters, digits and _ . : -", 128)
 
 
 def _check_actor(actor: str | None) -> str | None:

@@ -7,9 +7,11 @@ artifact file or the store. docs/rest.md documents every route.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal, TypeVar
 
 import pyarrow as pa
 from fastapi import APIRouter, Query, Request
@@ -168,6 +170,27 @@ def _is_blob(status: dict[str, Any]) -> bool:
     schema = status.get("schema") or []
     meta = status.get("metadata") or {}
     return [f["name"] for f in schema] == [BLOB_COLUMN] and "provenance_hash" in meta
+
+
+MetaT = TypeVar("MetaT", bound=BaseModel)
+
+
+@contextlib.asynccontextmanager
+async def _multipart(request: Request, model: type[MetaT]) -> AsyncIterator[tuple[BinaryIO, MetaT]]:
+    """A multipart upload's ``data`` file and its ``metadata`` part validated as ``model``
+    (422 naming what is missing or wrong); the form's files are closed afterwards."""
+    form = await request.form(max_files=4, max_fields=16)
+    try:
+        _missing_parts(form)
+        data = form["data"]
+        assert not isinstance(data, str)
+        try:
+            meta = model.model_validate_json(await _text_part(form["metadata"]))
+        except ValidationError as exc:
+            raise _validation_error(exc, "metadata") from None
+        yield data.file, meta
+    finally:
+        await form.close()
 
 
 def _missing_parts(form: Any, parts: tuple[str, ...] = ("metadata", "data")) -> None:
@@ -435,18 +458,8 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         """Upload a result: multipart ``metadata`` (JSON) + ``data`` (Arrow IPC), or JSON."""
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
-            form = await request.form(max_files=4, max_fields=16)
-            try:
-                _missing_parts(form)
-                data = form["data"]
-                assert not isinstance(data, str)
-                try:
-                    meta = UploadMetadata.model_validate_json(await _text_part(form["metadata"]))
-                except ValidationError as exc:
-                    raise _validation_error(exc, "metadata") from None
-                return await run_in_threadpool(_put_ipc, data.file, meta)
-            finally:
-                await form.close()
+            async with _multipart(request, UploadMetadata) as (data, meta):
+                return await run_in_threadpool(_put_ipc, data, meta)
         if ctype.startswith("application/json"):
             try:
                 upload = JsonUpload.model_validate_json(await request.body())
@@ -512,18 +525,8 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
                 "PUT /v1/artifacts/by-provenance/{hash} takes multipart/form-data: a metadata "
                 "part (JSON {content_type, variable_name?}) and a data part (the bytes)"
             )
-        form = await request.form(max_files=4, max_fields=16)
-        try:
-            _missing_parts(form)
-            data = form["data"]
-            assert not isinstance(data, str)
-            try:
-                meta = BlobMetadata.model_validate_json(await _text_part(form["metadata"]))
-            except ValidationError as exc:
-                raise _validation_error(exc, "metadata") from None
-            return await run_in_threadpool(_put_blob, provenance_hash, meta, data.file)
-        finally:
-            await form.close()
+        async with _multipart(request, BlobMetadata) as (data, meta):
+            return await run_in_threadpool(_put_blob, provenance_hash, meta, data)
 
     def _put_blob(key: str, meta: BlobMetadata, file: Any) -> Response:
         blob = file.read()
