@@ -9,26 +9,16 @@ import base64
 import os
 import threading
 import time
-from collections.abc import Callable
 
 import pyarrow.flight as fl
 
 from flight.client import QuiverClient
 from tests.fixtures_execution import Nb
 from tests.fixtures_flight import GATES
+from tests.polling import wait_until
 
 # Three copies of a 100,000-row table cross joined: 10^15 rows, hours in DuckDB.
 LONG_SQL = "select count(*) as n, sum(a.x * b.x * c.x)::bigint as s from t a, t b, t c"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Poll for a state reached in another thread or process, up to a deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def sql_builds(flight: QuiverClient, state: str) -> list[dict]:

@@ -10,7 +10,8 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from tests.fixtures_execution import Nb, recv_until
-from tests.test_notebook_execution import LONG_SQL, sql_builds, wait_until
+from tests.polling import wait_until
+from tests.test_notebook_execution import LONG_SQL, sql_builds
 
 
 def send(ws, kind: str, **payload) -> None:

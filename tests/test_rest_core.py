@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.fixtures_flight import DEMO_ROWS, GATES, gated_request
+from tests.polling import wait_until
 
 
 def scan(uri: str, **params: object) -> dict:
@@ -58,16 +59,6 @@ class HttpBody(io.RawIOBase):
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
         return n
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    """Poll a condition the server reaches asynchronously (not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def ready_artifact(http: httpx.Client, uri: str, **params: object) -> dict:

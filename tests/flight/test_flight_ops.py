@@ -20,20 +20,11 @@ from flight.streams import rechunk
 from quiver.errors import InvalidArgument
 from quiver.settings import Settings
 from tests.fixtures_flight import DEMO_ROWS, GATES, act, cmd, gated_request
+from tests.polling import wait_until
 
 
 def scan(uri: str, **params: object) -> dict:
     return {"inputs": [uri], "transform": {"executor": "scan@v1", "params": params}}
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    """Poll a condition the server reaches asynchronously (not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_bearer_token(make_server) -> None:
