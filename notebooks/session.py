@@ -79,6 +79,12 @@ def _analyse_cell(nb: NotebookDir, entry: CellEntry, source: str | None = None) 
     )
 
 
+def _merged_env(notebook_env: tuple[tuple[str, str], ...], cell: CellState) -> dict[str, str]:
+    merged = dict(notebook_env)
+    merged.update({str(k): str(v) for k, v in cell.entry.env.items()})
+    return merged
+
+
 class Session:
     """One open notebook. Thread-safe: every public method takes the session lock."""
 
@@ -133,13 +139,14 @@ class Session:
         ordered = tuple(sorted(cells, key=lambda c: c.entry.order))
         dag = build_dag([(c.id, c.analysis) for c in ordered])
         default_worker = self.nb.get("worker")
+        nb_env = tuple((str(k), str(v)) for k, v in (self.nb.get("env") or {}).items())
         facts = {
             c.id: CellFacts(
                 c.entry.language,
                 c.source_hash,
                 c.analysis.annotations.name,
                 c.analysis.annotations.worker or c.entry.worker or default_worker,
-                self.cell_env(c),
+                _merged_env(nb_env, c),
             )
             for c in ordered
         }
@@ -147,7 +154,6 @@ class Session:
         stale = compute_staleness(
             order, facts, dag.upstream, self.runtime.runs(), self.env, self.runtime.env_snapshots
         )
-        nb_env = tuple((str(k), str(v)) for k, v in (self.nb.get("env") or {}).items())
         self.derived = Derived(
             ordered, dag, stale, dict(self.results), self.derived.running, nb_env
         )
@@ -159,9 +165,7 @@ class Session:
     def cell_env(self, cell: CellState) -> dict[str, str]:
         """The environment variables ``cell`` runs with: the notebook's ``[env]``, then the
         cell's own ``env`` on top."""
-        merged = {str(k): str(v) for k, v in (self.nb.get("env") or {}).items()}
-        merged.update({str(k): str(v) for k, v in cell.entry.env.items()})
-        return merged
+        return _merged_env(self.derived.notebook_env, cell)
 
     def cell_worker(self, cell: CellState) -> str | None:
         return cell.analysis.annotations.worker or cell.entry.worker or self.nb.get("worker")
