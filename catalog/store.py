@@ -43,6 +43,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -52,7 +53,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from catalog import registry
-from catalog.build import Build, _fsync_dir, _Lease, _pid_alive
+from catalog.build import Build, _fsync_dir, _pid_alive
 from catalog.hashing import ChunkedSha256, chunked_sha256
 from catalog.records import (
     PROVISIONAL_PREFIX,
@@ -207,6 +208,24 @@ class Collected:
             "last_used_at": self.used_at,
             "reason": self.reason,
         }
+
+
+class _ReadLease:
+    """Keeps one version from gc and eviction while it is read (:meth:`ArtifactStore.readers`).
+
+    Released by :meth:`release`, or when it is dropped unreleased: a reader that is
+    closed or dropped before its first batch never runs its generator's ``finally``,
+    and its lease must not pin the version for the life of the process.
+    """
+
+    __slots__ = ("__weakref__", "_release")
+
+    def __init__(self, store: ArtifactStore, key: tuple[str, int]) -> None:
+        self._release = weakref.finalize(self, store._unlease, key)
+        self._release.atexit = False
+
+    def release(self) -> None:
+        self._release()  # once: a finalizer runs at most once
 
 
 class ArtifactStore:
@@ -681,10 +700,10 @@ class ArtifactStore:
             raise
 
     # --- reading data ------------------------------------------------------
-    def _lease(self, artifact_id: str, version: int) -> _Lease:
+    def _lease(self, artifact_id: str, version: int) -> _ReadLease:
         with self._lock:
             self._leases[(artifact_id, version)] += 1
-        return _Lease(self, (artifact_id, version))
+        return _ReadLease(self, (artifact_id, version))
 
     def _unlease(self, key: tuple[str, int]) -> None:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import subprocess
 import sys
@@ -545,6 +546,19 @@ def test_gc_never_collects_what_is_being_read_or_built(store: ArtifactStore) -> 
     build.write_reader(table(5).to_reader())
     built = build.publish()
     assert set(uris(store.gc(max_idle_s=0))) == {read.uri, upstream.uri, built.uri}
+
+
+def test_a_reader_dropped_unread_releases_its_lease(store: ArtifactStore) -> None:
+    a, b = put(store, "a", 100), put(store, "b", 100)
+    unread = store.open(a.artifact_id, 1)  # e.g. a DoGet cancelled before its first batch
+    closed = store.open(b.artifact_id, 1)
+    assert store.readers(a.artifact_id, 1) == store.readers(b.artifact_id, 1) == 1
+    assert uris(store.gc(max_idle_s=0, dry_run=True)) == []  # both are being read
+    closed.close()
+    del unread, closed
+    gc.collect()
+    assert store.readers(a.artifact_id, 1) == store.readers(b.artifact_id, 1) == 0
+    assert set(uris(store.gc(max_idle_s=0))) == {a.uri, b.uri}
 
 
 def test_gc_keeps_current_cell_outputs_unless_collect_latest(store: ArtifactStore) -> None:
