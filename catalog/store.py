@@ -762,10 +762,30 @@ class ArtifactStore:
             self._mark_corrupt(info, str(exc).splitlines()[0])
             raise  # unreachable: _mark_corrupt raises
 
+    def _open_leased(
+        self, artifact_id: str, version: int
+    ) -> tuple[pa.ipc.RecordBatchFileReader, _ReadLease]:
+        """The memory-mapped file of a readable version, and the lease that keeps it.
+
+        The lease is taken before the version is checked: gc and eviction plan and
+        delete under the store's lock and spare leased versions, so between the
+        check and the open a concurrent gc cannot delete the file (that read would
+        have been reported as a damaged artifact). Once mapped, the file's data
+        stays readable even if the version is deleted later.
+        """
+        lease = self._lease(artifact_id, version)
+        try:
+            info, path = self._readable(artifact_id, version)
+            return self._open_file(info, path), lease
+        except BaseException:
+            lease.release()
+            raise
+
     def open_file(self, artifact_id: str, version: int) -> pa.ipc.RecordBatchFileReader:
         """The memory-mapped IPC file reader of a ready artifact (random access)."""
-        info, path = self._readable(artifact_id, version)
-        return self._open_file(info, path)
+        file_reader, lease = self._open_leased(artifact_id, version)
+        lease.release()  # mapped: a later delete cannot take the data away
+        return file_reader
 
     def open(
         self, artifact_id: str, version: int, *, start: int = 0, stop: int | None = None
@@ -775,9 +795,7 @@ class ArtifactStore:
         The artifact is leased (never evicted) until the reader is exhausted or
         closed.
         """
-        info, path = self._readable(artifact_id, version)
-        file_reader = self._open_file(info, path)
-        lease = self._lease(artifact_id, version)
+        file_reader, lease = self._open_leased(artifact_id, version)
         n = file_reader.num_record_batches
         stop = n if stop is None else min(stop, n)
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -559,6 +560,45 @@ def test_a_reader_dropped_unread_releases_its_lease(store: ArtifactStore) -> Non
     gc.collect()
     assert store.readers(a.artifact_id, 1) == store.readers(b.artifact_id, 1) == 0
     assert set(uris(store.gc(max_idle_s=0))) == {a.uri, b.uri}
+
+
+def interleave(obj: object, method: str, action: Callable[[], object]) -> list[object]:
+    """Make the next call of ``obj.method`` first run ``action`` in another thread, to the
+    end: a concurrent call landing at exactly that point. Returns what ``action`` returned
+    (or raised), once it ran."""
+    real = getattr(obj, method)
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(action())
+        except Exception as exc:
+            outcome.append(exc)
+
+    def wrapper(*args: object, **kwargs: object) -> object:
+        delattr(obj, method)  # once
+        other = threading.Thread(target=run)
+        other.start()
+        other.join(30)
+        assert not other.is_alive(), f"the concurrent call before {method} did not finish"
+        return real(*args, **kwargs)
+
+    setattr(obj, method, wrapper)
+    return outcome
+
+
+@pytest.mark.parametrize("how", ["open", "open_table"])
+def test_gc_between_a_reads_check_and_its_open_spares_the_version(
+    store: ArtifactStore, how: str
+) -> None:
+    a = put(store, "a", 100)
+    ran = interleave(store, "_open_file", lambda: store.gc(max_idle_s=0, max_bytes=0))
+    read = getattr(store, how)(a.artifact_id, 1)
+    assert read.read_all().equals(table(100)) if how == "open" else read.equals(table(100))
+    assert ran and uris(ran[0]) == []  # it was being read: gc kept it
+    assert store.get(a.artifact_id, 1).state == "ready"
+    del read
+    assert uris(store.gc(max_idle_s=0)) == [a.uri]
 
 
 def test_gc_keeps_current_cell_outputs_unless_collect_latest(store: ArtifactStore) -> None:
