@@ -815,11 +815,22 @@ class ArtifactStore:
     # --- names --------------------------------------------------------------
     def set_name(self, name: str, artifact_id: str, version: int) -> NameInfo:
         validate_name(name)
-        info = self.get(artifact_id, version)
-        if info.state != "ready":
-            raise Conflict(f"cannot name {info.uri}: it is {info.state}, not ready")
         now = time.time()
         with self._tx() as db:
+            # Checked in the transaction that writes the name: a gc or delete
+            # between a check and the write would leave the name dangling.
+            row = db.execute(
+                "SELECT state FROM artifacts WHERE artifact_id=? AND version=?",
+                (artifact_id, version),
+            ).fetchone()
+            uri = artifact_uri(artifact_id, version)
+            if row is None:
+                raise NotFound(
+                    f"artifact {uri} not found",
+                    detail={"artifact_id": artifact_id, "version": version},
+                )
+            if row["state"] != "ready":
+                raise Conflict(f"cannot name {uri}: it is {row['state']}, not ready")
             old = db.execute("SELECT artifact_id, version FROM names WHERE name=?", (name,))
             before = old.fetchone()
             db.execute(

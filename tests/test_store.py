@@ -141,6 +141,16 @@ def test_names(store: ArtifactStore) -> None:
         store.set_name("x", "missing", 1)
 
 
+def test_a_name_never_points_at_a_version_gc_collected_meanwhile(store: ArtifactStore) -> None:
+    a = put(store, "a")
+    ran = interleave(store, "_tx", lambda: store.gc(max_idle_s=0))  # before set_name writes
+    with pytest.raises(NotFound, match=rf"artifact {a.uri} not found"):
+        store.set_name("n", a.artifact_id, 1)
+    assert uris(ran[0]) == [a.uri]
+    with pytest.raises(NotFound, match="Name 'n' not found"):
+        store.get_name("n")  # not pointing at a version that is gone
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
