@@ -102,6 +102,10 @@ MAX_ACTOR_CHARS = 200
 MAX_AUDIT_PAGE = 10_000
 """Most audit entries one read answers; a bigger ``limit`` is capped to it."""
 
+SQLITE_INTEGERS = range(-(2**63), 2**63)
+"""The integers SQLite stores; a version outside it names no stored row (and binding it
+would raise OverflowError, an internal error, instead of a plain not found)."""
+
 _ALIAS = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 _TAG_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,127}$")
 
@@ -406,6 +410,8 @@ class Registry:
 
     def aliases_of(self, artifact_id: str, version: int) -> list[str]:
         """``name@alias`` of every alias pointing at a version."""
+        if version not in SQLITE_INTEGERS:
+            return []
         rows = self.store._query(
             "SELECT name, alias FROM aliases WHERE artifact_id=? AND version=? "
             "ORDER BY name, alias",
@@ -608,9 +614,11 @@ class Registry:
 
     @staticmethod
     def _check_exists(db: sqlite3.Connection, key: Key) -> str:
-        row = db.execute(
-            "SELECT state FROM artifacts WHERE artifact_id=? AND version=?", key
-        ).fetchone()
+        row = None
+        if key[1] in SQLITE_INTEGERS:
+            row = db.execute(
+                "SELECT state FROM artifacts WHERE artifact_id=? AND version=?", key
+            ).fetchone()
         if row is None:
             raise NotFound(
                 f"artifact {artifact_uri(*key)} not found",

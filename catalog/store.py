@@ -410,9 +410,11 @@ class ArtifactStore:
         return self._info(rows[0]) if rows else None
 
     def get(self, artifact_id: str, version: int) -> ArtifactInfo:
-        rows = self._query(
-            "SELECT * FROM artifacts WHERE artifact_id=? AND version=?", (artifact_id, version)
-        )
+        rows: list[sqlite3.Row] = []
+        if version in registry.SQLITE_INTEGERS:  # no stored row has any other version
+            rows = self._query(
+                "SELECT * FROM artifacts WHERE artifact_id=? AND version=?", (artifact_id, version)
+            )
         if not rows:
             raise NotFound(
                 f"artifact {artifact_uri(artifact_id, version)} not found",
@@ -450,6 +452,9 @@ class ArtifactStore:
         sql = "SELECT * FROM artifacts"
         if where:
             sql += " WHERE " + " AND ".join(where)
+        if offset > registry.SQLITE_INTEGERS[-1]:
+            return []  # past every row (and past what SQLite can bind)
+        limit = min(limit, registry.SQLITE_INTEGERS[-1])
         sql += f" ORDER BY {sort} {order}, artifact_id, version LIMIT ? OFFSET ?"
         return [self._info(r) for r in self._query(sql, [*args, limit, offset])]
 
@@ -819,10 +824,12 @@ class ArtifactStore:
         with self._tx() as db:
             # Checked in the transaction that writes the name: a gc or delete
             # between a check and the write would leave the name dangling.
-            row = db.execute(
-                "SELECT state FROM artifacts WHERE artifact_id=? AND version=?",
-                (artifact_id, version),
-            ).fetchone()
+            row = None
+            if version in registry.SQLITE_INTEGERS:
+                row = db.execute(
+                    "SELECT state FROM artifacts WHERE artifact_id=? AND version=?",
+                    (artifact_id, version),
+                ).fetchone()
             uri = artifact_uri(artifact_id, version)
             if row is None:
                 raise NotFound(
@@ -871,6 +878,8 @@ class ArtifactStore:
             registry.record_name_change(db, name, (before[0], before[1]), None, at=time.time())
 
     def names_of(self, artifact_id: str, version: int) -> list[str]:
+        if version not in registry.SQLITE_INTEGERS:
+            return []
         rows = self._query(
             "SELECT name FROM names WHERE artifact_id=? AND version=? ORDER BY name",
             (artifact_id, version),

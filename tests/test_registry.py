@@ -151,6 +151,25 @@ def test_an_alias_points_only_at_readable_versions(store: ArtifactStore) -> None
     assert reg.set_alias("m", "previous", *key(a)).status == "applied"  # a rollback target
 
 
+def test_versions_sqlite_cannot_hold_are_not_found(store: ArtifactStore) -> None:
+    reg = Registry(store)
+    a = put(store, "a")
+    reg.set_alias("m", "champion", *key(a))
+    huge = 2**64
+    missing = rf"^artifact strata://artifact/{a.artifact_id}@v={huge} not found$"
+    for call in (
+        lambda: reg.set_alias("m", "champion", a.artifact_id, huge),
+        lambda: reg.set_alias("m", "prod", a.artifact_id, huge, protected=True),
+        lambda: reg.set_tag(a.artifact_id, huge, "k", "v"),
+        lambda: reg.tags(a.artifact_id, huge),
+        lambda: reg.delete_tag(a.artifact_id, huge, "k"),
+    ):
+        with pytest.raises(NotFound, match=missing):
+            call()
+    assert reg.aliases_of(a.artifact_id, huge) == []
+    assert reg.pending() == [] and actions(reg.audit()) == ["alias.set"]
+
+
 # --- the store: protected aliases ------------------------------------------------------
 def test_protected_alias_changes_wait_for_approval(store: ArtifactStore) -> None:
     reg = Registry(store)
@@ -544,6 +563,19 @@ def test_rest_alias_errors(rest: Rest) -> None:
     assert expect(refused, 409)["detail"].startswith(aliased)
     expect(http.delete("/v1/names/m/aliases/champion"), 200)
     expect(http.delete(f"/v1/artifacts/{a['artifact_id']}/v/1"), 200)
+
+
+def test_rest_versions_too_big_for_the_store_are_404(rest: Rest) -> None:
+    http = rest.http
+    a = upload(http, "a")
+    huge = 2**64
+    uri = f"strata://artifact/{a['artifact_id']}@v={huge}"
+    tags = f"/v1/artifacts/{a['artifact_id']}/v/{huge}/tags"
+    expect(http.get(tags), 404, f"artifact {uri} not found")
+    expect(http.put(tags, json={"key": "k", "value": "v"}), 404, f"artifact {uri} not found")
+    expect(http.delete(f"{tags}/k"), 404, f"artifact {uri} not found")
+    body = {"artifact_id": a["artifact_id"], "version": huge}
+    expect(http.put("/v1/names/m/aliases/prod", json=body), 404, f"artifact {uri} not found")
 
 
 def test_rest_protected_alias_flow(make_rest: Any) -> None:

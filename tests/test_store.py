@@ -151,6 +151,24 @@ def test_a_name_never_points_at_a_version_gc_collected_meanwhile(store: Artifact
         store.get_name("n")  # not pointing at a version that is gone
 
 
+def test_numbers_sqlite_cannot_hold_are_not_found_not_an_overflow(store: ArtifactStore) -> None:
+    a = put(store, "a")
+    for version in (2**63, 10**30, -(2**63) - 1):
+        uri = f"strata://artifact/{a.artifact_id}@v={version}"
+        with pytest.raises(NotFound, match=rf"^artifact {uri} not found$"):
+            store.get(a.artifact_id, version)
+        with pytest.raises(NotFound, match=rf"^artifact {uri} not found$"):
+            store.set_name("n", a.artifact_id, version)
+        with pytest.raises(NotFound):
+            store.open(a.artifact_id, version)
+        with pytest.raises(NotFound):
+            store.delete(a.artifact_id, version)
+        assert store.names_of(a.artifact_id, version) == []
+    assert store.readers(a.artifact_id, 1) == 0  # the refused opens hold no lease
+    assert [i.uri for i in store.list(limit=2**64)] == [a.uri]
+    assert store.list(offset=2**64) == []
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
