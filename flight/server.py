@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -74,6 +74,7 @@ class QuiverFlightServer(fl.FlightServerBase):
         middleware: dict[str, fl.ServerMiddlewareFactory] = {}
         if settings.token is not None:
             middleware["auth"] = BearerTokenMiddlewareFactory(settings.token.get_secret_value())
+        before = _listeners()
         super().__init__(
             f"{scheme}://{host}:{settings.flight_port}",
             tls_certificates=tls,
@@ -81,6 +82,14 @@ class QuiverFlightServer(fl.FlightServerBase):
         )
         self.core = core
         self.location = f"{scheme}://{host}:{self.port}"
+        # The addresses gRPC listens on for this server (the sockets that appeared with
+        # it): shutdown drops only connections accepted there, never another server's
+        # in this process that has the same port number on another address.
+        self._listening = frozenset(
+            address
+            for inode, address in _listeners().items()
+            if inode not in before and address[2] == self.port
+        )
         # Uploads used to be spooled here before they were stored; remove what a
         # crash of such a version left behind.
         spool = settings.data_dir / "uploads"
@@ -163,7 +172,7 @@ class QuiverFlightServer(fl.FlightServerBase):
         self._cancel_builds()  # reads blocked on a build wake with its failure
         stopper.join(CANCEL_GRACE_S)
         if stopper.is_alive():
-            dropped = drop_connections(self.port)
+            dropped = drop_connections(self.port, self._listening)
             log.warning("shutdown: dropped %d stuck client connection(s)", dropped)
             stopper.join(DRAIN_S)
         if stopper.is_alive():
@@ -365,18 +374,15 @@ class QuiverFlightServer(fl.FlightServerBase):
         return [fl.Result(pa.py_buffer(run_action(self.core, action.type, raw)))]
 
 
-def drop_connections(port: int) -> int:
-    """Shut down this process's TCP connections accepted on ``port``; how many.
+Address = tuple[int, str, int]
+"""A listening socket's family, host and port."""
+_ANY_HOST = ("0.0.0.0", "::")
 
-    pyarrow's ``FlightServerBase`` cannot cancel a call, and gRPC waits for
-    every call when shutting down without a deadline; a DoGet whose client
-    stopped reading waits inside gRPC for flow control that never comes.
-    Shutting its socket down (on a duplicate descriptor, so gRPC's own stays
-    valid) fails that write and cancels the call: the client sees
-    ``FlightUnavailableError``.
-    """
+
+def _tcp_sockets() -> Iterator[socket.socket]:
+    """Every TCP socket of this process, each on a duplicate descriptor (closed after use,
+    so the owner's own descriptor stays valid)."""
     fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
-    dropped = 0
     for name in os.listdir(fd_dir):
         try:
             fd = os.dup(int(name))
@@ -388,16 +394,60 @@ def drop_connections(port: int) -> int:
             os.close(fd)
             continue
         with sock:
-            if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+                yield sock
+
+
+def _listeners() -> dict[int, Address]:
+    """This process's listening TCP sockets: inode → (family, host, port)."""
+    found: dict[int, Address] = {}
+    for sock in _tcp_sockets():
+        try:
+            if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
                 continue
-            try:
-                if sock.getsockname()[1] != port:
-                    continue
-                sock.getpeername()  # a connection, not a listener
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
+            host, port = sock.getsockname()[:2]
+            inode = os.fstat(sock.fileno()).st_ino
+        except OSError:
+            continue
+        found[inode] = (sock.family, host, port)
+    return found
+
+
+def _accepted_by(listening: Collection[Address], family: int, host: str) -> bool:
+    return any(lfamily == family and lhost in (host, *_ANY_HOST) for lfamily, lhost, _ in listening)
+
+
+def drop_connections(port: int, listening: Collection[Address] = ()) -> int:
+    """Shut down the TCP connections this process accepted on ``port``; how many.
+
+    pyarrow's ``FlightServerBase`` cannot cancel a call, and gRPC waits for
+    every call when shutting down without a deadline; a DoGet whose client
+    stopped reading waits inside gRPC for flow control that never comes.
+    Shutting its socket down (on a duplicate descriptor, so gRPC's own stays
+    valid) fails that write and cancels the call: the client sees
+    ``FlightUnavailableError``.
+
+    Only connections accepted on one of the ``listening`` addresses (the
+    server's own, see ``QuiverFlightServer``) are touched: another server in
+    this process may use the same port number on another address, and a client
+    socket may have that number as its own port. Without ``listening`` (they
+    could not be seen), every accepted connection on ``port`` goes.
+    """
+    dropped = 0
+    for sock in _tcp_sockets():
+        try:
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                continue  # a listener
+            host, local_port = sock.getsockname()[:2]
+            if local_port != port:
                 continue
-            dropped += 1
+            if listening and not _accepted_by(listening, sock.family, host):
+                continue
+            sock.getpeername()  # connected
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            continue
+        dropped += 1
     return dropped
 
 

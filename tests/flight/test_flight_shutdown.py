@@ -84,6 +84,35 @@ def test_close_cancels_a_reader_that_stopped_reading(make_server, caplog) -> Non
     client.close()
 
 
+def test_close_drops_only_the_connections_it_accepted(make_server, caplog) -> None:
+    server = make_server(shutdown_timeout_s=DEADLINE_S)
+    port = server.port
+    # Another server of this process with the same port number on another loopback
+    # address, and a client socket of this process whose own port is that number.
+    other = socket.socket()
+    other.bind(("127.0.0.2", port))
+    other.listen()
+    theirs_client = socket.socket()
+    theirs_client.bind(("127.0.0.3", port))
+    theirs_client.connect(("127.0.0.2", port))
+    theirs_server, _ = other.accept()
+    client = fl.connect(server.location)
+    put_big(client, "big")
+    reader = stuck_reader(client, "big")
+    with caplog.at_level(logging.INFO, logger="quiver.flight"):
+        timed_close(server)
+    assert "dropped 1 stuck client connection(s)" in caplog.text
+    clean_flight_error(reader)
+    # both ends of the other connection are untouched
+    theirs_server.sendall(b"ping")
+    assert theirs_client.recv(4) == b"ping"
+    theirs_client.sendall(b"pong")
+    assert theirs_server.recv(4) == b"pong"
+    for sock in (theirs_server, theirs_client, other):
+        sock.close()
+    client.close()
+
+
 def test_close_ends_a_follower_with_shutting_down(make_server, tmp_path: Path) -> None:
     server = make_server()
     client = fl.connect(server.location)
