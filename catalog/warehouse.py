@@ -63,6 +63,26 @@ class Predicate:
     value: Any = None
 
 
+FileId = tuple[int, int]
+"""A file's identity: (device, inode)."""
+
+
+def catalog_file_id(warehouse: str) -> FileId | None:
+    """The identity of the warehouse's ``catalog.db`` now; ``None`` when there is none.
+
+    A catalog or connection opened on that file keeps reading it after it is
+    replaced (a warehouse deleted and written again, a ``catalog.db`` renamed
+    over) or moved away, so whatever was opened on it is trusted only while
+    the path still names the same file. (While it is open the old file keeps its
+    inode, so a new file never shares it.)
+    """
+    try:
+        st = os.stat(os.path.join(warehouse, "catalog.db"))
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def catalog_name_of(db_path: Path) -> str:
     """``strata``, unless the database holds tables under exactly one other name."""
     try:
@@ -87,17 +107,23 @@ class Warehouses:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._catalogs: dict[str, SqlCatalog] = {}
+        self._catalog_files: dict[str, FileId | None] = {}  # what each catalog was opened on
         self._plans: OrderedDict[Hashable, list[FileScanTask]] = OrderedDict()
         # Fast path for resolving: the table's metadata location straight from
         # catalog.db (~10 µs) and the table loaded from it, reused until it moves.
-        self._pointers: dict[str, sqlite3.Connection] = {}
+        self._pointers: dict[str, tuple[sqlite3.Connection, FileId]] = {}
         self._tables: dict[tuple[str, str], tuple[str, Table]] = {}
         self._resolved: dict[tuple[TableRef, str, int | None], ResolvedTable] = {}
         self._seen: set[str] = set()  # every warehouse opened, kept across clear()
 
     def catalog(self, warehouse: str) -> SqlCatalog:
+        file_id = catalog_file_id(warehouse)
         cached = self._catalogs.get(warehouse)
-        if cached is not None and os.path.isfile(os.path.join(warehouse, "catalog.db")):
+        if (
+            cached is not None
+            and file_id is not None
+            and self._catalog_files.get(warehouse) == file_id
+        ):
             return cached
         wh = Path(warehouse)
         db = wh / "catalog.db"
@@ -113,16 +139,24 @@ class Warehouses:
             )
         with self._lock:
             cached = self._catalogs.get(warehouse)
-            if cached is not None:
+            if cached is not None and self._catalog_files.get(warehouse) == file_id:
                 return cached
+            # None yet, or one opened on a catalog.db that has been replaced since.
+            stale = self._catalogs.pop(warehouse, None)
+            pointer = self._pointers.pop(warehouse, None)
+            if pointer is not None:
+                pointer[0].close()
             from pyiceberg.catalog.sql import SqlCatalog
 
             catalog = SqlCatalog(
                 catalog_name_of(db), uri=f"sqlite:///{db}", warehouse=f"file://{wh}"
             )
             self._catalogs[warehouse] = catalog
+            self._catalog_files[warehouse] = file_id
             self._seen.add(warehouse)
-            return catalog
+        if stale is not None:
+            stale.engine.dispose()
+        return catalog
 
     def seen(self) -> list[str]:
         """Every warehouse directory this process has opened a catalog of (a :meth:`clear`
@@ -149,12 +183,21 @@ class Warehouses:
         return {"status": "ok", "tables": tables}
 
     def _metadata_location(self, ref: TableRef, catalog: SqlCatalog) -> str | None:
+        """The table's metadata pointer in ``catalog.db``, read now; ``None`` when it cannot
+        be read, or when ``catalog.db`` is no longer the file ``catalog`` was opened on."""
+        file_id = catalog_file_id(ref.warehouse)
         with self._lock:
-            con = self._pointers.get(ref.warehouse)
-            if con is None:
+            if file_id is None or self._catalog_files.get(ref.warehouse) != file_id:
+                return None
+            pointer = self._pointers.get(ref.warehouse)
+            if pointer is None or pointer[1] != file_id:
+                if pointer is not None:
+                    pointer[0].close()
                 uri = f"file:{os.path.join(ref.warehouse, 'catalog.db')}?mode=ro"
                 con = sqlite3.connect(uri, uri=True, check_same_thread=False)
-                self._pointers[ref.warehouse] = con
+                self._pointers[ref.warehouse] = (con, file_id)
+            else:
+                con = pointer[0]
             try:
                 row = con.execute(
                     "SELECT metadata_location FROM iceberg_tables WHERE catalog_name=? "
@@ -325,9 +368,10 @@ class Warehouses:
                 "plans": len(self._plans),
             }
             catalogs = list(self._catalogs.values())
-            for con in self._pointers.values():  # used only under this lock
+            for con, _ in self._pointers.values():  # used only under this lock
                 con.close()
             self._catalogs.clear()
+            self._catalog_files.clear()
             self._pointers.clear()
             self._tables.clear()
             self._resolved.clear()
@@ -340,9 +384,10 @@ class Warehouses:
         with self._lock:
             for catalog in self._catalogs.values():
                 catalog.engine.dispose()
-            for con in self._pointers.values():
+            for con, _ in self._pointers.values():
                 con.close()
             self._catalogs.clear()
+            self._catalog_files.clear()
             self._pointers.clear()
             self._tables.clear()
             self._resolved.clear()

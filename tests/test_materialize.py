@@ -399,6 +399,37 @@ def test_cached_hit_answers_only_hits_it_can_see_in_memory(
         fresh.close(cancel=True)
 
 
+def test_a_moved_or_rewritten_warehouse_is_never_answered_from_memory(
+    settings: Settings, store: ArtifactStore, tmp_path
+) -> None:
+    import shutil
+
+    from catalog.demo import write_demo_warehouse
+
+    wh = tmp_path / "wh"
+    ref = write_demo_warehouse(wh, rows=100, files=1)
+    request = scan(ref)
+    m = Materializer(settings, store, load_registry())
+    try:
+        built = m.materialize(request, wait=True)
+        assert m.cached_hit(request) is not None
+        # Moved away: the table no longer exists, from memory as on the full path.
+        wh.rename(tmp_path / "aside")
+        assert m.cached_hit(request) is None
+        with pytest.raises(NotFound, match="does not exist"):
+            m.materialize(request)
+        # Deleted and written again: the new table, never the old artifact.
+        shutil.rmtree(tmp_path / "aside")
+        write_demo_warehouse(wh, rows=50, files=1, seed=1)
+        assert m.cached_hit(request) is None
+        again = m.materialize(request, wait=True)
+        assert not again.hit and again.info.row_count == 50
+        assert again.artifact_uri != built.artifact_uri
+        assert m.cached_hit(request).artifact_uri == again.artifact_uri
+    finally:
+        m.close(cancel=True)
+
+
 def test_a_hit_counts_as_a_use_for_gc(materializer: Materializer, fresh_table) -> None:
     import time
 
