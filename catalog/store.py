@@ -556,8 +556,9 @@ class ArtifactStore:
         returned instead (the caller tells by the id).
         """
         assert build.schema is not None
-        build.final_path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(build.tmp_path, build.final_path)
+        with self._lock:  # a removal of the artifact's last file removes its directory
+            build.final_path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(build.tmp_path, build.final_path)
         if build.durable:
             _fsync_dir(build.final_path.parent)
         now = time.time()
@@ -640,19 +641,21 @@ class ArtifactStore:
 
     def _discard(self, build: Build) -> None:
         """Remove a build's row (while it is still building) and its files."""
-        with self._tx() as db:
-            still_building = db.execute(
-                "SELECT 1 FROM artifacts WHERE artifact_id=? AND version=? AND state='building'",
-                (build.artifact_id, build.version),
-            ).fetchone()
+        with self._lock:  # files too: see _remove
+            with self._tx() as db:
+                still_building = db.execute(
+                    "SELECT 1 FROM artifacts WHERE artifact_id=? AND version=? "
+                    "AND state='building'",
+                    (build.artifact_id, build.version),
+                ).fetchone()
+                if still_building:
+                    self._delete_rows(db, build.artifact_id, build.version)
+            build.tmp_path.unlink(missing_ok=True)
             if still_building:
-                self._delete_rows(db, build.artifact_id, build.version)
-        build.tmp_path.unlink(missing_ok=True)
-        if still_building:
-            # publish() may have renamed the file before it failed to commit.
-            build.final_path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                build.final_path.parent.rmdir()
+                # publish() may have renamed the file before it failed to commit.
+                build.final_path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    build.final_path.parent.rmdir()
 
     @staticmethod
     def _delete_rows(db: sqlite3.Connection, artifact_id: str, version: int) -> None:
@@ -920,11 +923,21 @@ class ArtifactStore:
         self._remove(artifact_id, version)
 
     def _remove(self, artifact_id: str, version: int) -> None:
-        with self._tx() as db:
-            self._delete_rows(db, artifact_id, version)
-        self.path_of(artifact_id, version).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            self.path_of(artifact_id, version).parent.rmdir()
+        """Delete a version's rows, then its file (a crash between leaves an orphan file,
+        which recovery removes).
+
+        All under the store's lock: once the row is gone its version number is free,
+        and a build of the same artifact that took it must not lose its file to this
+        unlink; nor may a publish into the artifact's directory lose the directory
+        to this rmdir (publish renames under the lock too).
+        """
+        path = self.path_of(artifact_id, version)
+        with self._lock:
+            with self._tx() as db:
+                self._delete_rows(db, artifact_id, version)
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
 
     def touch(self, artifact_id: str, version: int, *, at: float | None = None) -> None:
         """Record a use of a version at ``at`` (default: now); gc's idleness counts from it.

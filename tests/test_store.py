@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import inspect
 import itertools
+import linecache
+import os
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,6 +28,7 @@ from catalog.store import (
     chunked_sha256,
 )
 from quiver.errors import Conflict, InvalidArgument, NotFound
+from tests.polling import wait_until
 
 
 def table(n: int, start: int = 0) -> pa.Table:
@@ -143,8 +149,11 @@ def test_names(store: ArtifactStore) -> None:
 
 def test_a_name_never_points_at_a_version_gc_collected_meanwhile(store: ArtifactStore) -> None:
     a = put(store, "a")
-    ran = interleave(store, "_tx", lambda: store.gc(max_idle_s=0))  # before set_name writes
-    with pytest.raises(NotFound, match=rf"artifact {a.uri} not found"):
+    collect = lambda: store.gc(max_idle_s=0)  # noqa: E731
+    with (
+        concurrently(store, store, "_tx", collect) as ran,  # as set_name writes
+        pytest.raises(NotFound, match=rf"artifact {a.uri} not found"),
+    ):
         store.set_name("n", a.artifact_id, 1)
     assert uris(ran[0]) == [a.uri]
     with pytest.raises(NotFound, match="Name 'n' not found"):
@@ -186,6 +195,61 @@ def test_bad_names_refused(store: ArtifactStore, name: str, message: str) -> Non
         store.set_name(name, a.artifact_id, 1)
 
 
+def waiting_for_the_store_lock(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is blocked entering a ``with self._lock`` of the store."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None or frame.f_code.co_filename != inspect.getsourcefile(ArtifactStore):
+        return False
+    return "with self._lock" in linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+
+
+@contextlib.contextmanager
+def concurrently(
+    store: ArtifactStore, obj: object, method: str, action: Callable[[], object]
+) -> Iterator[list[object]]:
+    """Within the block, the first call of ``obj.method`` (an instance's, a class's or a
+    module's) first lets ``action`` run in another thread: a concurrent call landing at
+    exactly that point. It runs to its end, unless the caller holds the store's lock
+    there; then it can only wait for that lock, and the call goes on once it does.
+    Yields what ``action`` returned (or raised), filled in by the end of the block."""
+    own = vars(obj).get(method) if isinstance(obj, type | types.ModuleType) else None
+    real = getattr(obj, method)
+    outcome: list[object] = []
+    threads: list[threading.Thread] = []
+
+    def restore() -> None:
+        if own is not None:
+            setattr(obj, method, own)
+        elif method in vars(obj):
+            delattr(obj, method)
+
+    def run() -> None:
+        try:
+            outcome.append(action())
+        except Exception as exc:
+            outcome.append(exc)
+
+    def wrapper(*args: object, **kwargs: object) -> object:
+        restore()  # once
+        other = threading.Thread(target=run, daemon=True)
+        threads.append(other)
+        other.start()
+        if store._lock._is_owned():
+            assert wait_until(lambda: not other.is_alive() or waiting_for_the_store_lock(other))
+        else:
+            other.join(30)
+        return (real if own is None else own)(*args, **kwargs)
+
+    setattr(obj, method, wrapper)
+    try:
+        yield outcome
+    finally:
+        restore()
+        for other in threads:
+            other.join(30)
+            assert not other.is_alive(), f"the call made concurrently with {method} hangs"
+
+
 def late(store: ArtifactStore, t: pa.Table, **kw) -> Build:
     """A provisional, hashed upload build holding ``t``, not yet published."""
     build = store.begin_build(
@@ -212,7 +276,6 @@ def test_provenance_given_at_publish(store: ArtifactStore) -> None:
 
 def test_chunked_sha256_depends_only_on_the_bytes() -> None:
     import hashlib
-    import os
 
     from catalog.hashing import CHUNK_BYTES, ChunkedSha256
 
@@ -590,29 +653,36 @@ def test_a_reader_dropped_unread_releases_its_lease(store: ArtifactStore) -> Non
     assert set(uris(store.gc(max_idle_s=0))) == {a.uri, b.uri}
 
 
-def interleave(obj: object, method: str, action: Callable[[], object]) -> list[object]:
-    """Make the next call of ``obj.method`` first run ``action`` in another thread, to the
-    end: a concurrent call landing at exactly that point. Returns what ``action`` returned
-    (or raised), once it ran."""
-    real = getattr(obj, method)
-    outcome: list[object] = []
+def test_gc_removing_an_artifacts_last_file_as_its_next_version_publishes(
+    store: ArtifactStore,
+) -> None:
+    old = put(store, "p")
+    refresh = store.begin_build(provenance="p", executor=None, params=None, inputs=[],
+                                artifact_id=old.artifact_id)  # fmt: skip
+    refresh.write_reader(table(3).to_reader())
+    collect = lambda: store.gc(max_idle_s=0)  # noqa: E731
+    with concurrently(store, os, "replace", collect) as ran:  # as publish renames its file
+        new = refresh.publish()
+    assert uris(ran[0]) == [old.uri]  # v1 went (it was not needed), not the directory of v2
+    assert store.open_table(new.artifact_id, new.version).equals(table(3))
 
-    def run() -> None:
-        try:
-            outcome.append(action())
-        except Exception as exc:
-            outcome.append(exc)
 
-    def wrapper(*args: object, **kwargs: object) -> object:
-        delattr(obj, method)  # once
-        other = threading.Thread(target=run)
-        other.start()
-        other.join(30)
-        assert not other.is_alive(), f"the concurrent call before {method} did not finish"
-        return real(*args, **kwargs)
+def test_a_version_number_freed_by_a_delete_and_reused_at_once_keeps_its_file(
+    store: ArtifactStore,
+) -> None:
+    a = put(store, "a")
 
-    setattr(obj, method, wrapper)
-    return outcome
+    def rebuild() -> object:  # a refresh of the same artifact: it gets v1 again
+        build = store.begin_build(provenance="a2", executor=None, params=None, inputs=[],
+                                  artifact_id=a.artifact_id)  # fmt: skip
+        build.write_reader(table(3).to_reader())
+        return build.publish()
+
+    with concurrently(store, Path, "unlink", rebuild) as ran:  # as delete removes the file
+        store.delete(a.artifact_id, 1)
+    [again] = ran
+    assert (again.artifact_id, again.version) == (a.artifact_id, 1)
+    assert store.open_table(a.artifact_id, 1).equals(table(3))
 
 
 @pytest.mark.parametrize("how", ["open", "open_table"])
@@ -620,8 +690,9 @@ def test_gc_between_a_reads_check_and_its_open_spares_the_version(
     store: ArtifactStore, how: str
 ) -> None:
     a = put(store, "a", 100)
-    ran = interleave(store, "_open_file", lambda: store.gc(max_idle_s=0, max_bytes=0))
-    read = getattr(store, how)(a.artifact_id, 1)
+    collect = lambda: store.gc(max_idle_s=0, max_bytes=0)  # noqa: E731
+    with concurrently(store, store, "_open_file", collect) as ran:
+        read = getattr(store, how)(a.artifact_id, 1)
     assert read.read_all().equals(table(100)) if how == "open" else read.equals(table(100))
     assert ran and uris(ran[0]) == []  # it was being read: gc kept it
     assert store.get(a.artifact_id, 1).state == "ready"
