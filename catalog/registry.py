@@ -135,9 +135,29 @@ def validate_tag_key(key: str) -> str:
     return _checked(key, _TAG_KEY, "tag key", "key", "letters, digits and _ . : -", 128)
 
 
+def is_text(value: str) -> bool:
+    """Whether SQLite can store ``value`` as text: valid Unicode, so no lone surrogate
+    (which a JSON body may carry as an escape such as ``"\\ud800"``)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(value: str, what: str) -> str:
+    if not is_text(value):
+        raise InvalidArgument(
+            f"{what} is not valid text: it holds a lone UTF-16 surrogate", detail={what: None}
+        )
+    return value
+
+
 def _check_actor(actor: str | None) -> str | None:
     if actor is not None and len(actor) > MAX_ACTOR_CHARS:
         raise InvalidArgument(f"actor is longer than {MAX_ACTOR_CHARS} characters")
+    if actor is not None:
+        _check_text(actor, "actor")
     return actor or None
 
 
@@ -493,6 +513,7 @@ class Registry:
             raise InvalidArgument("a tag value must be a string")
         if len(value) > MAX_TAG_VALUE_CHARS:
             raise InvalidArgument(f"tag value is longer than {MAX_TAG_VALUE_CHARS} characters")
+        _check_text(value, "tag value")
         actor = _check_actor(actor)
         subject = (artifact_id, version)
         now = time.time()
@@ -562,8 +583,9 @@ class Registry:
         args: list[Any] = []
         if name is not None:
             where.append("name = ?")
-            args.append(name)
+            args.append(_check_text(name, "name"))
         if artifact_id is not None:
+            _check_text(artifact_id, "artifact_id")
             where.append("(artifact_id = ? OR from_artifact_id = ? OR to_artifact_id = ?)")
             args += [artifact_id] * 3
         sql = "SELECT * FROM registry_audit"

@@ -63,6 +63,7 @@ from catalog.records import (
     NameInfo,
     State,
 )
+from catalog.registry import is_text
 from catalog.uris import artifact_uri, validate_name
 from quiver.errors import Conflict, InvalidArgument, NotFound
 
@@ -853,7 +854,13 @@ class ArtifactStore:
             registry.record_name_change(db, name, before_key, (artifact_id, version), at=now)
         return NameInfo(name, artifact_id, version, now)
 
+    @staticmethod
+    def _check_text_name(name: str) -> None:
+        if not is_text(name):  # not echoed: an error message must be text too
+            raise InvalidArgument("invalid name: it holds a lone UTF-16 surrogate")
+
     def get_name(self, name: str) -> NameInfo:
+        self._check_text_name(name)
         rows = self._query("SELECT * FROM names WHERE name=?", (name,))
         if not rows:
             raise NotFound(f"Name '{name}' not found", detail={"name": name})
@@ -861,6 +868,8 @@ class ArtifactStore:
         return NameInfo(r["name"], r["artifact_id"], r["version"], r["updated_at"])
 
     def list_names(self, prefix: str | None = None) -> list[NameInfo]:
+        if prefix and not is_text(prefix):
+            return []  # no name is anything but text
         if prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             rows = self._query(
@@ -872,6 +881,7 @@ class ArtifactStore:
         return [NameInfo(r["name"], r["artifact_id"], r["version"], r["updated_at"]) for r in rows]
 
     def delete_name(self, name: str) -> None:
+        self._check_text_name(name)
         with self._tx() as db:
             old = db.execute("SELECT artifact_id, version FROM names WHERE name=?", (name,))
             before = old.fetchone()

@@ -429,6 +429,33 @@ def test_flight_registry_actions_and_clean_errors(make_flight_server: ServerFact
     client.close()
 
 
+def test_text_that_is_not_unicode_is_refused_cleanly(make_flight_server: ServerFactory) -> None:
+    """JSON may escape a lone surrogate ("\\ud800"); SQLite cannot store it as text."""
+    server = make_flight_server()
+    client = fl.connect(server.location)
+    with QuiverClient(server.location) as q:
+        a = q.put(pa.table({"x": [1]}), name="plain")
+    lone = "\ud800"
+    tag = {"artifact_id": a["artifact_id"], "version": 1}
+    target = {"name": "m", "alias": "champion", "artifact_uri": a["artifact_uri"]}
+    for name, body, field in [
+        ("tag-set", {**tag, "key": "k", "value": f"x{lone}"}, "tag value"),
+        ("tag-set", {**tag, "key": "k", "value": "v", "actor": lone}, "actor"),
+        ("alias-set", {**target, "actor": lone}, "actor"),
+        ("registry-audit", {"artifact_id": lone}, "artifact_id"),
+        ("registry-audit", {"name": lone}, "name"),
+    ]:
+        message, info = flight_error(client, name, body)
+        assert info["code"] == "invalid_argument" and field in message, (name, message)
+    assert act(client, "tag-list", tag)["tags"] == {}
+    assert act(client, "registry-audit", {})["entries"][0]["action"] == "name.set"
+    for name in ("name-get", "name-delete"):  # a name that no name can be
+        message, info = flight_error(client, name, {"name": lone})
+        assert info["code"] == "invalid_argument" and "invalid name" in message
+    assert act(client, "name-list", {"prefix": lone}) == {"names": []}
+    client.close()
+
+
 def test_the_python_client_drives_the_registry(make_flight_server: ServerFactory) -> None:
     server = make_flight_server(protected_aliases=["prod"])
     with QuiverClient(server.location) as q:
