@@ -182,11 +182,21 @@ class Warehouses:
             return {"status": "error", "detail": f"catalog.db cannot be read: {exc}"}
         return {"status": "ok", "tables": tables}
 
-    def _metadata_location(self, ref: TableRef, catalog: SqlCatalog) -> str | None:
+    def _metadata_location(
+        self, ref: TableRef, catalog: SqlCatalog, *, wait: bool = True
+    ) -> str | None:
         """The table's metadata pointer in ``catalog.db``, read now; ``None`` when it cannot
-        be read, or when ``catalog.db`` is no longer the file ``catalog`` was opened on."""
+        be read, or when ``catalog.db`` is no longer the file ``catalog`` was opened on.
+
+        The lookup never waits for a writer of ``catalog.db`` (a busy database is
+        ``None``: pyiceberg's own read waits, or the caller falls back to it); with
+        ``wait=False`` it does not wait for another thread either (one opening a
+        catalog holds the lock for as long as that takes).
+        """
         file_id = catalog_file_id(ref.warehouse)
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
             if file_id is None or self._catalog_files.get(ref.warehouse) != file_id:
                 return None
             pointer = self._pointers.get(ref.warehouse)
@@ -194,7 +204,7 @@ class Warehouses:
                 if pointer is not None:
                     pointer[0].close()
                 uri = f"file:{os.path.join(ref.warehouse, 'catalog.db')}?mode=ro"
-                con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+                con = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=0)
                 self._pointers[ref.warehouse] = (con, file_id)
             else:
                 con = pointer[0]
@@ -206,6 +216,8 @@ class Warehouses:
                 ).fetchone()
             except sqlite3.Error:
                 return None
+        finally:
+            self._lock.release()
         return row[0] if row else None
 
     def load(self, ref: TableRef) -> Table:
@@ -249,18 +261,18 @@ class Warehouses:
         """:meth:`resolve` when the answer is already in memory and still current, else None.
 
         Costs one read-only SQLite lookup of the table's metadata pointer: never
-        opens a catalog, loads table metadata or raises for a missing table, so
-        an event loop can afford it (the caller falls back to :meth:`resolve`).
+        opens a catalog, loads table metadata, raises for a missing table or waits
+        (for a writer of ``catalog.db``, or a thread opening a catalog), so an
+        event loop can afford it (on None the caller falls back to :meth:`resolve`).
         """
         catalog = self._catalogs.get(ref.warehouse)
         if catalog is None:
             return None
         try:
-            location = self._metadata_location(ref, catalog)
+            location = self._metadata_location(ref, catalog, wait=False)
         except Exception:
             return None
-        with self._lock:
-            cached = self._tables.get((ref.warehouse, ref.identifier))
+        cached = self._tables.get((ref.warehouse, ref.identifier))
         if location is None or cached is None or cached[0] != location:
             return None
         return self._resolved.get((ref, location, snapshot_id))

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -278,19 +279,51 @@ class Materializer:
 
         For callers on an event loop: it plans from memory (plus the table's
         metadata-pointer lookup and the store's index), never builds, waits,
-        names or raises for bad input — on None, call :meth:`materialize`,
-        which gives the full answer or the precise error.
+        names, writes or raises for bad input — on None, call :meth:`materialize`,
+        which gives the full answer or the precise error. Never waiting means: a
+        lock another thread holds (the store's during a gc, an upload's fsynced
+        publish or a write waiting on another process; this materializer's while
+        a miss re-checks the store under it) is a None, and so is a hit whose use
+        is due to be recorded for gc (a write; the full path makes it).
         """
         if request.refresh or request.name is not None:
+            return None
+        store_lock = self.store._lock  # the store's one lock: every read of its index takes it
+        if not store_lock.acquire(blocking=False):
             return None
         try:
             plan = self.plan(request, cached_only=True)
             info = self.store.find_ready(plan.provenance)
-            if info is None or not self.store.verify(info):
+            if info is None or not self._intact(info) or not _use_recorded(info):
                 return None
         except Exception:
             return None
-        return self._hit(plan, info)
+        finally:
+            store_lock.release()
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            self.counters["hits"] += 1
+        finally:
+            self._lock.release()
+        return MaterializeResult(
+            hit=True,
+            state="ready",
+            artifact_id=info.artifact_id,
+            version=info.version,
+            provenance=plan.provenance,
+            input_versions=plan.input_versions,
+            info=info,
+        )
+
+    def _intact(self, info: ArtifactInfo) -> bool:
+        """:meth:`ArtifactStore.verify` without its write: a file that is not whole is left
+        to the full path, which marks it failed."""
+        try:
+            path = self.store.path_of(info.artifact_id, info.version)
+            return path.stat().st_size == info.byte_size
+        except OSError:
+            return False
 
     def materialize(self, request: MaterializeRequest, *, wait: bool = False) -> MaterializeResult:
         """Hit, join the build in flight, or start one. ``wait`` blocks until it ends."""
@@ -527,6 +560,16 @@ class Materializer:
                 if flight.ctx is not None:
                     flight.ctx.cancel()
         self._pool.shutdown(wait=True)
+
+
+USE_RECORDED_WITHIN_S = 60.0
+"""A hit on a version whose last recorded use is older than this records one (a write):
+``ArtifactStore.note_use``'s interval, so the full path then writes it."""
+
+
+def _use_recorded(info: ArtifactInfo) -> bool:
+    used = max(info.created_at or 0.0, info.last_read_at or 0.0)
+    return time.time() - used < USE_RECORDED_WITHIN_S
 
 
 def _cancelled(plan: Plan) -> QuiverError:

@@ -430,6 +430,105 @@ def test_a_moved_or_rewritten_warehouse_is_never_answered_from_memory(
         m.close(cancel=True)
 
 
+def test_cached_hit_never_waits_for_a_lock(
+    settings: Settings, store: ArtifactStore, fresh_table, tmp_path
+) -> None:
+    """What an event loop calls must not wait: a lock held elsewhere is a None (the full
+    path, on a worker thread, waits instead)."""
+    import contextlib
+    import os
+    import sqlite3
+    import time
+
+    from catalog.demo import write_demo_warehouse
+    from tests.polling import wait_until
+
+    request = scan(fresh_table, columns=["id"])
+    m = Materializer(settings, store, load_registry())
+
+    def answered_at_once() -> None:
+        started = time.monotonic()
+        assert m.cached_hit(request) is None
+        assert time.monotonic() - started < 1.0
+
+    def held(db: str, how: str) -> sqlite3.Connection:  # another process's transaction
+        con = sqlite3.connect(db, isolation_level=None)
+        con.execute(f"BEGIN {how}")
+        return con
+
+    try:
+        built = m.materialize(request, wait=True)
+        assert m.cached_hit(request) is not None
+        # 1. A writer of catalog.db is committing (its exclusive lock).
+        writer = held(os.path.join(fresh_table.warehouse, "catalog.db"), "EXCLUSIVE")
+        try:
+            answered_at_once()
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        assert m.cached_hit(request) is not None
+        # 2. A thread opening another warehouse's catalog (held up by that catalog.db).
+        other = write_demo_warehouse(tmp_path / "other", rows=10, files=1)
+        writer = held(os.path.join(other.warehouse, "catalog.db"), "EXCLUSIVE")
+
+        def open_other() -> None:
+            with contextlib.suppress(Exception):
+                m.materialize(scan(other), wait=True)
+
+        opener = threading.Thread(target=open_other)
+        opener.start()
+        try:
+            assert wait_until(m.warehouses._lock.locked)
+            answered_at_once()
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+            opener.join(60)
+        assert m.cached_hit(request) is not None
+        # 3. A gc holding the store's lock while it waits for another writer of store.db.
+        store.set_name("kept", built.artifact_id, built.version)  # what gc must not take
+        upload(store, pa.table({"x": [1]}), prov="victim")
+        writer = held(str(store.root / "store.db"), "IMMEDIATE")
+
+        def store_lock_held() -> bool:
+            if store._lock.acquire(blocking=False):
+                store._lock.release()
+                return False
+            return True
+
+        collector = threading.Thread(target=store.gc, kwargs={"max_bytes": 0})
+        collector.start()
+        try:
+            assert wait_until(store_lock_held)
+            answered_at_once()
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+            collector.join(60)
+        assert m.cached_hit(request) is not None
+        # 4. A hit whose use is due to be recorded for gc (a write), while another
+        # process writes store.db.
+        aged = time.time() - 3600
+        con = sqlite3.connect(store.root / "store.db")
+        con.execute(
+            "UPDATE artifacts SET created_at=?, last_read_at=? WHERE artifact_id=? AND version=?",
+            (aged, aged, built.artifact_id, built.version),
+        )
+        con.commit()
+        con.close()
+        writer = held(str(store.root / "store.db"), "IMMEDIATE")
+        try:
+            answered_at_once()
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        assert m.materialize(request).hit  # the full path records the use ...
+        assert store.get(built.artifact_id, built.version).last_read_at > aged
+        assert m.cached_hit(request) is not None  # ... and memory answers again
+    finally:
+        m.close(cancel=True)
+
+
 def test_a_hit_counts_as_a_use_for_gc(materializer: Materializer, fresh_table) -> None:
     import time
 
