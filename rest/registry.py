@@ -9,7 +9,10 @@ documents the routes.
 
 The router must be included before the core router: ``GET /v1/names/{name:path}``
 would otherwise take ``/v1/names/x/aliases/champion`` as the name
-``x/aliases/champion``.
+``x/aliases/champion``. So a plain name shaped like that path reaches these
+routes instead of the core ones; ``DELETE`` tells the two apart (see
+:func:`registry_router`'s ``delete_alias``), since deleting the wrong one cannot
+be undone.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from catalog.registry import MAX_AUDIT_PAGE, MAX_TAG_VALUE_CHARS
+from quiver.errors import Conflict, InvalidArgument, NotFound
 from quiver.settings import Settings
 from rest.core import FlightLink, json_response
 
@@ -83,9 +87,33 @@ def registry_router(link: FlightLink, settings: Settings) -> APIRouter:
     def get_alias(name: str, alias: str) -> Response:
         return json_response(act("alias-get", {"name": name, "alias": alias}))
 
+    def exists(action: str, body: dict[str, Any]) -> bool:
+        try:
+            act(action, body)
+        except (NotFound, InvalidArgument):
+            return False
+        return True
+
     @router.delete("/v1/names/{name:path}/aliases/{alias}", response_model=None)
     def delete_alias(name: str, alias: str, request: Request) -> Response:
-        """Delete ``name @ alias``; a protected alias answers 202 pending."""
+        """Delete ``name @ alias``; a protected alias answers 202 pending.
+
+        The path is also ``DELETE /v1/names/{name}`` of the plain name
+        ``{name}/aliases/{alias}``, which this route shadows: when that name
+        exists and the alias does not, the name is deleted (as the core route
+        would); when both exist, neither is (409): which one was meant cannot be
+        told, and deleting the other would be silent and final.
+        """
+        whole = f"{name}/aliases/{alias}"
+        if exists("name-get", {"name": whole}):
+            if not exists("alias-get", {"name": name, "alias": alias}):
+                return json_response(act("name-delete", {"name": whole}))
+            raise Conflict(
+                f"this path names both the name '{whole}' and alias '{alias}' of name "
+                f"'{name}': DELETE cannot tell which is meant; delete one with the Flight "
+                "name-delete or alias-delete action",
+                detail={"name": whole, "alias_of": {"name": name, "alias": alias}},
+            )
         answer = act("alias-delete", {"name": name, "alias": alias, "actor": actor(request)})
         if answer["status"] == "pending":
             return _pending_response(answer)

@@ -552,6 +552,33 @@ def test_rest_alias_routes(rest: Rest) -> None:
     assert expect(http.get("/v1/names/m/aliases"), 200)["aliases"][0]["alias"] == "aliases"
 
 
+def test_rest_delete_of_a_name_whose_path_looks_like_an_alias(rest: Rest) -> None:
+    """DELETE /v1/names/{name} of a plain name like ``team/aliases/prod`` reaches the alias
+    route first (``team`` @ ``prod``): it must delete that name, never an alias instead."""
+    http = rest.http
+    a, b = upload(http, "a"), upload(http, "b")
+    expect(http.post("/v1/names", json={"name": "team/aliases/prod", **target(a)}), 200)
+    gone = expect(http.delete("/v1/names/team/aliases/prod"), 200)
+    assert gone == {"status": "deleted", "name": "team/aliases/prod"}
+    assert expect(http.get("/v1/names", params={"prefix": "team/"}), 200)["names"] == []
+    expect(http.delete("/v1/names/team/aliases/prod"), 404, "Name 'team' not found")
+
+    # the path is both the plain name m/aliases/prod and the alias prod of m: refused
+    expect(http.post("/v1/names", json={"name": "m/aliases/prod", **target(a)}), 200)
+    expect(http.put("/v1/names/m/aliases/prod", json=target(b)), 200)
+    refused = expect(http.delete("/v1/names/m/aliases/prod"), 409)["detail"]
+    assert "both the name 'm/aliases/prod' and alias 'prod' of name 'm'" in refused
+    assert expect(http.get("/v1/names/m/aliases/prod"), 200)["artifact_uri"] == b["artifact_uri"]
+    listed = expect(http.get("/v1/names", params={"prefix": "m/"}), 200)["names"]
+    assert [n["name"] for n in listed] == ["m/aliases/prod"]
+    # once the plain name is gone (through Flight), the path is the alias's alone
+    assert rest.flight is not None
+    with QuiverClient(rest.flight.location) as q:
+        q.delete_name("m/aliases/prod")
+    gone = expect(http.delete("/v1/names/m/aliases/prod"), 200)
+    assert gone == {"status": "deleted", "name": "m", "alias": "prod"}
+
+
 def test_rest_alias_errors(rest: Rest) -> None:
     http = rest.http
     a = upload(http, "a")
