@@ -363,6 +363,14 @@ class Warehouses:
                 self._plans.popitem(last=False)
         return tasks
 
+    def clear_plans(self) -> int:
+        """Drop the file plans only; how many there were (``scan@v1``'s cache-clear hook,
+        which must not drop the catalogs of a :class:`Warehouses` it shares)."""
+        with self._lock:
+            held = len(self._plans)
+            self._plans.clear()
+        return held
+
     def clear(self) -> dict[str, int]:
         """Drop every cache — catalogs, catalog pointers, loaded table metadata, resolved
         snapshots, file plans — and say how many entries each held.

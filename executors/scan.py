@@ -344,7 +344,7 @@ class ScanExecutor:
 
     def clear_caches(self) -> dict[str, int]:
         """Forget the file plans and the idle DuckDB databases (the ``cache-clear`` action)."""
-        return {"plans": self._warehouses.clear()["plans"], "duckdb_databases": clear_databases()}
+        return {"plans": self._warehouses.clear_plans(), "duckdb_databases": clear_databases()}
 
     def check_inputs(self, input_uris: Sequence[str]) -> None:
         if len(input_uris) != 1:

@@ -421,6 +421,34 @@ def test_cache_clear_action_keeps_artifacts(server, client, demo_table) -> None:
         act(client, "cache-clear", {"everything": True})
 
 
+def test_cache_clear_counts_each_cache_once_when_scan_shares_the_warehouses(
+    tmp_path, demo_table
+) -> None:
+    from catalog.store import ArtifactStore
+    from catalog.warehouse import Warehouses
+    from executors import load_registry
+    from executors.scan import ScanExecutor
+    from flight.core import Core
+    from flight.server import QuiverFlightServer
+    from quiver.materialize import Materializer
+
+    settings = Settings(data_dir=tmp_path / "data", notebook_root=tmp_path / "nb", flight_port=0)
+    warehouses = Warehouses()  # scan@v1 plans through the materializer's own
+    registry = load_registry([ScanExecutor(warehouses)], entry_points=[])
+    store = ArtifactStore(settings.store_dir)
+    materializer = Materializer(settings, store, registry, warehouses)
+    server = QuiverFlightServer(Core(settings, store, registry, warehouses, materializer))
+    client = fl.connect(server.location)
+    try:
+        ready(client, demo_table.uri, "id")
+        cleared = act(client, "cache-clear")["cleared"]
+        assert cleared["warehouses"]["catalogs"] == 1 and cleared["warehouses"]["tables"] == 1
+        assert cleared["executors"]["scan@v1"]["plans"] == 1
+    finally:
+        client.close()
+        server.close()
+
+
 def test_cache_clear_during_a_running_scan(make_server, demo_table) -> None:
     server = make_server(batch_size=500)
     client = fl.connect(server.location)
