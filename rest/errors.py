@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 
 from quiver.errors import QuiverError
 
@@ -41,6 +44,16 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return unexpected_response(request.method, request.url.path, exc)
 
 
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    # FastAPI's own 422 echoes each bad input; JSON may carry text that is not
+    # Unicode (a lone surrogate such as "\ud800"), which cannot be encoded as
+    # UTF-8 and turned the 422 into a 500. ASCII-escaped JSON can hold it.
+    assert isinstance(exc, RequestValidationError)
+    body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+    return Response(body, status_code=422, media_type="application/json")
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(QuiverError, _quiver_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)
