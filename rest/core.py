@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal, TypeVar
@@ -22,7 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flight.client import LocalActions, QuiverClient
 from flight.uploads import BLOB_COLUMN, BLOB_MARKER, check_provenance_hash
-from quiver.errors import BuildFailed, InvalidArgument, NotFound, QuiverError, Unavailable
+from quiver.errors import (
+    BuildFailed,
+    InvalidArgument,
+    NotFound,
+    QuiverError,
+    TooLarge,
+    Unavailable,
+)
 from quiver.materialize import MaterializeRequest, Transform
 from rest import errors
 from rest.middleware import ASGIApp, Message, Metrics, Receive, Scope, Send
@@ -37,6 +45,10 @@ MAX_PAGE = 10_000
 """Most artifacts one ``GET /v1/artifacts`` lists; a bigger ``limit`` is capped to it."""
 MAX_LINEAGE_DEPTH = 100
 """Deepest lineage walk; a bigger ``max_depth`` is capped to it."""
+MAX_BLOB_BYTES = 2**31 - 64
+"""The largest value ``PUT /v1/artifacts/by-provenance`` takes: the value is one row, sent
+to Flight as one record batch, and Flight sends no batch over 2 GiB. (The request body
+limit, ``QUIVER_REST_MAX_BODY_BYTES``, may be set higher.)"""
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
@@ -529,6 +541,15 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
             return await run_in_threadpool(_put_blob, provenance_hash, meta, data)
 
     def _put_blob(key: str, meta: BlobMetadata, file: Any) -> Response:
+        size = file.seek(0, os.SEEK_END)  # the part is spooled: measured before it is read
+        file.seek(0)
+        if size > MAX_BLOB_BYTES:
+            raise TooLarge(
+                f"the value is {size} bytes; a value put by provenance is at most "
+                f"{MAX_BLOB_BYTES} bytes (it is stored as one row, and Flight sends a row "
+                "as one message of at most 2 GiB)",
+                detail={"bytes": size, "limit": MAX_BLOB_BYTES},
+            )
         blob = file.read()
         metadata: dict[str, Any] = {
             "provenance_hash": key,

@@ -794,6 +794,40 @@ def test_by_provenance_errors(make_rest) -> None:
     assert http.get("/v1/artifacts/stats").json()["artifacts"] == 0
 
 
+def test_put_by_provenance_refuses_a_value_flight_cannot_carry(make_rest) -> None:
+    """One row goes to Flight as one batch, at most 2 GiB: a bigger value is a 413, even
+    under a body limit that lets it in, and it is never read into memory."""
+    size = 2**31  # 2 GiB
+    rest = make_rest(rest_max_body_bytes=size + 2**20)
+    boundary = "quiver-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n'
+        '{"content_type": "application/octet-stream"}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="data"; filename="v"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def body():  # streamed: the test holds 4 MiB of it at a time
+        yield head
+        chunk = bytes(4 << 20)
+        for start in range(0, size, len(chunk)):
+            yield chunk[: min(len(chunk), size - start)]
+        yield tail
+
+    response = rest.http.put(
+        f"/v1/artifacts/by-provenance/{key_of('too big')}",
+        content=body(),
+        headers={
+            "content-type": f"multipart/form-data; boundary={boundary}",
+            "content-length": str(len(head) + size + len(tail)),
+        },
+        timeout=300,
+    )
+    expect(response, 413, "a value put by provenance is at most")
+    assert rest.http.get("/v1/artifacts/stats").json()["artifacts"] == 0
+
+
 def test_concurrent_puts_by_provenance_end_as_one_artifact(rest) -> None:
     key = key_of("raced")
     n = 8
