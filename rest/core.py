@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flight.client import LocalActions, QuiverClient
+from flight.protocol import MAX_COMMAND_BYTES
 from flight.uploads import BLOB_COLUMN, BLOB_MARKER, check_provenance_hash
 from quiver.errors import (
     BuildFailed,
@@ -220,8 +221,18 @@ def _missing_parts(form: Any, parts: tuple[str, ...] = ("metadata", "data")) -> 
 
 
 async def _text_part(part: Any) -> str:
+    """A text part; one sent as a file is read only if it is no bigger than a Flight
+    command (it becomes the DoPut command's metadata), so it is never read whole, decoded
+    and parsed on the event loop at any size."""
     if isinstance(part, str):
-        return part
+        return part  # a field: the form parser caps it
+    size = part.size if part.size is not None else part.file.seek(0, os.SEEK_END)
+    if size > MAX_COMMAND_BYTES:
+        raise TooLarge(
+            f"the metadata part is {size} bytes; the limit is {MAX_COMMAND_BYTES}",
+            detail={"bytes": size, "limit": MAX_COMMAND_BYTES},
+        )
+    await part.seek(0)
     return (await part.read()).decode("utf-8", "replace")
 
 

@@ -828,6 +828,24 @@ def test_put_by_provenance_refuses_a_value_flight_cannot_carry(make_rest) -> Non
     assert rest.http.get("/v1/artifacts/stats").json()["artifacts"] == 0
 
 
+def test_upload_metadata_is_bounded_like_a_flight_command(rest) -> None:
+    """A metadata part sent as a file is refused past 2 MiB before it is read and parsed."""
+    from flight.protocol import MAX_COMMAND_BYTES
+
+    pad = "x" * MAX_COMMAND_BYTES
+    keyed = {"content_type": "text/plain", "pad": pad}
+    response = rest.http.put(
+        f"/v1/artifacts/by-provenance/{key_of('big metadata')}", files=blob_files(b"v", keyed)
+    )
+    expect(response, 413, "the metadata part is")
+    files = {
+        "metadata": ("metadata.json", json.dumps({"pad": pad}), "application/json"),
+        "data": ("data.arrows", ipc_bytes(pa.table({"x": [1]})), "application/octet-stream"),
+    }
+    expect(rest.http.put("/v1/artifacts", files=files), 413)
+    assert rest.http.get("/v1/artifacts/stats").json()["artifacts"] == 0
+
+
 def test_concurrent_puts_by_provenance_end_as_one_artifact(rest) -> None:
     key = key_of("raced")
     n = 8
