@@ -576,5 +576,14 @@ def _runtime(core: Core, body: Any) -> Any:
             },
             "duckdb": {"threads_per_query": settings.duckdb_threads or os.cpu_count()},
         },
-        "disk_cache": disk_json(core),
+        "disk_cache": _disk_cache(core),
     }
+
+
+def _disk_cache(core: Core) -> dict[str, Any]:
+    # The process figures must survive the one measurement that can fail (the data
+    # directory gone, or its file system failing): they matter most then.
+    try:
+        return disk_json(core)
+    except Exception as exc:
+        return {"path": str(core.settings.data_dir), "error": f"cannot measure: {exc}"}

@@ -477,3 +477,15 @@ def test_dependencies_and_runtime_actions(server, client, demo_table) -> None:
     assert runtime["disk_cache"]["store_bytes"] == server.core.store.stats()["ready_bytes"]
     names = [a.type for a in client.list_actions()]
     assert {"by-provenance", "cache-clear", "dependencies", "runtime"} <= set(names)
+
+
+def test_runtime_answers_when_the_data_directory_cannot_be_measured(server, client) -> None:
+    data = server.core.settings.data_dir
+    data.rename(data.with_name("aside"))
+    try:
+        runtime = act(client, "runtime")
+    finally:
+        data.with_name("aside").rename(data)
+    assert runtime["pid"] == os.getpid() and runtime["thread_pools"]["builds"]["busy"] == 0
+    assert runtime["disk_cache"]["path"] == str(data)
+    assert "cannot measure" in runtime["disk_cache"]["error"]
