@@ -118,6 +118,25 @@ def start_rest(settings: Settings, flight_uri: str) -> RestHandle | None:
 
 
 # --- serve / flight -------------------------------------------------------------
+def _on_stop_signals() -> list[bool]:
+    """A flag that SIGINT/SIGTERM set. A plain list, not a ``threading.Event``: a handler
+    setting an Event can deadlock on the Event's lock if the signal lands while the main
+    thread holds it inside ``wait``."""
+    stopping = [False]
+
+    def handler(signum: int, frame: object) -> None:
+        stopping[0] = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return stopping
+
+
+def _wait_for(stopping: list[bool]) -> None:
+    while not stopping[0]:
+        time.sleep(0.2)  # the flag is seen within 0.2 s of the signal
+
+
 def _serve(args: argparse.Namespace, *, rest: bool) -> int:
     from flight.server import start
 
@@ -126,9 +145,7 @@ def _serve(args: argparse.Namespace, *, rest: bool) -> int:
         level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
     )
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stopping = _on_stop_signals()
     server = start(settings)
     handle = None
     try:
@@ -139,8 +156,7 @@ def _serve(args: argparse.Namespace, *, rest: bool) -> int:
             missing = f"rest: not available yet (no rest.app.{REST_HOOK})"
             print(f"rest: {handle.url}" if handle else missing, flush=True)
         print("ready (Ctrl-C to stop)", flush=True)
-        while not stop.wait(0.5):
-            pass
+        _wait_for(stopping)
     finally:
         # One deadline for both, from now: both refuse new work at once; the REST
         # app drains first (its requests still reach this core in-process), then
@@ -159,9 +175,7 @@ def _rest(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
     )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stopping = _on_stop_signals()
     flight_uri = args.flight or f"grpc://{settings.host}:{settings.flight_port}"
     handle = start_rest(settings, flight_uri)
     if handle is None:
@@ -170,8 +184,7 @@ def _rest(args: argparse.Namespace) -> int:
         print(f"flight: {flight_uri}", flush=True)
         print(f"rest: {handle.url}", flush=True)
         print("ready (Ctrl-C to stop)", flush=True)
-        while not stop.wait(0.5):
-            pass
+        _wait_for(stopping)
     finally:
         handle.stop(settings.shutdown_timeout_s + REST_STOP_MARGIN_S)
     print("stopped", flush=True)

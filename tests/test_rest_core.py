@@ -794,9 +794,11 @@ def test_by_provenance_errors(make_rest) -> None:
     assert http.get("/v1/artifacts/stats").json()["artifacts"] == 0
 
 
-def test_put_by_provenance_refuses_a_value_flight_cannot_carry(make_rest) -> None:
+def test_put_by_provenance_refuses_a_value_flight_cannot_carry(make_rest, request) -> None:
     """One row goes to Flight as one batch, at most 2 GiB: a bigger value is a 413, even
     under a body limit that lets it in, and it is never read into memory."""
+    if request.node.callspec.params["make_rest"] == "grpc":
+        pytest.skip("refused by the REST layer before any Flight call: one transport is enough")
     size = 2**31  # 2 GiB
     rest = make_rest(rest_max_body_bytes=size + 2**20)
     boundary = "quiver-test-boundary"
