@@ -130,6 +130,18 @@ class _InFlight:
         self.ctx: RunContext | None = None
 
 
+def _hit_result(plan: Plan, info: ArtifactInfo) -> MaterializeResult:
+    return MaterializeResult(
+        hit=True,
+        state="ready",
+        artifact_id=info.artifact_id,
+        version=info.version,
+        provenance=plan.provenance,
+        input_versions=plan.input_versions,
+        info=info,
+    )
+
+
 class Materializer:
     """Resolves, hashes, caches and builds. One per process; thread-safe."""
 
@@ -306,15 +318,7 @@ class Materializer:
             self.counters["hits"] += 1
         finally:
             self._lock.release()
-        return MaterializeResult(
-            hit=True,
-            state="ready",
-            artifact_id=info.artifact_id,
-            version=info.version,
-            provenance=plan.provenance,
-            input_versions=plan.input_versions,
-            info=info,
-        )
+        return _hit_result(plan, info)
 
     def _intact(self, info: ArtifactInfo) -> bool:
         """:meth:`ArtifactStore.verify` without its write: a file that is not whole is left
@@ -354,15 +358,7 @@ class Materializer:
         with self._lock:
             self.counters["hits"] += 1
         self.store.note_use(info.artifact_id, info.version)  # gc's idleness counts hits
-        return MaterializeResult(
-            hit=True,
-            state="ready",
-            artifact_id=info.artifact_id,
-            version=info.version,
-            provenance=plan.provenance,
-            input_versions=plan.input_versions,
-            info=info,
-        )
+        return _hit_result(plan, info)
 
     def _following(self, plan: Plan, build: Build) -> MaterializeResult:
         return MaterializeResult(

@@ -128,17 +128,18 @@ FLOWS = textwrap.dedent(
 )
 
 
-def test_strata_client_flows(strata_python, rest, demo_table, tmp_path) -> None:
-    script = tmp_path / "flows.py"
-    script.write_text(FLOWS)
+def run_flow(python: Path, script: Path, source: str, *args: str) -> dict:
+    """Run a strata-client script with ``args``; the JSON object its last line prints."""
+    script.write_text(source)
     done = subprocess.run(
-        [str(strata_python), str(script), rest.url, demo_table.uri],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [str(python), str(script), *args], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_strata_client_flows(strata_python, rest, demo_table, tmp_path) -> None:
+    out = run_flow(strata_python, tmp_path / "flows.py", FLOWS, rest.url, demo_table.uri)
     assert out["health"] == {"status": "ok"}
     assert out["miss"][0] is False and out["miss"][2] == 20_000
     assert out["hit"] == [True, True, 20_000]
@@ -207,13 +208,7 @@ REGISTRY_FLOW = textwrap.dedent(
 
 def test_strata_client_registry_flow(strata_python, make_rest, tmp_path) -> None:
     rest = make_rest(protected_aliases=["prod"])
-    script = tmp_path / "registry.py"
-    script.write_text(REGISTRY_FLOW)
-    done = subprocess.run(
-        [str(strata_python), str(script), rest.url], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_flow(strata_python, tmp_path / "registry.py", REGISTRY_FLOW, rest.url)
     assert out["set"] == ["applied", "unchanged"] and out["resolve"] is True
     assert out["list"] == [["challenger", True], ["champion", False]]
     assert out["pending"] == "pending" and out["not_yet"] == 404
@@ -286,16 +281,9 @@ PROVENANCE_FLOW = textwrap.dedent(
 def test_strata_client_provenance_cache_and_metrics(
     strata_python, rest, demo_table, tmp_path
 ) -> None:
-    script = tmp_path / "provenance.py"
-    script.write_text(PROVENANCE_FLOW)
-    done = subprocess.run(
-        [str(strata_python), str(script), rest.url, demo_table.uri],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = run_flow(
+        strata_python, tmp_path / "provenance.py", PROVENANCE_FLOW, rest.url, demo_table.uri
     )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["miss"] is None
     assert out["put"] == [False, True]
     assert out["found"] == [True, "application/x-pickle", "df", "ready"]
