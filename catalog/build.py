@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -352,7 +353,11 @@ class Build:
                 source.close()
                 lease.release()
 
-        return pa.RecordBatchReader.from_batches(schema, batches())
+        gen = batches()
+        # A follower dropped before its first batch never runs the finally above:
+        # close its file when the generator goes (its lease releases itself).
+        weakref.finalize(gen, source.close)
+        return pa.RecordBatchReader.from_batches(schema, gen)
 
 
 class _Lease:

@@ -901,3 +901,27 @@ def test_kill_9_during_a_stream_of_publishes(tmp_path: Path, kind: str) -> None:
     # "uploads": every other one deduplicated against the one before it
     assert len(store.list(state="ready", limit=10_000)) >= (3 if kind == "uploads" else 5)
     store.close()
+
+
+def open_files_under(path: Path) -> int:
+    """How many of this process's descriptors name a file below ``path``."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(path)):
+                count += 1
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd (Linux)")
+def test_a_follower_dropped_unread_closes_its_file(store: ArtifactStore) -> None:
+    build = store.begin_build(provenance="f", executor=None, params=None, inputs=[])
+    build.write_reader(table(3).to_reader())
+    before = open_files_under(store.root)
+    follower = build.follow()  # e.g. a DoGet of a live build cancelled before its first batch
+    assert open_files_under(store.root) == before + 1
+    del follower
+    gc.collect()
+    assert open_files_under(store.root) == before
+    assert store.readers(build.artifact_id, build.version) == 0
+    build.publish()
