@@ -911,13 +911,16 @@ class ArtifactStore:
             for r in rows
         ]
 
-    def dependents(self, artifact_id: str, version: int) -> list[ArtifactInfo]:
+    def dependents(
+        self, artifact_id: str, version: int, *, limit: int | None = None
+    ) -> list[ArtifactInfo]:
+        """The versions built from this one, oldest first; the first ``limit`` of them."""
         self.get(artifact_id, version)
         rows = self._query(
             "SELECT a.* FROM artifact_inputs i JOIN artifacts a "
             "ON a.artifact_id=i.artifact_id AND a.version=i.version "
-            "WHERE i.ref_artifact=? AND i.ref_version=? ORDER BY a.created_at",
-            (artifact_id, version),
+            "WHERE i.ref_artifact=? AND i.ref_version=? ORDER BY a.created_at LIMIT ?",
+            (artifact_id, version, -1 if limit is None else max(0, limit)),
         )
         return [self._info(r) for r in rows]
 

@@ -268,7 +268,7 @@ def _lineage(core: Core, body: Any) -> Any:
 def _dependents(core: Core, body: Any) -> Any:
     arg = parse_model(DependentsArg, body, "dependents request")
     aid, version = arg.resolve(core)
-    found = core.store.dependents(aid, version)[: arg.limit]
+    found = core.store.dependents(aid, version, limit=arg.limit)
     return {
         "artifact_uri": artifact_uri(aid, version),
         "dependents": [

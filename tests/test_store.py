@@ -389,6 +389,13 @@ def test_lineage_and_dependents(store: ArtifactStore) -> None:
     assert [(i.uri, i.version) for i in ins] == [("file:///wh#db.t", "42"), (base.uri, base.uri)]
     assert [d.uri for d in store.dependents(base.artifact_id, 1)] == [derived.uri]
     assert store.dependents(derived.artifact_id, 1) == []
+    more = [
+        put(store, f"d{i}", inputs=[InputVersion(base.uri, base.uri, base.artifact_id, 1)])
+        for i in range(3)
+    ]
+    everything = [derived.uri] + [m.uri for m in more]
+    assert [d.uri for d in store.dependents(base.artifact_id, 1)] == everything
+    assert [d.uri for d in store.dependents(base.artifact_id, 1, limit=2)] == everything[:2]
 
 
 def test_eviction_lru_skips_named_and_leased(tmp_path: Path) -> None:
