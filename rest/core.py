@@ -484,14 +484,21 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
             async with _multipart(request, UploadMetadata) as (data, meta):
                 return await run_in_threadpool(_put_ipc, data, meta)
         if ctype.startswith("application/json"):
-            try:
-                upload = JsonUpload.model_validate_json(await request.body())
-            except ValidationError as exc:
-                raise RequestValidationError(exc.errors(include_url=False)) from None
-            return await run_in_threadpool(_put_table, _table_from_json(upload.data), upload)
+            # Parsing a large JSON body and building its table would hold the event
+            # loop for as long: they run on a worker thread like the store write.
+            return await run_in_threadpool(_put_json, await request.body())
         raise InvalidArgument(
             "PUT /v1/artifacts takes multipart/form-data (metadata + data) or application/json"
         )
+
+    def _put_json(raw: bytes) -> Response:
+        try:
+            upload = JsonUpload.model_validate_json(raw)
+        except ValidationError as exc:  # located in the body, as FastAPI's own 422s are
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            ) from None
+        return _put_table(_table_from_json(upload.data), upload)
 
     def _put_ipc(file: Any, meta: UploadMetadata) -> Response:
         try:

@@ -17,3 +17,9 @@ def test_a_422_echoing_text_that_is_not_unicode_is_still_a_422(rest) -> None:
         "artifact_id",
         "version",
     }
+
+
+def test_a_json_upload_without_data_is_a_422_naming_it(rest) -> None:
+    answer = rest.http.put("/v1/artifacts", json={"inputs": [], "transform": None})
+    assert answer.status_code == 422, answer.text
+    assert [p["loc"] for p in answer.json()["detail"]] == [["body", "data"]]
