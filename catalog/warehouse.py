@@ -401,17 +401,7 @@ class Warehouses:
         return counts
 
     def close(self) -> None:
-        with self._lock:
-            for catalog in self._catalogs.values():
-                catalog.engine.dispose()
-            for con, _ in self._pointers.values():
-                con.close()
-            self._catalogs.clear()
-            self._catalog_files.clear()
-            self._pointers.clear()
-            self._tables.clear()
-            self._resolved.clear()
-            self._plans.clear()
+        self.clear()  # drops every catalog, connection and cache it holds
 
 
 def _literal(value: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.flight as fl
 
+from catalog.dictionaries import has_dictionaries
 from flight.errors import to_flight_error
 from flight.protocol import NameTicket, decode_ticket
 from quiver.errors import Unavailable
@@ -74,7 +75,7 @@ def data_stream(
     "server shutting down" instead of its next batch.
     """
     batches = _clean(reader, settings.flight_max_batch_bytes, closing)
-    if any(pa.types.is_dictionary(field.type) for field in reader.schema):
+    if has_dictionaries(reader.schema):
         batches = _with_dictionaries(reader.schema, batches, ipc_options(settings))
     return fl.GeneratorStream(reader.schema, batches, options=ipc_options(settings))
 
