@@ -239,15 +239,7 @@ class Runner:
     @contextlib.contextmanager
     def _exclusive(self) -> Any:
         session = self.session
-        if session.env_busy:
-            raise Conflict(
-                "Environment operation in progress",
-                detail={
-                    "message": "Environment operation in progress",
-                    "code": "ENVIRONMENT_BUSY",
-                    "environment_job": None,
-                },
-            )
+        session.ensure_env_idle()
         if not self._run_lock.acquire(blocking=False):
             raise Conflict(f"Notebook is already executing cell {self.current}")
         session.executing = True

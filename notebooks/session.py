@@ -187,7 +187,8 @@ class Session:
             raise NotFound(message)
         return cell
 
-    def ensure_not_busy(self) -> None:
+    def ensure_env_idle(self) -> None:
+        """409 ``ENVIRONMENT_BUSY`` while an environment job runs."""
         if self.env_busy:
             raise Conflict(
                 "Environment operation in progress",
@@ -197,6 +198,9 @@ class Session:
                     "environment_job": None,
                 },
             )
+
+    def ensure_not_busy(self) -> None:
+        self.ensure_env_idle()
         if self.executing:
             raise Conflict("Notebook deletion is blocked while notebook execution is running.")
 
