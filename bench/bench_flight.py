@@ -122,10 +122,13 @@ def doget_pair(ours: str, base: str, ticket: fl.Ticket, rounds: int) -> tuple[fl
     return statistics.median(samples[0]), statistics.median(samples[1])
 
 
-def action_p50_ms(location: str, name: str, body: dict[str, Any], rounds: int) -> float:
+def action_p50_ms(
+    location: str, name: str, body: dict[str, Any], rounds: int = 500, warmup: int = 50
+) -> float:
+    """p50 ms of the DoAction ``name`` with ``body``, after ``warmup`` calls."""
     client = fl.connect(location)
     raw = json.dumps(body).encode()
-    for _ in range(20):
+    for _ in range(warmup):
         list(client.do_action(fl.Action(name, raw)))
     samples = []
     for _ in range(rounds):

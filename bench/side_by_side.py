@@ -31,6 +31,7 @@ from bench.common import (
 )
 
 Row = tuple[str, str, str, str, str]
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: client scripts import from it
 
 RSS_SCRIPT = textwrap.dedent(
     """
@@ -89,7 +90,7 @@ def core_figures(rounds: int = 7) -> list[Row]:
         )
         big = make_warehouse(root, rows=10_000_000, files=8)
         out = subprocess.run(
-            [sys.executable, "-c", RSS_SCRIPT, big.uri, str(root / "rss"), str(Path.cwd())],
+            [sys.executable, "-c", RSS_SCRIPT, big.uri, str(root / "rss"), str(ROOT)],
             check=True,
             capture_output=True,
             text=True,
@@ -110,20 +111,10 @@ def core_figures(rounds: int = 7) -> list[Row]:
 
 ACTION_P50_CLIENT = textwrap.dedent(
     """
-    import json, statistics, sys, time
-    import pyarrow.flight as fl
-    def p50(location, name, body, rounds=500):
-        client = fl.connect(location)
-        raw = json.dumps(body).encode()
-        for _ in range(50):
-            list(client.do_action(fl.Action(name, raw)))
-        samples = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            list(client.do_action(fl.Action(name, raw)))
-            samples.append(time.perf_counter() - t0)
-        return statistics.median(samples) * 1000
-    print(json.dumps([p50(*job) for job in json.loads(sys.argv[1])]))
+    import json, sys
+    sys.path.insert(0, sys.argv[2])
+    from bench.bench_flight import action_p50_ms
+    print(json.dumps([action_p50_ms(*job) for job in json.loads(sys.argv[1])]))
     """
 )
 
@@ -159,7 +150,7 @@ def flight_figures(rounds: int = 15) -> list[Row]:
             jobs = [[base_loc, "x", {}], [s.location, "materialize", s.small],
                     [s.location, "materialize", s.scan]]  # fmt: skip
             out = subprocess.run(
-                [sys.executable, "-c", ACTION_P50_CLIENT, json.dumps(jobs)],
+                [sys.executable, "-c", ACTION_P50_CLIENT, json.dumps(jobs), str(ROOT)],
                 check=True, capture_output=True, text=True,
             )  # fmt: skip
             bare, small, table = json.loads(out.stdout)
