@@ -171,6 +171,23 @@ def test_versions_sqlite_cannot_hold_are_not_found(store: ArtifactStore) -> None
 
 
 # --- the store: protected aliases ------------------------------------------------------
+def test_an_approval_refused_leaves_the_change_pending_and_unaudited(
+    store: ArtifactStore,
+) -> None:
+    reg = Registry(store)
+    a = put(store, "a")
+    reg.set_alias("m", "prod", *key(a), actor="ann", protected=True)
+    entries = len(reg.audit())
+    with open(store.path_of(a.artifact_id, 1), "r+b") as f:  # damaged after the request
+        f.truncate(8)
+    assert not store.verify(store.get(a.artifact_id, 1))  # now failed
+    with pytest.raises(Conflict, match=r"it is failed, not ready"):
+        reg.approve("m", "prod", actor="bob")
+    [change] = reg.pending()
+    assert (change.op, change.target) == ("set", key(a)) and len(reg.audit()) == entries
+    assert reg.reject("m", "prod", actor="bob").status == "rejected" and reg.pending() == []
+
+
 def test_protected_alias_changes_wait_for_approval(store: ArtifactStore) -> None:
     reg = Registry(store)
     a, b = put(store, "a"), put(store, "b")
