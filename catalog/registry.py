@@ -25,9 +25,11 @@ protected alias cannot be bypassed by deleting what it points at.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -470,13 +472,7 @@ class Registry:
 
     def approve(self, name: str, alias: str, *, actor: str | None = None) -> Outcome:
         """Apply the pending change of ``name @ alias``: ``applied`` or ``deleted``."""
-        validate_name(name)
-        validate_alias(alias)
-        actor = _check_actor(actor)
-        now = time.time()
-        with self.store._tx() as db:
-            change = self._pending_change(db, name, alias)
-            db.execute("DELETE FROM alias_pending WHERE name=? AND alias=?", (name, alias))
+        with self._settle(name, alias, actor, "alias.approve") as (db, change, now):
             target = change.target
             if change.op == "set":
                 assert target is not None
@@ -484,14 +480,22 @@ class Registry:
                 self._write_alias(db, name, alias, target, now)
             else:
                 db.execute("DELETE FROM aliases WHERE name=? AND alias=?", (name, alias))
-            _audit(db, "alias.approve", at=now, actor=actor, op=change.op, name=name,
-                   alias=alias, before=change.current, after=target,
-                   requested_by=change.requested_by)  # fmt: skip
         status: Status = "applied" if change.op == "set" else "deleted"
         return Outcome(status, name, alias, target, op=change.op)
 
     def reject(self, name: str, alias: str, *, actor: str | None = None) -> Outcome:
         """Discard the pending change of ``name @ alias``; the alias stays as it is."""
+        with self._settle(name, alias, actor, "alias.reject") as (_, change, _):
+            pass  # off the queue and audited: nothing is applied
+        return Outcome("rejected", name, alias, change.current, op=change.op)
+
+    @contextlib.contextmanager
+    def _settle(
+        self, name: str, alias: str, actor: str | None, kind: str
+    ) -> Iterator[tuple[sqlite3.Connection, PendingChange, float]]:
+        """Take the pending change of ``name @ alias`` off the queue and audit it as
+        ``kind``, in one transaction with what the caller does meanwhile (an error
+        there leaves the change pending)."""
         validate_name(name)
         validate_alias(alias)
         actor = _check_actor(actor)
@@ -499,10 +503,10 @@ class Registry:
         with self.store._tx() as db:
             change = self._pending_change(db, name, alias)
             db.execute("DELETE FROM alias_pending WHERE name=? AND alias=?", (name, alias))
-            _audit(db, "alias.reject", at=now, actor=actor, op=change.op, name=name,
-                   alias=alias, before=change.current, after=change.target,
+            yield db, change, now
+            _audit(db, kind, at=now, actor=actor, op=change.op, name=name, alias=alias,
+                   before=change.current, after=change.target,
                    requested_by=change.requested_by)  # fmt: skip
-        return Outcome("rejected", name, alias, change.current, op=change.op)
 
     # --- tags ----------------------------------------------------------------------
     def set_tag(
