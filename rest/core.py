@@ -86,6 +86,13 @@ class FlightLink:
         except Unavailable as exc:
             raise self._unreachable(exc) from None
 
+    def put(self, data: pa.Table | pa.RecordBatchReader, **kwargs: Any) -> dict[str, Any]:
+        """:meth:`QuiverClient.put` (a DoPut), with an unreachable server as a 503."""
+        try:
+            return self.client.put(data, **kwargs)
+        except Unavailable as exc:
+            raise self._unreachable(exc) from None
+
     def cached_hit(self, request: MaterializeRequest) -> dict[str, Any] | None:
         """A cache hit answered in-process without blocking, or None (then :meth:`act_raw`)."""
         return self._actions.cached_hit(request)
@@ -234,6 +241,17 @@ async def _text_part(part: Any) -> str:
         )
     await part.seek(0)
     return (await part.read()).decode("utf-8", "replace")
+
+
+def stored_json(answer: dict[str, Any]) -> dict[str, Any]:
+    """What every upload route answers about the stored artifact, from the DoPut answer."""
+    return {
+        "artifact_uri": answer["artifact_uri"],
+        "artifact_id": answer["artifact_id"],
+        "version": answer["version"],
+        "hit": answer["deduplicated"],
+        "byte_size": answer["byte_size"],
+    }
 
 
 def data_url(artifact_id: str, version: int) -> str:
@@ -498,7 +516,7 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
             ) from None
-        return _put_table(_table_from_json(upload.data), upload)
+        return _put(_table_from_json(upload.data), upload)
 
     def _put_ipc(file: Any, meta: UploadMetadata) -> Response:
         try:
@@ -507,27 +525,13 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
             raise InvalidArgument(f"data is not an Arrow IPC stream: {exc}") from None
         return _put(reader, meta)
 
-    def _put_table(table: pa.Table, meta: UploadMetadata) -> Response:
-        return _put(table, meta)
-
     def _put(data: pa.Table | pa.RecordBatchReader, meta: UploadMetadata) -> Response:
         metadata = meta.model_dump(exclude={"name", "data"}, exclude_none=True)
         try:
-            answer = link.client.put(data, name=meta.name, metadata=metadata)
-        except Unavailable as exc:
-            raise link._unreachable(exc) from None
+            answer = link.put(data, name=meta.name, metadata=metadata)
         except pa.ArrowInvalid as exc:
             raise InvalidArgument(f"data is not a valid Arrow IPC stream: {exc}") from None
-        return json_response(
-            {
-                "artifact_uri": answer["artifact_uri"],
-                "artifact_id": answer["artifact_id"],
-                "version": answer["version"],
-                "hit": answer["deduplicated"],
-                "byte_size": answer["byte_size"],
-                "name_uri": answer["name_uri"],
-            }
-        )
+        return json_response(stored_json(answer) | {"name_uri": answer["name_uri"]})
 
     # --- by provenance ---------------------------------------------------------------
     @router.get("/v1/artifacts/by-provenance/{provenance_hash}", response_model=None)
@@ -576,22 +580,12 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         }
         if meta.variable_name:
             metadata["variable_name"] = meta.variable_name
-        try:
-            answer = link.client.put(blob_table(blob, meta.content_type), metadata=metadata)
-        except Unavailable as exc:
-            raise link._unreachable(exc) from None
+        answer = link.put(blob_table(blob, meta.content_type), metadata=metadata)
         stored = answer.get("metadata") or {}
         keyed = stored.get("provenance_hash") == key  # else a server-computed incumbent
         return json_response(
-            {
-                "artifact_uri": answer["artifact_uri"],
-                "artifact_id": answer["artifact_id"],
-                "version": answer["version"],
-                "hit": answer["deduplicated"],
-                "byte_size": answer["byte_size"],
-                "blob_bytes": stored.get("blob_bytes") if keyed else None,
-                "provenance_hash": key,
-            }
+            stored_json(answer)
+            | {"blob_bytes": stored.get("blob_bytes") if keyed else None, "provenance_hash": key}
         )
 
     # --- caches ------------------------------------------------------------------------
