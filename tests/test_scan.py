@@ -493,25 +493,16 @@ def test_time_limit_interrupts_the_query(
             pass
 
 
+@pytest.mark.parametrize("read_first", [True, False], ids=["running", "not-yet-started"])
 def test_cancel_interrupts_the_query(
-    scan: ScanFn, demo_table: TableRef, settings: Settings
-) -> None:
-    ctx = RunContext(settings=settings.model_copy(update={"batch_size": 100}))
-    reader = scan(demo_table, ctx=ctx)
-    reader.read_next_batch()
-    ctx.cancel()
-    with pytest.raises(Unavailable, match="scan@v1 query was cancelled"):
-        for _ in reader:
-            pass
-
-
-def test_cancel_before_the_first_read_is_not_lost(
-    scan: ScanFn, demo_table: TableRef, settings: Settings
+    scan: ScanFn, demo_table: TableRef, settings: Settings, read_first: bool
 ) -> None:
     # The query may start only on the first read: an interrupt sent before that
     # would be dropped by DuckDB, so the cancel keeps interrupting until it lands.
     ctx = RunContext(settings=settings.model_copy(update={"batch_size": 100}))
     reader = scan(demo_table, ctx=ctx)
+    if read_first:
+        reader.read_next_batch()
     ctx.cancel()
     with pytest.raises(Unavailable, match="scan@v1 query was cancelled"):
         for _ in reader:
