@@ -147,6 +147,14 @@ def is_text(value: str) -> bool:
     return True
 
 
+def _tag_value(db: sqlite3.Connection, subject: Key, key: str) -> str | None:
+    """The value of tag ``key`` on version ``subject``, or None."""
+    row = db.execute(
+        "SELECT value FROM tags WHERE artifact_id=? AND version=? AND key=?", (*subject, key)
+    ).fetchone()
+    return None if row is None else row["value"]
+
+
 def _check_text(value: str, what: str) -> str:
     if not is_text(value):
         raise InvalidArgument(
@@ -523,11 +531,7 @@ class Registry:
         now = time.time()
         with self.store._tx() as db:
             self._check_exists(db, subject)
-            row = db.execute(
-                "SELECT value FROM tags WHERE artifact_id=? AND version=? AND key=?",
-                (artifact_id, version, key),
-            ).fetchone()
-            old = row["value"] if row is not None else None
+            old = _tag_value(db, subject, key)
             if old == value:
                 return "unchanged"
             db.execute(
@@ -559,11 +563,8 @@ class Registry:
         now = time.time()
         with self.store._tx() as db:
             self._check_exists(db, subject)
-            row = db.execute(
-                "SELECT value FROM tags WHERE artifact_id=? AND version=? AND key=?",
-                (artifact_id, version, key),
-            ).fetchone()
-            if row is None:
+            old = _tag_value(db, subject, key)
+            if old is None:
                 uri = artifact_uri(artifact_id, version)
                 raise NotFound(
                     f"Tag '{key}' not found on {uri}", detail={"artifact_uri": uri, "key": key}
@@ -573,7 +574,7 @@ class Registry:
                 (artifact_id, version, key),
             )
             _audit(db, "tag.delete", at=now, actor=actor, key=key, subject=subject,
-                   from_value=row["value"])  # fmt: skip
+                   from_value=old)  # fmt: skip
 
     # --- the audit -------------------------------------------------------------------
     def audit(
