@@ -6,7 +6,9 @@ at a time; a second request gets :class:`~quiver.errors.Conflict`. Every
 step reports what happens as protocol frames (API.md §13.3) through the
 ``emit`` callback — ``cell_status``, ``cell_console`` (as the kernel writes),
 ``cell_output``, ``cell_error``, ``cascade_progress`` — whoever started the
-run (REST or WebSocket); the transport decides who receives them.
+run (REST or WebSocket); the transport decides who receives them. A run's
+last frames go out after its lock is released: a cell reported done is done,
+and running the next one at once is never refused.
 
 A cell's provenance hash (``staleness.provenance``: source, environment,
 upstream provenance hashes, worker) keys its result. ``normal`` runs the
@@ -117,6 +119,8 @@ class Runner:
         self._sql_lock = threading.Lock()
         self._sql: _SqlBuild | None = None
         self._closed = False
+        self._frames = threading.Lock()
+        self._held: list[tuple[str, dict[str, Any]]] = []
 
     # -- kernel ------------------------------------------------------------------------------
 
@@ -187,7 +191,7 @@ class Runner:
                 ups = set(self.session.derived.dag.upstream.get(cid, ()))
                 if ups & failed:
                     failed.add(cid)
-                    self.emit("cell_status", status_payload(self.session, cid))
+                    self._hold("cell_status", status_payload(self.session, cid))
                     continue
                 result = self._run_cell(cell, use_cache=not rerun)
                 out.append(result.response())
@@ -250,7 +254,33 @@ class Runner:
             self.current = None
             session.executing = False
             session.set_running(None)
-            self._run_lock.release()
+            # "Done" means done: the run's last frames (its cell's outcome) go out
+            # only once the lock is free, so a client that runs the next cell on
+            # seeing them is never told the notebook is still executing. Under
+            # ``_frames`` a run starting meanwhile cannot send its first frame
+            # before them.
+            with self._frames:
+                self._run_lock.release()
+                self._flush()
+
+    # -- frames --------------------------------------------------------------------------------
+    # A run reports progress (``running``, console, cascade steps) at once, and each
+    # cell's outcome (output or error, then statuses) just before the run's next
+    # frame, or after the run lock is released when it was the run's last.
+
+    def _send(self, kind: str, payload: dict[str, Any]) -> None:
+        with self._frames:
+            self._flush()
+            self.emit(kind, payload)
+
+    def _hold(self, kind: str, payload: dict[str, Any]) -> None:
+        with self._frames:
+            self._held.append((kind, payload))
+
+    def _flush(self) -> None:
+        held, self._held = self._held, []
+        for kind, payload in held:
+            self.emit(kind, payload)
 
     def _cell(self, cell_id: str) -> CellState:
         cell = self.session.derived.cell(cell_id)
@@ -301,7 +331,7 @@ class Runner:
         total = len(steps) + 1
         for done, cid in enumerate(steps):
             if steps:
-                self.emit(
+                self._send(
                     "cascade_progress",
                     {"plan_id": plan_id, "current_cell_id": cid, "completed": done, "total": total},
                 )
@@ -311,7 +341,7 @@ class Runner:
             result = self._run_cell(cell, use_cache=True)
             if result.status != "ready":
                 for rest in [*steps[done + 1 :], cell_id]:
-                    self.emit("cell_status", status_payload(self.session, rest))
+                    self._hold("cell_status", status_payload(self.session, rest))
                 cancelled = result.status == "cancelled"
                 what = "was cancelled" if cancelled else f"failed: {result.error}"
                 failed = CellResult(cell_id, "", "cancelled" if cancelled else "error")
@@ -319,7 +349,7 @@ class Runner:
                 failed.displays = [error_output(failed.error)]
                 return failed.response()
         if steps:
-            self.emit(
+            self._send(
                 "cascade_progress",
                 {"plan_id": plan_id, "current_cell_id": cell_id, "completed": len(steps),
                  "total": total},
@@ -333,7 +363,7 @@ class Runner:
         session = self.session
         if self._cancel.is_set():
             result = CellResult(cell.id, "", "cancelled", error="Execution cancelled")
-            self.emit("cell_status", status_payload(session, cell.id))
+            self._hold("cell_status", status_payload(session, cell.id))
             return result
         if cell.entry.language == "markdown":
             result = CellResult(cell.id, cell.source_hash, "ready", execution_method="rendered")
@@ -359,7 +389,7 @@ class Runner:
                 self._announce(cached, before)
                 return cached
         session.set_running(cell.id)
-        self.emit("cell_status", {"cell_id": cell.id, "status": "running"})
+        self._send("cell_status", {"cell_id": cell.id, "status": "running"})
         started = time.perf_counter()
         if cell.entry.language == "sql":
             result = self._run_sql(cell, prov, specs, consumed)
@@ -371,7 +401,7 @@ class Runner:
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         if result.status == "cancelled":
             session.set_running(None)
-            self.emit("cell_status", status_payload(session, cell.id) | {"status": "idle"})
+            self._hold("cell_status", status_payload(session, cell.id) | {"status": "idle"})
             return result
         if result.status == "error" and not result.displays:
             result.displays = [error_output(result.error or "error")]
@@ -388,14 +418,14 @@ class Runner:
             payload = result.response()
             payload["duration_ms"] = int(result.duration_ms)
             payload.pop("status", None)
-            self.emit("cell_output", payload)
+            self._hold("cell_output", payload)
         else:
-            self.emit("cell_error", {"cell_id": cid, "error": result.error})
-        self.emit("cell_status", status_payload(session, cid))
+            self._hold("cell_error", {"cell_id": cid, "error": result.error})
+        self._hold("cell_status", status_payload(session, cid))
         after = _status_view(session)
         for other, view in after.items():
             if other != cid and before.get(other) != view:
-                self.emit("cell_status", status_payload(session, other))
+                self._hold("cell_status", status_payload(session, other))
 
     def _cached(self, cell_id: str, prov: str) -> CellResult | None:
         result = self.session.results.get(cell_id)
@@ -449,7 +479,7 @@ class Runner:
 
         def on_console(stream: str, text: str) -> None:
             (out if stream == "stdout" else err).append(text)
-            self.emit("cell_console", {"cell_id": cid, "stream": stream, "text": text})
+            self._send("cell_console", {"cell_id": cid, "stream": stream, "text": text})
 
         upstream_uris = [s["uri"] for s in specs.values() if s.get("kind") == "arrow"]
         request = {
