@@ -1,6 +1,6 @@
 """Running cells through REST: cascades, modes, the cache, errors, time limits, outputs, SQL.
 
-Real kernels (subprocesses), a real Flight server, the app through TestClient.
+Real kernels (subprocesses), a real Flight server, the app on a real uvicorn.
 """
 
 from __future__ import annotations
@@ -350,26 +350,24 @@ def test_a_10m_row_table_between_two_cells(nb: Nb) -> None:
     assert res["outputs"]["s"]["preview"] == 10_000_000 * 9_999_999 // 2
 
 
-def test_cell_data_over_rest_and_flight(nb: Nb, live_server) -> None:
-    import httpx
+def test_cell_data_over_rest_and_flight(nb: Nb) -> None:
     import pyarrow as pa
 
     a = nb.add("import pyarrow as pa\nt = pa.table({'a': list(range(1000))})\nx = 1")
     nb.run(a)
-    live_server.dispatch.app = nb.client.app
-    url = f"{live_server.url}{nb.base}/cells/{a}/outputs"
-    with httpx.Client(timeout=30) as http:
-        r = http.get(f"{url}/t")
-        assert r.status_code == 200
-        assert r.headers["content-type"] == "application/vnd.apache.arrow.stream"
-        assert pa.ipc.open_stream(r.content).read_all().column("a").to_pylist() == list(range(1000))
-        uri = r.headers["x-strata-artifact-uri"]
-        csv = http.get(f"{url}/t", params={"format": "csv"})
-        assert csv.text.splitlines()[:3] == ['"a"', "0", "1"]
-        missing = http.get(f"{url}/nope")
-        assert missing.status_code == 404 and "no output named 'nope'" in missing.json()["detail"]
-        scalar = http.get(f"{url}/x")
-        assert scalar.status_code == 404 and "not a table" in scalar.json()["detail"]
+    url = f"{nb.base}/cells/{a}/outputs"
+    http = nb.client
+    r = http.get(f"{url}/t")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    assert pa.ipc.open_stream(r.content).read_all().column("a").to_pylist() == list(range(1000))
+    uri = r.headers["x-strata-artifact-uri"]
+    csv = http.get(f"{url}/t", params={"format": "csv"})
+    assert csv.text.splitlines()[:3] == ['"a"', "0", "1"]
+    missing = http.get(f"{url}/nope")
+    assert missing.status_code == 404 and "no output named 'nope'" in missing.json()["detail"]
+    scalar = http.get(f"{url}/x")
+    assert scalar.status_code == 404 and "not a table" in scalar.json()["detail"]
     client = fl.connect(nb.location)
     got = client.do_get(fl.Ticket(uri.encode())).read_all()
     assert got.num_rows == 1000

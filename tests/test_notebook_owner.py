@@ -80,26 +80,20 @@ def test_without_the_header_configured_owner_is_ignored(make_client) -> None:
     )
 
 
-def test_websocket_owner_mismatch_closes_1008(gated) -> None:
-    from starlette.testclient import TestClient
-    from starlette.websockets import WebSocketDisconnect
+def test_websocket_owner_mismatch_is_refused(gated) -> None:
+    from websockets.exceptions import InvalidStatus
 
-    client, manager = gated
+    from tests.fixtures_execution import open_socket
+
+    client, _ = gated
     nb = create(client, "ada", "Sock")
-    from rest.app import create_app
-    from rest.notebooks import notebook_router
-
-    app = create_app([notebook_router(manager, manager.settings)])
-    with TestClient(app) as tc:
-        with (
-            pytest.raises(WebSocketDisconnect) as info,
-            tc.websocket_connect(f"/v1/notebooks/ws/{nb['session_id']}", headers={"X-User": "bob"}),
-        ):
-            pass
-        assert info.value.code == 1008
-        with tc.websocket_connect(
-            f"/v1/notebooks/ws/{nb['session_id']}", headers={"X-User": "ada"}
-        ) as ws:
-            ws.send_json({"type": "notebook_sync", "payload": {}})
-            assert ws.receive_json()["type"] == "notebook_state"
+    path = f"/v1/notebooks/ws/{nb['session_id']}"
+    base = str(client.base_url).rstrip("/")
+    # closed (1008) before the handshake is accepted: over the wire, an HTTP 403
+    with pytest.raises(InvalidStatus) as info:
+        open_socket(base, path, {"X-User": "bob"})
+    assert info.value.response.status_code == 403
+    with open_socket(base, path, {"X-User": "ada"}) as ws:
+        ws.send("notebook_sync")
+        assert ws.recv()["type"] == "notebook_state"
     assert owner.caller.get() is None

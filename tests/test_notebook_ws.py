@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import pytest
-from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import InvalidStatus
 
-from tests.fixtures_execution import Nb, recv_until
+from tests.fixtures_execution import Nb, Socket, open_socket, recv_until
 from tests.polling import wait_until
 from tests.test_notebook_execution import LONG_SQL, sql_builds
 
 
-def send(ws, kind: str, **payload) -> None:
-    ws.send_text(json.dumps({"type": kind, "payload": payload}))
+def send(ws: Socket, kind: str, **payload) -> None:
+    ws.send(kind, **payload)
 
 
 def is_status(cid: str, status: str):
@@ -30,20 +29,17 @@ def is_status(cid: str, status: str):
     )
 
 
-def test_unknown_session_is_closed_with_1008(nb: Nb) -> None:
-    with (
-        pytest.raises(WebSocketDisconnect) as info,
-        nb.client.websocket_connect("/v1/notebooks/ws/nope"),
-    ):
-        pass
-    assert info.value.code == 1008
+def test_unknown_session_is_refused(nb: Nb) -> None:
+    # Closed (1008) before the handshake is accepted: over the wire, an HTTP 403.
+    with pytest.raises(InvalidStatus) as info:
+        open_socket(nb.url, "/v1/notebooks/ws/nope")
+    assert info.value.response.status_code == 403
 
 
 def test_cascade_prompt_then_broadcast_to_both_sockets(nb: Nb) -> None:
     a = nb.add("x = 1\nprint('one')\nprint('two')")
     b = nb.add("y = x + 1")
-    url = f"/v1/notebooks/ws/{nb.sid}"
-    with nb.client.websocket_connect(url) as ws1, nb.client.websocket_connect(url) as ws2:
+    with nb.socket() as ws1, nb.socket() as ws2:
         send(ws1, "bogus")
         err = recv_until(ws1, lambda f: f["type"] == "error")[-1]
         assert err["payload"] == {"error": "Unknown message type: bogus"}
@@ -102,8 +98,7 @@ def test_console_streams_while_running_busy_error_and_cancel(nb: Nb, tmp_path) -
         "print('got', got)"
     )
     spin = nb.add("print('spin', flush=True)\nwhile True:\n    pass")
-    url = f"/v1/notebooks/ws/{nb.sid}"
-    with nb.client.websocket_connect(url) as ws, nb.client.websocket_connect(url) as other:
+    with nb.socket() as ws, nb.socket() as other:
         send(ws, "cell_execute", cell_id=slow)
         frames = recv_until(ws, lambda f: f["type"] == "cell_console")
         assert frames[-1]["payload"] == {"cell_id": slow, "stream": "stdout", "text": "waiting"}
@@ -131,8 +126,7 @@ def test_cell_cancel_stops_a_running_sql_query(nb: Nb) -> None:
     q = nb.add(LONG_SQL, "sql")
     assert nb.run(up)["status"] == "ready"
     flight = nb.executions.client
-    url = f"/v1/notebooks/ws/{nb.sid}"
-    with nb.client.websocket_connect(url) as ws, nb.client.websocket_connect(url) as other:
+    with nb.socket() as ws, nb.socket() as other:
         send(ws, "cell_execute", cell_id=q)
         recv_until(ws, is_status(q, "running"))
         assert wait_until(lambda: len(sql_builds(flight, "building")) == 1)  # DuckDB is at it
@@ -162,7 +156,7 @@ def test_cell_cancel_stops_a_running_sql_query(nb: Nb) -> None:
 
 def test_viewer_sockets_are_read_only(nb: Nb) -> None:
     a = nb.add("x = 1")
-    with nb.client.websocket_connect(f"/v1/notebooks/ws/{nb.sid}?role=viewer") as ws:
+    with nb.socket("?role=viewer") as ws:
         send(ws, "cell_execute", cell_id=a)
         err = recv_until(ws, lambda f: f["type"] == "error")[-1]
         assert err["payload"] == {"error": "This socket is read-only", "code": "read_only"}
@@ -172,13 +166,40 @@ def test_viewer_sockets_are_read_only(nb: Nb) -> None:
 
 def test_an_editor_socket_starts_the_kernel_before_the_first_run(nb: Nb) -> None:
     a = nb.add("import os\npid = os.getpid()")
-    url = f"/v1/notebooks/ws/{nb.sid}"
-    with nb.client.websocket_connect(f"{url}?role=viewer"):
+    with nb.socket("?role=viewer"):
         pass
     assert nb.executions.get(nb.sid) is None  # a viewer does not run cells
-    with nb.client.websocket_connect(url):
+    with nb.socket():
         assert wait_until(lambda: (r := nb.executions.get(nb.sid)) is not None and r.kernel_alive)
         runner = nb.executions.get(nb.sid)
         kernel = runner.start_kernel()  # the one the socket started, not a new one
         assert kernel.wait_ready()["pid"] == kernel.pid
         assert nb.run(a)["outputs"]["pid"]["preview"] == kernel.pid
+
+
+def test_a_cell_reported_done_is_done(nb: Nb) -> None:
+    """A run's last frames go out once the notebook is free: a client that runs the next
+    cell as soon as it sees one finish is never told the notebook is still executing."""
+    a = nb.add("x = 1")
+    b = nb.add("y = x + 1")
+    c = nb.add("raise ValueError('no')")
+    runner = nb.executions.runner(nb.manager.get(nb.sid))
+    busy_at_outcome: dict[str, list[bool]] = {}
+    original = runner.emit
+
+    def watch(kind: str, payload: dict) -> None:
+        if kind == "cell_status" and payload["status"] in ("ready", "error", "idle"):
+            busy_at_outcome.setdefault(payload["cell_id"], []).append(runner.busy)
+        original(kind, payload)
+
+    runner.emit = watch
+    assert nb.run(b)["status"] == "ready"  # a cascade: a, then b
+    assert nb.run(c)["status"] == "error"
+    # a's outcome comes while the cascade goes on; b's and c's once the run is over
+    assert busy_at_outcome == {a: [True], b: [False], c: [False]}
+
+    with nb.socket() as ws:
+        for cid, done in [(b, "ready"), (c, "error"), (b, "ready"), (a, "ready")] * 3:
+            send(ws, "cell_execute_force", cell_id=cid)
+            frames = recv_until(ws, is_status(cid, done))
+            assert not [f for f in frames if f["type"] == "error"], frames
