@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Collection, Iterator
@@ -379,34 +380,56 @@ Address = tuple[int, str, int]
 _ANY_HOST = ("0.0.0.0", "::")
 
 
-def _tcp_sockets() -> Iterator[socket.socket]:
-    """Every TCP socket of this process, each on a duplicate descriptor (closed after use,
-    so the owner's own descriptor stays valid)."""
+def _socket_fds() -> Iterator[tuple[int, int]]:
+    """``(descriptor, inode)`` of every socket this process has open.
+
+    Only looks: ``fstat`` neither opens nor closes anything. Closing *any*
+    descriptor of a file releases every POSIX lock this process holds on it, so
+    duplicating a descriptor that may be the store's ``store.db`` (or its WAL
+    index) and closing the duplicate would silently drop SQLite's locks.
+    """
     fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
     for name in os.listdir(fd_dir):
         try:
-            fd = os.dup(int(name))
+            fd = int(name)
+            st = os.fstat(fd)
         except (OSError, ValueError):
-            continue  # closed meanwhile
+            continue  # closed meanwhile, or the listing's own descriptor
+        if stat.S_ISSOCK(st.st_mode):
+            yield fd, st.st_ino
+
+
+def _tcp_sockets() -> Iterator[tuple[socket.socket, int]]:
+    """Every TCP socket of this process, with its inode.
+
+    Each is borrowed on its own descriptor, never a duplicate, and released
+    (``detach``, never ``close``) after use: nothing here closes a descriptor.
+    A descriptor closed and reused meanwhile is skipped (its inode changed).
+    """
+    for fd, inode in _socket_fds():
         try:
-            sock = socket.socket(fileno=fd)
-        except OSError:  # not a socket
-            os.close(fd)
+            sock = socket.socket(fileno=fd)  # fails, closing nothing, if fd is no socket now
+        except OSError:
             continue
-        with sock:
+        try:
+            if os.fstat(fd).st_ino != inode:
+                continue
             if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
-                yield sock
+                yield sock, inode
+        except OSError:
+            continue
+        finally:
+            sock.detach()
 
 
 def _listeners() -> dict[int, Address]:
     """This process's listening TCP sockets: inode → (family, host, port)."""
     found: dict[int, Address] = {}
-    for sock in _tcp_sockets():
+    for sock, inode in _tcp_sockets():
         try:
             if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
                 continue
             host, port = sock.getsockname()[:2]
-            inode = os.fstat(sock.fileno()).st_ino
         except OSError:
             continue
         found[inode] = (sock.family, host, port)
@@ -423,9 +446,9 @@ def drop_connections(port: int, listening: Collection[Address] = ()) -> int:
     pyarrow's ``FlightServerBase`` cannot cancel a call, and gRPC waits for
     every call when shutting down without a deadline; a DoGet whose client
     stopped reading waits inside gRPC for flow control that never comes.
-    Shutting its socket down (on a duplicate descriptor, so gRPC's own stays
-    valid) fails that write and cancels the call: the client sees
-    ``FlightUnavailableError``.
+    Shutting its socket down (``shutdown``, not ``close``: gRPC's descriptor
+    stays valid and is closed by gRPC) fails that write and cancels the call:
+    the client sees ``FlightUnavailableError``.
 
     Only connections accepted on one of the ``listening`` addresses (the
     server's own, see ``QuiverFlightServer``) are touched: another server in
@@ -434,7 +457,7 @@ def drop_connections(port: int, listening: Collection[Address] = ()) -> int:
     could not be seen), every accepted connection on ``port`` goes.
     """
     dropped = 0
-    for sock in _tcp_sockets():
+    for sock, _ in _tcp_sockets():
         try:
             if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
                 continue  # a listener
