@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from flight.client import QuiverClient
+from notebooks.frames import status_payload
 from notebooks.kernel.process import KernelDied, KernelProcess
 from notebooks.manager import NotebookManager
 from notebooks.outputs import (
@@ -66,24 +67,6 @@ class FlightConfig:
 
 def _no_emit(kind: str, payload: dict[str, Any]) -> None:
     return None
-
-
-def _status_view(session: Session) -> dict[str, tuple[Any, ...]]:
-    d = session.derived
-    out = {}
-    for c in d.cells:
-        st = d.staleness.get(c.id)
-        out[c.id] = (st.status, st.reasons, st.details) if st else ("idle", (), ())
-    return out
-
-
-def status_payload(session: Session, cell_id: str) -> dict[str, Any]:
-    st = session.derived.staleness.get(cell_id)
-    payload: dict[str, Any] = {"cell_id": cell_id, "status": st.status if st else "idle"}
-    if st is not None and st.reasons:
-        payload["staleness_reasons"] = list(st.reasons)
-        payload["causality"] = st.causality()
-    return payload
 
 
 class Cancelled(Exception):
@@ -184,6 +167,7 @@ class Runner:
             order = d.dag.topological_order or tuple(c.id for c in d.cells)
             failed: set[str] = set()
             out = []
+            self.session.queued = frozenset(order)
             for cid in order:
                 cell = self.session.derived.cell(cid)
                 if cell is None or cell.entry.language == "markdown":
@@ -252,6 +236,7 @@ class Runner:
             yield
         finally:
             self.current = None
+            session.queued = frozenset()
             session.executing = False
             session.set_running(None)
             # "Done" means done: the run's last frames (its cell's outcome) go out
@@ -329,6 +314,7 @@ class Runner:
         steps = [] if mode == "force" else self._upstream_needs(cell_id)
         plan_id = plan_id or uuid.uuid4().hex[:8]
         total = len(steps) + 1
+        self.session.queued = frozenset([*steps, cell_id])
         for done, cid in enumerate(steps):
             if steps:
                 self._send(
@@ -360,6 +346,12 @@ class Runner:
     # -- one cell ----------------------------------------------------------------------------
 
     def _run_cell(self, cell: CellState, *, use_cache: bool) -> CellResult:
+        try:
+            return self._run_one(cell, use_cache=use_cache)
+        finally:  # its source may be edited again
+            self.session.queued = self.session.queued - {cell.id}
+
+    def _run_one(self, cell: CellState, *, use_cache: bool) -> CellResult:
         session = self.session
         if self._cancel.is_set():
             result = CellResult(cell.id, "", "cancelled", error="Execution cancelled")
@@ -378,7 +370,7 @@ class Runner:
             session.cell_env(cell),
         )
         source_hash = cell.source_hash
-        before = _status_view(session)
+        before = session.status_view()
         self.current = cell.id
         if use_cache:
             started = time.perf_counter()
@@ -422,7 +414,7 @@ class Runner:
         else:
             self._hold("cell_error", {"cell_id": cid, "error": result.error})
         self._hold("cell_status", status_payload(session, cid))
-        after = _status_view(session)
+        after = session.status_view()
         for other, view in after.items():
             if other != cid and before.get(other) != view:
                 self._hold("cell_status", status_payload(session, other))

@@ -15,14 +15,16 @@ import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from notebooks.analysis import EXTENSIONS, CellAnalysis, Diagnostic, analyse
 from notebooks.dag import Dag, build_dag
 from notebooks.disk import CellEntry, NotebookDir, iso, now
 from notebooks.outputs import CellResult, ResultStore
 from notebooks.paths import check_name
+from notebooks.presence import LOCAL, Presence
 from notebooks.runtime import RuntimeState, read_env
 from notebooks.staleness import CellFacts, Env, Staleness, compute_staleness, source_hash
 from quiver.errors import Conflict, InvalidArgument, NotFound
@@ -79,6 +81,20 @@ def _analyse_cell(nb: NotebookDir, entry: CellEntry, source: str | None = None) 
     )
 
 
+@dataclass(frozen=True)
+class Edit:
+    """What one source edit did."""
+
+    cell: CellState
+    changed: tuple[str, ...]
+    """Cells whose status, staleness reasons or causality changed (the edited one too)."""
+    presence_changed: bool
+
+
+HISTORY_LIMIT = 50
+"""Runs remembered per cell for profiling."""
+
+
 def _merged_env(notebook_env: tuple[tuple[str, str], ...], cell: CellState) -> dict[str, str]:
     merged = dict(notebook_env)
     merged.update({str(k): str(v) for k, v in cell.entry.env.items()})
@@ -103,6 +119,11 @@ class Session:
         self.results: dict[str, CellResult] = {}
         self.derived = Derived()
         self.render_cache: dict[str, object] = {}  # encoded Cell JSON, see serialize.cell_json
+        self.presence = Presence(clock=clock)
+        self.queued: frozenset[str] = frozenset()
+        """Cells a run is going to execute (set by the executor): their sources are busy."""
+        self.history: dict[str, list[tuple[float, bool]]] = {}
+        """Per cell, ``(duration_ms, cache_hit)`` of its runs in this session, oldest first."""
         self.reload()
 
     @property
@@ -246,6 +267,60 @@ class Session:
             self._derive(tuple(cell if c.id == cell_id else c for c in self.derived.cells))
             return cell
 
+    def status_view(self) -> dict[str, tuple[Any, ...]]:
+        """Each cell's shown status, staleness reasons and causality details."""
+        d = self.derived
+        out: dict[str, tuple[Any, ...]] = {}
+        for c in d.cells:
+            st = d.staleness.get(c.id)
+            status = "running" if d.running == c.id else st.status if st else "idle"
+            out[c.id] = (status, st.reasons, st.details) if st else (status, (), ())
+        return out
+
+    def edit_source(
+        self,
+        cell_id: str,
+        source: str,
+        *,
+        author: str = LOCAL,
+        force: bool = False,
+        lock_s: float = 5.0,
+        socket: Hashable | None = None,
+    ) -> Edit:
+        """The one edit path of a cell's source (REST ``PUT cells/{id}`` and the WebSocket's
+        ``cell_source_update``).
+
+        Refused with :class:`Conflict` (detail ``code``) while the cell runs or waits in
+        a run (``cell_busy``: its result would be stored under a source it no longer
+        has), and while another author's edit of it is less than ``lock_s`` old unless
+        ``force`` (``cell_locked``, naming ``held_by``). Otherwise the file is written,
+        the cell re-analysed, the DAG and staleness recomputed.
+        """
+        with self.lock:
+            self._require_cell(cell_id, f"Cell {cell_id} not found in notebook.toml")
+            if cell_id == self.derived.running or cell_id in self.queued:
+                message = (
+                    f"Cannot update cell {cell_id} while it is executing; "
+                    "retry after the cell finishes"
+                )
+                raise Conflict(
+                    message, detail={"code": "cell_busy", "cell_id": cell_id, "message": message}
+                )
+            held_by = self.presence.holder(cell_id, author, lock_s)
+            if held_by is not None and not force:
+                message = (
+                    f"{held_by} changed cell {cell_id} moments ago; "
+                    "retry in a few seconds, or send force to take it over"
+                )
+                detail = {"code": "cell_locked", "cell_id": cell_id, "held_by": held_by}
+                raise Conflict(message, detail={**detail, "message": message})
+            before = self.status_view()
+            cell = self.update_source(cell_id, source)
+            after = self.status_view()
+        moved = self.presence.edited(cell_id, author, socket=socket)
+        changed = tuple(cid for cid, view in after.items() if before.get(cid) != view)
+        return Edit(cell, changed, moved)
+
     def delete_cell(self, cell_id: str) -> None:
         with self.lock:
             cell = self._require_cell(cell_id, "Cell not found")
@@ -254,6 +329,8 @@ class Session:
                 self.nb.delete_cell_file(cell.entry.file)
             self.runtime.forget(cell_id)
             self.results.pop(cell_id, None)
+            self.history.pop(cell_id, None)
+            self.presence.forget(cell_id)
             self._derive(tuple(c for c in self.derived.cells if c.id != cell_id))
 
     def reorder(self, cell_ids: Sequence[str]) -> None:
@@ -328,4 +405,7 @@ class Session:
                 durable=False,
             )
             self.results[result.cell_id] = result
+            runs = self.history.setdefault(result.cell_id, [])
+            runs.append((result.duration_ms, result.cache_hit))
+            del runs[:-HISTORY_LIMIT]
             self._derive(self.derived.cells)

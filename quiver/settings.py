@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     notebook_max_source_chars: int = Field(
         default=1_000_000, ge=1, description="Largest cell source accepted, in characters."
     )
+    notebook_cell_lock_s: float = Field(
+        default=5.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="After an author edits a cell, another author's edit of it within this "
+        "many seconds is refused (cell_locked) unless forced; 0 turns the soft lock off.",
+    )
     token: SecretStr | None = Field(
         default=None, description="Bearer token every client must send; unset means no auth."
     )

@@ -1,126 +1,42 @@
-"""The notebook WebSocket (API.md §13): a broadcast hub per session and the message loop.
+"""The notebook WebSocket (API.md §13): one socket's message loop, and running cells.
 
-Frames are ``{type, seq, ts, payload}``. ``seq`` is one counter per session,
-shared by every socket and by REST-triggered runs (``notebook_state`` is
-always ``seq: 0``). Runs happen in threads; their frames reach each socket
-through that socket's queue, drained by one sender task, so every socket sees
-frames in the order they were emitted and a slow socket never blocks a run.
+Frames are ``{type, seq, ts, payload}`` (``rest/ws_hub.py`` fans them out).
+Messages are handled one at a time, in order, on a worker thread (an edit
+writes a file); a run goes on in a thread of its own and reports through the
+hub. The messages other than running cells (edits, presence, profiling,
+impact previews, the inspect REPL, and the features Quiver answers
+``unsupported``) are in ``rest/ws_messages.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from notebooks import owner
 from notebooks.execution import Executions, Runner
 from notebooks.manager import NotebookManager
-from notebooks.serialize import dag_dict, state_dict
+from notebooks.presence import identity
 from notebooks.session import Session
 from quiver.errors import Conflict, QuiverError
+from quiver.settings import Settings
+from rest.ws_hub import Client, Hub, notebook_state, send_loop
 
 log = logging.getLogger(__name__)
 
 READ_ONLY_TYPES = frozenset({"widget_update", "notebook_sync"})
 PLAN_LIMIT = 32
 
-
-def _ts() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(eq=False)
-class Client:
-    socket: WebSocket
-    session_id: str
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
-
-    def put(self, frame: dict[str, Any] | None) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is gone: the socket too
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, frame)
-
-
-class Hub:
-    """Sockets by session; thread-safe ``publish`` from runs and REST handlers."""
-
-    def __init__(self) -> None:
-        self._clients: dict[str, set[Client]] = {}
-        self._seq: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self.plans: dict[str, dict[str, tuple[str, list[str]]]] = {}
-        """Pending cascade plans per session: plan id -> (cell id, cells to run)."""
-
-    def has_clients(self, session_id: str) -> bool:
-        return bool(self._clients.get(session_id))
-
-    def join(self, client: Client) -> None:
-        with self._lock:
-            self._clients.setdefault(client.session_id, set()).add(client)
-
-    def leave(self, client: Client) -> None:
-        with self._lock:
-            members = self._clients.get(client.session_id)
-            if members is not None:
-                members.discard(client)
-                if not members:
-                    del self._clients[client.session_id]
-        client.put(None)
-
-    def frame(self, session_id: str, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            if kind == "notebook_state":
-                seq = 0
-            else:
-                seq = self._seq.get(session_id, 0) + 1
-                self._seq[session_id] = seq
-        return {"type": kind, "seq": seq, "ts": _ts(), "payload": payload}
-
-    def publish(self, session_id: str, kind: str, payload: dict[str, Any]) -> None:
-        """Send a frame to every socket of the session (none: nothing to do)."""
-        if not self._clients.get(session_id):
-            return
-        frame = self.frame(session_id, kind, payload)
-        with self._lock:
-            members = list(self._clients.get(session_id, ()))
-        for client in members:
-            client.put(frame)
-
-    def send(self, client: Client, kind: str, payload: dict[str, Any]) -> None:
-        """A frame for one socket only (errors, prompts, sync replies)."""
-        client.put(self.frame(client.session_id, kind, payload))
-
-    def publish_state(self, session: Session) -> None:
-        if self.has_clients(session.id):
-            self.publish(session.id, "notebook_state", notebook_state(session))
-
-
-def notebook_state(session: Session) -> dict[str, Any]:
-    with session.lock:
-        body = state_dict(session)
-        body["dag"] = dag_dict(session.derived.dag, producers=False)
-    body["session_id"] = session.id
-    return body
-
-
-async def _sender(client: Client) -> None:
-    while True:
-        frame = await client.queue.get()
-        if frame is None:
-            return
-        try:
-            await client.socket.send_text(json.dumps(frame, default=str))
-        except Exception:  # the peer went away; the receive loop ends the socket
-            return
+Handler = Callable[["Conversation", dict[str, Any]], None]
+"""A message type's handler: the conversation it arrived on, and its payload."""
 
 
 class Conversation:
@@ -133,7 +49,10 @@ class Conversation:
         executions: Executions | None,
         session: Session,
         client: Client,
+        *,
         read_only: bool,
+        settings: Settings,
+        handlers: Mapping[str, Handler],
     ) -> None:
         self.hub = hub
         self.manager = manager
@@ -141,17 +60,55 @@ class Conversation:
         self.session = session
         self.client = client
         self.read_only = read_only
+        self.settings = settings
+        self.handlers = handlers
+        self.caller = owner.caller.get()
+        self.principal = identity(self.caller)
+        """Who this socket is: the user header's value, else ``local``."""
+
+    def author(self, payload: dict[str, Any]) -> str:
+        """Who a message comes from: the user header's value, else the ``author`` it
+        names (agents name themselves), else ``local``."""
+        return identity(self.caller, payload.get("author"))
 
     def error(self, message: str, **extra: Any) -> None:
         self.hub.send(self.client, "error", {"error": message, **extra})
 
-    def _runner(self) -> Runner | None:
+    def reply(self, kind: str, payload: dict[str, Any]) -> None:
+        self.hub.send(self.client, kind, payload)
+
+    def handle(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            self.error("Messages are JSON objects {type, payload}")
+            return
+        kind = message.get("type")
+        payload = message.get("payload") or {}
+        if not isinstance(payload, dict):
+            payload = {}
+        if self.read_only and kind not in READ_ONLY_TYPES:
+            self.error("This socket is read-only", code="read_only")
+            return
+        handler = EXECUTION.get(str(kind)) or self.handlers.get(str(kind))
+        if handler is None:
+            self.error(f"Unknown message type: {kind}")
+            return
+        try:
+            handler(self, payload)
+        except QuiverError as exc:
+            self.error(exc.message)
+        except Exception as exc:  # never a traceback to the client, never a dead socket
+            log.exception("notebook message %s failed", kind)
+            self.error(f"{kind} failed: {type(exc).__name__}")
+
+    # -- running cells -----------------------------------------------------------------------
+
+    def runner(self) -> Runner | None:
         if self.executions is None:
             self.error("Cell execution is not configured on this server")
             return None
         return self.executions.runner(self.session)
 
-    def _start(self, what: Callable[[], Any]) -> None:
+    def start(self, what: Callable[[], Any]) -> None:
         def go() -> None:
             try:
                 what()
@@ -169,7 +126,7 @@ class Conversation:
 
         threading.Thread(target=go, daemon=True, name="notebook-run").start()
 
-    def _precheck(self, runner: Runner, cell_id: Any) -> bool:
+    def precheck(self, runner: Runner, cell_id: Any) -> bool:
         if not cell_id:
             self.error("Missing cell_id")
             return False
@@ -184,98 +141,93 @@ class Conversation:
             return False
         return True
 
-    def handle(self, message: Any) -> None:
-        if not isinstance(message, dict):
-            self.error("Messages are JSON objects {type, payload}")
-            return
-        kind = message.get("type")
-        payload = message.get("payload") or {}
-        if not isinstance(payload, dict):
-            payload = {}
-        if self.read_only and kind not in READ_ONLY_TYPES:
-            self.error("This socket is read-only", code="read_only")
-            return
-        if kind == "notebook_sync":
-            self.hub.send(self.client, "notebook_state", notebook_state(self.session))
-            return
-        handler = {
-            "cell_execute": self._execute,
-            "cell_execute_cascade": self._cascade,
-            "cell_execute_force": lambda p: self._direct(p, "force"),
-            "cell_execute_rerun": lambda p: self._direct(p, "rerun"),
-            "cell_cancel": self._cancel,
-            "notebook_run_all": lambda p: self._run_all(p, rerun=False),
-            "notebook_rerun_all": lambda p: self._run_all(p, rerun=True),
-        }.get(str(kind))
-        if handler is None:
-            self.error(f"Unknown message type: {kind}")
-            return
-        handler(payload)
 
-    def _execute(self, payload: dict[str, Any]) -> None:
-        runner = self._runner()
+def _execute(talk: Conversation, payload: dict[str, Any]) -> None:
+    runner = talk.runner()
+    cell_id = payload.get("cell_id")
+    if runner is None or not talk.precheck(runner, cell_id):
+        return
+    plan = runner.plan(str(cell_id))
+    if len(plan) > 1:
+        plan_id = uuid.uuid4().hex[:8]
+        plans = talk.hub.plans.setdefault(talk.session.id, {})
+        plans[plan_id] = (str(cell_id), plan)
+        while len(plans) > PLAN_LIMIT:
+            plans.pop(next(iter(plans)))
+        results = talk.session.derived.results
+        estimate = sum(r.duration_ms for cid in plan if (r := results.get(cid)) is not None)
+        talk.reply(
+            "cascade_prompt",
+            {
+                "cell_id": cell_id,
+                "plan_id": plan_id,
+                "cells_to_run": plan,
+                "estimated_duration_ms": int(estimate),
+            },
+        )
+        return
+    talk.start(lambda: runner.execute(str(cell_id), "normal"))
+
+
+def _cascade(talk: Conversation, payload: dict[str, Any]) -> None:
+    runner = talk.runner()
+    cell_id, plan_id = payload.get("cell_id"), payload.get("plan_id")
+    if runner is None or not talk.precheck(runner, cell_id):
+        return
+    plans = talk.hub.plans.get(talk.session.id, {})
+    pending = plans.get(str(plan_id))
+    if pending is None or pending[0] != cell_id:
+        talk.error("Cascade plan not found or expired")
+        return
+    plans.pop(str(plan_id), None)
+    talk.start(lambda: runner.execute(str(cell_id), "normal", plan_id=str(plan_id)))
+
+
+def _direct(mode: str) -> Handler:
+    def run(talk: Conversation, payload: dict[str, Any]) -> None:
+        runner = talk.runner()
         cell_id = payload.get("cell_id")
-        if runner is None or not self._precheck(runner, cell_id):
+        if runner is None or not talk.precheck(runner, cell_id):
             return
-        plan = runner.plan(str(cell_id))
-        if len(plan) > 1:
-            plan_id = uuid.uuid4().hex[:8]
-            plans = self.hub.plans.setdefault(self.session.id, {})
-            plans[plan_id] = (str(cell_id), plan)
-            while len(plans) > PLAN_LIMIT:
-                plans.pop(next(iter(plans)))
-            estimate = sum(
-                r.duration_ms
-                for cid in plan
-                if (r := self.session.derived.results.get(cid)) is not None
-            )
-            self.hub.send(
-                self.client,
-                "cascade_prompt",
-                {
-                    "cell_id": cell_id,
-                    "plan_id": plan_id,
-                    "cells_to_run": plan,
-                    "estimated_duration_ms": int(estimate),
-                },
-            )
-            return
-        self._start(lambda: runner.execute(str(cell_id), "normal"))
+        talk.start(lambda: runner.execute(str(cell_id), mode))
 
-    def _cascade(self, payload: dict[str, Any]) -> None:
-        runner = self._runner()
-        cell_id, plan_id = payload.get("cell_id"), payload.get("plan_id")
-        if runner is None or not self._precheck(runner, cell_id):
-            return
-        plans = self.hub.plans.get(self.session.id, {})
-        pending = plans.get(str(plan_id))
-        if pending is None or pending[0] != cell_id:
-            self.error("Cascade plan not found or expired")
-            return
-        plans.pop(str(plan_id), None)
-        self._start(lambda: runner.execute(str(cell_id), "normal", plan_id=str(plan_id)))
+    return run
 
-    def _direct(self, payload: dict[str, Any], mode: str) -> None:
-        runner = self._runner()
-        cell_id = payload.get("cell_id")
-        if runner is None or not self._precheck(runner, cell_id):
-            return
-        self._start(lambda: runner.execute(str(cell_id), mode))
 
-    def _cancel(self, payload: dict[str, Any]) -> None:
-        runner = self.executions.get(self.session.id) if self.executions else None
-        if runner is None or not runner.cancel(payload.get("cell_id")):
-            self.error("No running cell to cancel")
+def _cancel(talk: Conversation, payload: dict[str, Any]) -> None:
+    runner = talk.executions.get(talk.session.id) if talk.executions else None
+    if runner is None or not runner.cancel(payload.get("cell_id")):
+        talk.error("No running cell to cancel")
 
-    def _run_all(self, payload: dict[str, Any], *, rerun: bool) -> None:
-        runner = self._runner()
+
+def _run_all(rerun: bool) -> Handler:
+    def run(talk: Conversation, payload: dict[str, Any]) -> None:
+        runner = talk.runner()
         if runner is None:
             return
         if runner.busy:
-            self.error(f"Notebook is already executing cell {runner.current}")
+            talk.error(f"Notebook is already executing cell {runner.current}")
             return
         go_on = bool(payload.get("continue_on_error", True))
-        self._start(lambda: runner.run_all(rerun=rerun, continue_on_error=go_on))
+        talk.start(lambda: runner.run_all(rerun=rerun, continue_on_error=go_on))
+
+    return run
+
+
+def _sync(talk: Conversation, payload: dict[str, Any]) -> None:
+    talk.reply("notebook_state", notebook_state(talk.session))
+
+
+EXECUTION: dict[str, Handler] = {
+    "cell_execute": _execute,
+    "cell_execute_cascade": _cascade,
+    "cell_execute_force": _direct("force"),
+    "cell_execute_rerun": _direct("rerun"),
+    "cell_cancel": _cancel,
+    "notebook_run_all": _run_all(False),
+    "notebook_rerun_all": _run_all(True),
+    "notebook_sync": _sync,
+}
 
 
 def _warm_up(executions: Executions, session: Session) -> None:
@@ -292,6 +244,10 @@ async def serve_socket(
     hub: Hub,
     manager: NotebookManager,
     executions: Executions | None,
+    *,
+    settings: Settings,
+    handlers: Mapping[str, Handler],
+    on_leave: Callable[[Session, Client], None] | None = None,
 ) -> None:
     try:
         session = manager.get(session_id)
@@ -299,16 +255,20 @@ async def serve_socket(
         await websocket.close(code=1008, reason="Notebook not found")
         return
     await websocket.accept()
+    viewer = websocket.query_params.get("role") == "viewer"
     client = Client(websocket, session_id, asyncio.get_running_loop())
+    talk = Conversation(
+        hub, manager, executions, session, client,
+        read_only=viewer, settings=settings, handlers=handlers,
+    )  # fmt: skip
     hub.join(client)
-    if executions is not None and websocket.query_params.get("role") != "viewer":
+    session.presence.join(client, talk.principal)
+    hub.publish_presence(session)
+    if executions is not None and not viewer:
         # An editor is here to run cells: start the kernel now, so the first run
         # finds it warm instead of paying the interpreter's start-up.
         _warm_up(executions, session)
-    sender = asyncio.create_task(_sender(client))
-    talk = Conversation(
-        hub, manager, executions, session, client, websocket.query_params.get("role") == "viewer"
-    )
+    sender = asyncio.create_task(send_loop(client))
     try:
         while True:
             text = await websocket.receive_text()
@@ -318,10 +278,14 @@ async def serve_socket(
                 talk.error("Messages are JSON objects {type, payload}")
                 continue
             session.touch()
-            talk.handle(message)
+            await asyncio.to_thread(talk.handle, message)
     except WebSocketDisconnect:
         pass
     finally:
         hub.leave(client)
+        if session.presence.leave(client):
+            hub.publish_presence(session)
+        if on_leave is not None:
+            on_leave(session, client)
         with contextlib.suppress(Exception):
             await sender

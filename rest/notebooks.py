@@ -8,6 +8,7 @@ once with ``json.dumps`` (FastAPI's generic encoder would walk them again).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, WebSocket
@@ -16,16 +17,19 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 from starlette.requests import HTTPConnection
 
-from notebooks import owner
+from notebooks import frames, owner
 from notebooks.analysis import LANGUAGES
 from notebooks.execution import MODES, Executions, Runner
 from notebooks.manager import NotebookManager
+from notebooks.presence import identity
 from notebooks.serialize import cell_json, cells_json, dag_dict, dumps, state_dict
 from notebooks.session import Session
 from quiver.errors import Internal, InvalidArgument, NotFound, Unavailable
 from quiver.settings import Settings
-from rest.notebook_ws import Hub, serve_socket
+from rest.notebook_ws import Handler, serve_socket
 from rest.streaming import check_format, stream_response
+from rest.ws_hub import Hub
+from rest.ws_messages import handlers as ws_handlers
 
 
 def _json(body: Any, *, started: float | None = None) -> Response:
@@ -94,6 +98,8 @@ class ReorderBody(BaseModel):
 
 class SourceBody(BaseModel):
     source: str
+    author: str | None = Field(default=None, max_length=200)
+    force: bool = False
 
 
 def _check_source(source: str, limit: int) -> None:
@@ -118,13 +124,15 @@ def notebook_router(
     *,
     executions: Executions | None = None,
     hub: Hub | None = None,
+    ws_extra: Mapping[str, Handler] | None = None,
 ) -> APIRouter:
     """The ``/v1/notebooks`` routes over ``manager``.
 
     ``executions`` (built over the same manager with the Flight location the
     kernels and cell-data routes use) enables running cells and reading their
     outputs; without it those routes answer 503. Run frames of ``executions``
-    go to the WebSocket ``hub`` (one is made if not given).
+    go to the WebSocket ``hub`` (one is made if not given). ``ws_extra`` adds or
+    replaces WebSocket message handlers (``rest/ws_messages.py``).
     """
     header = settings.personal_mode_user_header
 
@@ -137,6 +145,7 @@ def notebook_router(
     router = APIRouter(prefix="/v1/notebooks", tags=["notebooks"], dependencies=[Depends(identify)])
     max_source = settings.notebook_max_source_chars
     hub = hub or Hub()
+    messages = ws_handlers(ws_extra)
     if executions is not None:
         executions.set_emitter(hub.publish)
 
@@ -151,7 +160,7 @@ def notebook_router(
             return
         hub.publish_state(session)
         if dag:
-            hub.publish(session.id, "dag_update", dag_update(session))
+            hub.publish(session.id, "dag_update", frames.dag_update(session))
 
     def opened(session: Session, *, dag: bool) -> dict[str, Any]:
         with session.lock:
@@ -238,10 +247,15 @@ def notebook_router(
     def update_cell(session_id: str, cell_id: str, body: SourceBody) -> Response:
         _check_source(body.source, max_source)
         session = manager.get(session_id)
+        author = identity(owner.caller.get(), body.author)
+        lock_s = settings.notebook_cell_lock_s
         with session.lock:
-            session.update_source(cell_id, body.source)
+            session.edit_source(
+                cell_id, body.source, author=author, force=body.force, lock_s=lock_s
+            )
             derived = session.derived
         changed(session, dag=True)
+        hub.publish_presence(session)
         cache = session.render_cache
         return _json(
             _object(
@@ -322,29 +336,11 @@ def notebook_router(
 
     @router.websocket("/ws/{session_id}")
     async def socket(websocket: WebSocket, session_id: str) -> None:
-        await serve_socket(websocket, session_id, hub, manager, executions)
+        await serve_socket(
+            websocket, session_id, hub, manager, executions, settings=settings, handlers=messages
+        )
 
     return router
-
-
-def dag_update(session: Session) -> dict[str, Any]:
-    derived = session.derived
-    body = dag_dict(derived.dag, producers=False)
-    body["cells"] = [
-        {
-            "id": c.id,
-            "defines": list(c.analysis.defines),
-            "references": list(c.analysis.references),
-            "upstream_ids": list(derived.dag.upstream.get(c.id, ())),
-            "downstream_ids": list(derived.dag.downstream.get(c.id, ())),
-            "is_leaf": not derived.dag.downstream.get(c.id),
-            "annotation_diagnostics": [d.to_dict() for d in c.analysis.diagnostics],
-            "is_module_cell": c.analysis.module_exports is not None,
-        }
-        for c in derived.cells
-    ]
-    body["variant_groups"] = []
-    return body
 
 
 def _current(derived: Any, cell_id: str) -> Any:

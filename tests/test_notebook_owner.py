@@ -95,5 +95,6 @@ def test_websocket_owner_mismatch_is_refused(gated) -> None:
     assert info.value.response.status_code == 403
     with open_socket(base, path, {"X-User": "ada"}) as ws:
         ws.send("notebook_sync")
-        assert ws.recv()["type"] == "notebook_state"
+        joined = ws.recv_until(lambda f: f["type"] == "notebook_state")[0]
+        assert joined["payload"]["you"] == "ada"  # presence: the header's user
     assert owner.caller.get() is None

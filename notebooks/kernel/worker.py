@@ -305,6 +305,7 @@ class Kernel:
                 "type": type_name,
                 "artifact_uri": answer.get("artifact_uri"),
                 "rows": table.num_rows,
+                "bytes": table.nbytes,
                 "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
                 "preview": _preview(table),
             }

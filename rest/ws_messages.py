@@ -1,0 +1,129 @@
+"""The notebook WebSocket's messages besides running cells (API.md §13.4).
+
+``cell_source_update`` is the browser client's edit path: it goes through
+:meth:`notebooks.session.Session.edit_source`, the same as REST
+``PUT cells/{id}``, and differs only in what it answers. Presence
+(``cell_focus``; join and leave are in the socket loop), ``profiling_request``
+and ``impact_preview_request`` answer from the session's state. Types for
+features Quiver does not have answer ``error {code: "unsupported"}`` naming the
+feature: :func:`handlers` builds the table, and a feature that arrives later
+(environments: ``dependency_add``/``dependency_remove``) passes its own
+handlers in, replacing those answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from notebooks import frames
+from quiver.errors import Conflict
+from rest.notebook_ws import Conversation, Handler
+
+UNSUPPORTED: dict[str, str] = {
+    "cell_run_tests": "Cell tests (cell_run_tests)",
+    "variant_set_active": "Cell variants (variant_set_active)",
+    "variant_add": "Cell variants (variant_add)",
+    "widget_update": "Widgets (widget_update)",
+    "read_confirm": "Large-read confirmation (read_confirm)",
+    "dependency_add": "Environment management (dependency_add)",
+    "dependency_remove": "Environment management (dependency_remove)",
+}
+"""Message types of Strata 0.11's client for features this server does not have."""
+
+
+def _unsupported(feature: str) -> Handler:
+    def answer(talk: Conversation, payload: dict[str, Any]) -> None:
+        talk.error(f"{feature} is not supported by this server", code="unsupported")
+
+    return answer
+
+
+def source_update(talk: Conversation, payload: dict[str, Any]) -> None:
+    """``cell_source_update {cell_id, source, author?, force?}``."""
+    cell_id, source = payload.get("cell_id"), payload.get("source")
+    if not cell_id or not isinstance(source, str):
+        talk.error("Missing cell_id or source")
+        return
+    cell_id = str(cell_id)
+    limit = talk.settings.notebook_max_source_chars
+    if len(source) > limit:
+        size = "1MB" if limit == 1_000_000 else f"{limit} characters"
+        talk.error(f"Cell source exceeds {size} limit")
+        return
+    session = talk.session
+    if session.derived.cell(cell_id) is None:
+        talk.error(f"Cell {cell_id} not found")
+        return
+    try:
+        edit = session.edit_source(
+            cell_id,
+            source,
+            author=talk.author(payload),
+            force=bool(payload.get("force")),
+            lock_s=talk.settings.notebook_cell_lock_s,
+            socket=talk.client,
+        )  # fmt: skip
+    except Conflict as exc:
+        detail = exc.detail if isinstance(exc.detail, dict) else {}
+        extra = {k: v for k, v in detail.items() if k in ("code", "cell_id", "held_by")}
+        talk.error(exc.message, **extra)
+        return
+    hub = talk.hub
+    if edit.presence_changed:
+        hub.publish_presence(session)
+    with session.lock:
+        own = frames.dag_update(session)
+        others = frames.dag_update(session, source_of=cell_id)
+        statuses = [frames.status_payload(session, cid) for cid in edit.changed]
+    hub.publish(session.id, "dag_update", own, sender=talk.client, to_others=others)
+    for status in statuses:
+        hub.publish(session.id, "cell_status", status)
+
+
+def focus(talk: Conversation, payload: dict[str, Any]) -> None:
+    """``cell_focus {cell_id | null, author?}``: an unknown cell is ignored."""
+    cell_id = payload.get("cell_id")
+    session = talk.session
+    if cell_id is not None and session.derived.cell(str(cell_id)) is None:
+        return
+    author = talk.author(payload)
+    where = None if cell_id is None else str(cell_id)
+    if session.presence.focus(talk.client, author, where):
+        talk.hub.publish_presence(session)
+
+
+def profiling(talk: Conversation, payload: dict[str, Any]) -> None:
+    with talk.session.lock:
+        summary = frames.profiling_summary(talk.session)
+    talk.reply("profiling_summary", summary)
+
+
+def impact(talk: Conversation, payload: dict[str, Any]) -> None:
+    """``impact_preview_request {cell_id}``, planned by the runner's cascade planner."""
+    cell_id = payload.get("cell_id")
+    session = talk.session
+    if not cell_id or session.derived.cell(str(cell_id)) is None:
+        talk.error(f"Cell {cell_id} not found" if cell_id else "Missing cell_id")
+        return
+    executions = talk.executions
+    plan = executions.runner(session).plan(str(cell_id)) if executions else [str(cell_id)]
+    with session.lock:
+        preview = frames.impact_preview(session, str(cell_id), plan)
+    talk.reply("impact_preview", preview)
+
+
+def handlers(extra: Mapping[str, Handler] | None = None) -> dict[str, Handler]:
+    """The message table: edits, presence, profiling, impact previews, ``unsupported``
+    answers; ``extra`` (a later feature's handlers) replaces entries of it."""
+    table: dict[str, Handler] = {kind: _unsupported(f) for kind, f in UNSUPPORTED.items()}
+    table.update(
+        {
+            "cell_source_update": source_update,
+            "cell_focus": focus,
+            "profiling_request": profiling,
+            "impact_preview_request": impact,
+        }
+    )
+    table.update(extra or {})
+    return table
