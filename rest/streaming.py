@@ -191,7 +191,8 @@ class ReadAheadResponse(StreamingResponse):
 
         producer = threading.Thread(target=produce, name="rest-read-ahead", daemon=True)
         producer.start()
-        try:
+
+        async def send_all() -> None:
             await send(
                 {"type": "http.response.start", "status": self.status_code,
                  "headers": self.raw_headers}
@@ -205,12 +206,31 @@ class ReadAheadResponse(StreamingResponse):
                 room.release()
                 await send({"type": "http.response.body", "body": item, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        # A server speaking ASGI 2.3 (uvicorn) drops what is sent after the client went
+        # away without a word: only ``receive`` tells. Without listening, the rest of
+        # the body would be read (and the read's lease held) for nobody.
+        sending = asyncio.ensure_future(send_all())
+        listening = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((sending, listening), return_when=asyncio.FIRST_COMPLETED)
+            if sending.done():
+                sending.result()  # the body was sent, or its error goes up
         finally:
             stop.set()
             if self._on_close is not None:
                 with contextlib.suppress(Exception):
                     self._on_close()
             room.release()
+            for task in (sending, listening):
+                task.cancel()
+            await asyncio.gather(sending, listening, return_exceptions=True)
+
+
+async def _disconnected(receive: Any) -> None:
+    """Returns once the client has gone away (or the response has been sent)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def stream_response(

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -53,3 +54,23 @@ def serving(app: Any, *, lifespan: Literal["on", "off", "auto"] = "on") -> Itera
         yield url
     finally:
         stop()
+
+
+def stalled_get(url: str, path: str, *, first: int = 1024) -> socket.socket:
+    """An HTTP GET of ``path`` that read the first ``first`` bytes and then stopped reading.
+
+    Its receive buffer is fixed small (no autotuning, which on loopback grows to
+    tens of MiB), so a large body stays mostly unsent while it is open.
+    """
+    where = urlsplit(url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.connect((where.hostname, where.port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {where.netloc}\r\n\r\n".encode())
+    head = b""
+    while len(head) < first:
+        got = sock.recv(first - len(head))
+        assert got, f"the server closed the connection after {head!r}"
+        head += got
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return sock

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import httpx
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -21,8 +22,10 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 
+from flight.client import connect
 from tests.fixtures_flight import DEMO_ROWS, GATES, gated_request
 from tests.polling import wait_until
+from tests.servers import stalled_get
 
 
 def scan(uri: str, **params: object) -> dict:
@@ -643,17 +646,35 @@ def test_metrics_json_and_prometheus(rest, demo_table) -> None:
     assert 'quiver_http_response_bytes_total{route="/v1/streams/{stream_id}"}' in text
 
 
-def test_disconnect_mid_stream_cancels_the_flight_read(make_rest, demo_table) -> None:
-    rest = make_rest(batch_size=200)  # many small batches: far more than socket buffers hold
-    art = ready_artifact(rest.http, demo_table.uri)
+BIG_BYTES = 64 * 2**20
+"""An artifact far larger than everything between the store and a stalled client can hold
+(the client's fixed receive buffer, the server's send buffer, the read-ahead, gRPC's flow
+control window: a few MiB here), so its read cannot end while the client stalls."""
+
+
+def test_disconnect_mid_stream_cancels_the_flight_read(make_rest) -> None:
+    rest = make_rest()
     store = rest.flight.core.store
-    url = f"{rest.url}/v1/artifacts/{art['artifact_id']}/v/{art['version']}/data"
+    rows = BIG_BYTES // 8
+    table = pa.table({"x": np.arange(rows, dtype=np.int64)})
+    with connect(rest.flight.location) as client:
+        art = client.put(table.to_reader(max_chunksize=8192))
+    key = (art["artifact_id"], art["version"])
+    path = f"/v1/artifacts/{key[0]}/v/{key[1]}/data"
     for _ in range(3):
-        with httpx.Client() as fresh, fresh.stream("GET", url) as response:
-            next(response.iter_raw(1024))
-            assert store.readers(art["artifact_id"], art["version"]) == 1
-        # the connection is closed mid-body: REST cancels its DoGet, the server lets go
-        assert wait_until(lambda: store.readers(art["artifact_id"], art["version"]) == 0)
+        before = rest.http.get("/metrics").json()
+        sock = stalled_get(rest.url, path)
+        assert store.readers(*key) == 1  # mid-read: the artifact cannot be in the buffers
+        sock.close()
+        # REST sees the client go, stops sending and cancels its read; the server lets go
+        assert wait_until(lambda: store.readers(*key) == 0)
+
+        def answered(before=before) -> bool:
+            return rest.http.get("/metrics").json()["requests"] >= before["requests"] + 2
+
+        assert wait_until(answered)  # the data request ended (and this /metrics one)
+        sent = rest.http.get("/metrics").json()["bytes_sent"] - before["bytes_sent"]
+        assert sent < BIG_BYTES / 2, f"{sent} bytes sent for a client that left"
     assert rest.http.get("/health").status_code == 200
 
 

@@ -16,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.flight as fl
@@ -26,6 +25,7 @@ from flight.server import QuiverFlightServer
 from tests.fixtures_flight import act, gated_request
 from tests.flight.test_flight_cli import start_serve
 from tests.processes import start_quiver, stop
+from tests.servers import stalled_get
 
 BIG_ROWS = 4_000_000  # 32 MB: far more than gRPC's and TCP's buffers hold for a stuck reader
 DEADLINE_S = 1.0
@@ -174,17 +174,6 @@ def test_close_refuses_new_calls_and_lets_a_running_reader_finish(make_server) -
 
 
 # --- the quiver command ---------------------------------------------------------------------
-def stuck_rest_read(rest_url: str, path: str) -> socket.socket:
-    """An HTTP GET of ``path`` whose response started and that then stopped reading."""
-    where = urlsplit(rest_url)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    sock.connect((where.hostname, where.port))
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {where.netloc}\r\n\r\n".encode())
-    assert sock.recv(12) == b"HTTP/1.1 200"
-    return sock
-
-
 def stalled_upload(client: fl.FlightClient, name: str) -> fl.FlightStreamWriter:
     """A DoPut that sent one batch and then nothing; returns once its build has begun."""
     schema = pa.schema([("x", pa.int64())])
@@ -205,7 +194,7 @@ def test_sigterm_with_stuck_clients_exits_within_the_deadline(tmp_path, monkeypa
         client = fl.connect(where["flight"])
         big = put_big(client, "big")
         flight_reader = stuck_reader(client, "big")
-        rest_reader = stuck_rest_read(
+        rest_reader = stalled_get(
             where["rest"], f"/v1/artifacts/{big['artifact_id']}/v/{big['version']}/data"
         )
         uploader = fl.connect(where["flight"])
