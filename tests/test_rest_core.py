@@ -977,9 +977,9 @@ def test_health_dependencies(rest, tmp_path) -> None:
 
 
 def test_metrics_runtime_keys(make_rest, demo_table) -> None:
-    rest = make_rest(batch_size=200)  # many small batches: far more than socket buffers hold
+    rest = make_rest()
     http = rest.http
-    art = ready_artifact(http, demo_table.uri)
+    ready_artifact(http, demo_table.uri)  # the store holds bytes
     body = http.get("/metrics").json()
     for key in ("uptime_s", "requests", "errors", "client_errors", "bytes_sent", "materialize",
                 "flight"):  # fmt: skip
@@ -1000,10 +1000,18 @@ def test_metrics_runtime_keys(make_rest, demo_table) -> None:
     assert "flight_process" not in body  # the Flight server runs in this process
     for absent in ("prefetch", "qos", "adaptive_concurrency", "build_qos"):
         assert absent not in body
-    # a body being sent is an open stream until it ends
-    url = f"{rest.url}/v1/artifacts/{art['artifact_id']}/v/{art['version']}/data"
-    with httpx.Client() as fresh, fresh.stream("GET", url) as response:
-        next(response.iter_raw(1024))
+    # a body being sent is an open stream until it ends: a live build's, which cannot
+    # end before its gate opens (a ready artifact's could fit in the socket buffers)
+    res = http.post("/v1/materialize", json=gated_request("metrics1")).json()
+    with (
+        httpx.Client(base_url=rest.url, timeout=30) as fresh,
+        fresh.stream("GET", res["stream_url"]) as response,
+    ):
+        chunks = response.iter_bytes()
+        next(chunks)
         open_now = http.get("/metrics").json()["connections"]
-        assert open_now["http_requests"] == 2 and open_now["http_streams"] >= 1
+        assert open_now["http_requests"] == 2 and open_now["http_streams"] == 1
+        GATES["metrics1"].set()
+        rest_of_body = b"".join(chunks)
+    assert rest_of_body
     assert wait_until(lambda: http.get("/metrics").json()["connections"]["http_requests"] == 1)
