@@ -5,12 +5,15 @@ Layout under ``root``::
     store.db                      SQLite (WAL): artifacts, inputs, names, and the
                                   registry's aliases, tags and audit (catalog.registry)
     artifacts/<id>/v<n>.arrow     published artifacts (Arrow IPC *file* format)
-    tmp/<id>.v<n>.<pid>.arrow     builds in progress
+    tmp/<id>.v<n>.<owner>.arrow   builds in progress
+    owners/<owner>.lock           one per open store, locked while it is open
+                                  (catalog.owners: who is still alive)
 
 Publishing is write-to-temp, (fsync), rename, then one transaction marks the
 row ``ready``. Recovery on open restores the invariant "no ``ready`` row
-without its complete file": rows of dead builds become ``failed``, their temp
-files and any orphan published file are removed. A derived artifact that was
+without its complete file": rows of dead builds (their owner's lock is free,
+:mod:`catalog.owners`) become ``failed``, their temp files and any orphan
+published file are removed. A derived artifact that was
 not fsynced is checked (size and IPC footer) when it is opened; a damaged one
 is marked failed and reported as :class:`CorruptArtifact` so the caller
 rebuilds it instead of serving it.
@@ -52,7 +55,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from catalog import registry
+from catalog import owners, registry
 from catalog.build import Build, _fsync_dir, _pid_alive
 from catalog.hashing import ChunkedSha256, chunked_sha256
 from catalog.records import (
@@ -99,6 +102,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     error         TEXT,
     build_pid     INTEGER,
     metadata      TEXT,
+    build_owner   TEXT,
     PRIMARY KEY (artifact_id, version)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS artifacts_ready_provenance
@@ -258,13 +262,35 @@ class ArtifactStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._db.executescript(registry.SCHEMA)  # aliases, tags, the registry audit
+        self._owner = owners.Owner(self.root / "owners")
         self.recover()
 
     # --- lifecycle ---------------------------------------------------------
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._owner.close()
+
+    @property
+    def owner(self) -> str:
+        """This open store's owner token: what its builds record (:mod:`catalog.owners`)."""
+        return self._owner.token
+
+    def _migrate(self) -> None:
+        """Bring a store.db written by an earlier version up to this schema."""
+        with self._tx() as db:  # one process at a time
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(artifacts)")}
+            if "build_owner" not in columns:  # builds named their process by pid alone
+                db.execute("ALTER TABLE artifacts ADD COLUMN build_owner TEXT")
+
+    def _owner_alive(self, owner: str | None, pid: int | None) -> bool:
+        """Whether the process writing a build (or a temp file) still runs."""
+        if owner:
+            return owners.alive(self.root / "owners", owner)
+        # Written by an earlier version: only a pid to go by (a reused one fools it).
+        return _pid_alive(pid) and pid != os.getpid()
 
     def __enter__(self) -> ArtifactStore:
         return self
@@ -292,10 +318,11 @@ class ArtifactStore:
         now = time.time()
         with self._tx() as db:
             rows = db.execute(
-                "SELECT artifact_id, version, build_pid FROM artifacts WHERE state='building'"
+                "SELECT artifact_id, version, build_pid, build_owner FROM artifacts "
+                "WHERE state='building'"
             ).fetchall()
             for r in rows:
-                if _pid_alive(r["build_pid"]) and r["build_pid"] != os.getpid():
+                if self._owner_alive(r["build_owner"], r["build_pid"]):
                     continue
                 db.execute(
                     "UPDATE artifacts SET state='failed', finished_at=?, error=? "
@@ -334,11 +361,13 @@ class ArtifactStore:
                 )
             }
         for tmp in self.tmp_dir.glob("*.arrow"):
-            try:
-                pid = int(tmp.name.rsplit(".", 2)[-2])
-            except (ValueError, IndexError):
-                pid = 0
-            if not _pid_alive(pid) or pid == os.getpid():
+            parts = tmp.name.rsplit(".", 2)
+            writer = parts[-2] if len(parts) == 3 else ""
+            if owners.is_token(writer):
+                live = self._owner_alive(writer, None)
+            else:
+                live = writer.isdigit() and self._owner_alive(None, int(writer))
+            if not live:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
                 report["temp_removed"] += 1
@@ -350,6 +379,7 @@ class ArtifactStore:
             if key not in known:
                 path.unlink(missing_ok=True)
                 report["orphans"] += 1
+        owners.sweep(self.root / "owners")
         return report
 
     # --- reading metadata -------------------------------------------------
@@ -508,7 +538,8 @@ class ArtifactStore:
             version = (row[0] or 0) + 1
             db.execute(
                 "INSERT INTO artifacts (artifact_id, version, provenance, state, kind, executor, "
-                "params, created_at, build_pid, metadata) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "params, created_at, build_pid, build_owner, metadata) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     artifact_id,
                     version,
@@ -519,6 +550,7 @@ class ArtifactStore:
                     json.dumps(params, sort_keys=True),
                     now,
                     os.getpid(),
+                    self._owner.token,
                     json.dumps(metadata or {}, sort_keys=True),
                 ),
             )
@@ -537,7 +569,7 @@ class ArtifactStore:
                     for i, inp in enumerate(inputs)
                 ],
             )
-        tmp = self.tmp_dir / f"{artifact_id}.v{version}.{os.getpid()}.arrow"
+        tmp = self.tmp_dir / f"{artifact_id}.v{version}.{self._owner.token}.arrow"
         return Build(
             self,
             artifact_id,
@@ -625,7 +657,8 @@ class ArtifactStore:
                 )
             db.execute(
                 "UPDATE artifacts SET state='ready', arrow_schema=?, row_count=?, byte_size=?, "
-                "num_batches=?, finished_at=?, last_read_at=?, build_pid=NULL "
+                "num_batches=?, finished_at=?, last_read_at=?, build_pid=NULL, "
+                "build_owner=NULL "
                 "WHERE artifact_id=? AND version=?",
                 (
                     build.schema.serialize().to_pybytes(),
@@ -676,8 +709,8 @@ class ArtifactStore:
             build.tmp_path.unlink()
         with self._tx() as db:
             db.execute(
-                "UPDATE artifacts SET state='failed', error=?, finished_at=?, build_pid=NULL "
-                "WHERE artifact_id=? AND version=?",
+                "UPDATE artifacts SET state='failed', error=?, finished_at=?, build_pid=NULL, "
+                "build_owner=NULL WHERE artifact_id=? AND version=?",
                 (message, time.time(), build.artifact_id, build.version),
             )
 
