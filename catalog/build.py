@@ -275,7 +275,30 @@ class Build:
                 self._raw.close()
             self._raw.hasher.stop()
 
+    def abandon(self, error: BaseException) -> None:
+        """End the build now while its writer may still be running in another thread.
+
+        For a writer that does not stop (an executor that ignores its cancel).
+        Unlike :meth:`fail` it leaves the writer's file alone, which that thread
+        may be using: the row is marked failed and the temporary file unlinked,
+        so whatever the writer still writes is never visible and its publish
+        finds nothing to publish; followers wake with ``error`` at once. The
+        writer's own thread closes its file when it ends.
+        """
+        if self._done:
+            return
+        if not self.store._fail(self, str(error) or type(error).__name__):
+            return  # it published just now: its writer marks it done
+        with self._cond:
+            self.error = error
+            self._done = True
+            self._schema_known.set()
+            self._cond.notify_all()
+
     def fail(self, error: BaseException, before_notify: Callable[[], None] | None = None) -> None:
+        if self._done:  # abandoned meanwhile: only the file is left to close
+            self._close_quietly()
+            return
         self._close_quietly()
         message = str(error) or type(error).__name__
         self.store._fail(self, message)

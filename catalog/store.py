@@ -68,7 +68,7 @@ from catalog.records import (
 )
 from catalog.registry import is_text
 from catalog.uris import artifact_uri, validate_name
-from quiver.errors import Conflict, InvalidArgument, NotFound
+from quiver.errors import BuildFailed, Conflict, InvalidArgument, NotFound
 
 __all__ = [
     "PROVISIONAL_PREFIX",
@@ -127,6 +127,9 @@ CREATE TABLE IF NOT EXISTS names (
 );
 """
 
+
+_ENDED = ("", 0)
+"""What ``_mark_ready`` answers for a build that was failed before it could publish."""
 
 GC_HEADROOM_PERCENT = 80
 """A gc given ``max_bytes`` collects until the store holds at most this percent of it."""
@@ -591,7 +594,10 @@ class ArtifactStore:
         assert build.schema is not None
         with self._lock:  # a removal of the artifact's last file removes its directory
             build.final_path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(build.tmp_path, build.final_path)
+            try:
+                os.replace(build.tmp_path, build.final_path)
+            except FileNotFoundError:  # Build.abandon took it away: nothing to publish
+                raise BuildFailed(f"build of {build.uri} was abandoned") from None
         if build.durable:
             _fsync_dir(build.final_path.parent)
         now = time.time()
@@ -603,6 +609,11 @@ class ArtifactStore:
             finally:
                 if build.durable:
                     self._db.execute("PRAGMA synchronous=NORMAL")
+        if winner == _ENDED:  # abandoned between the rename and the commit
+            build.final_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                build.final_path.parent.rmdir()
+            raise BuildFailed(f"build of {build.uri} was abandoned")
         if winner is not None:
             # Our row is gone (committed): the file is an orphan now. A crash
             # before this unlink leaves it for recovery, which deletes it.
@@ -618,9 +629,16 @@ class ArtifactStore:
         self, build: Build, size: int, now: float, provenance: str | None = None
     ) -> tuple[str, int] | None:
         """One transaction: ``None`` once the row is ready, or the ready artifact
-        that already has ``provenance`` (then the build's row is deleted)."""
+        that already has ``provenance`` (then the build's row is deleted), or
+        ``_ENDED`` when the row is no longer building (nothing changes)."""
         assert build.schema is not None
         with self._tx() as db:
+            state = db.execute(
+                "SELECT state FROM artifacts WHERE artifact_id=? AND version=?",
+                (build.artifact_id, build.version),
+            ).fetchone()
+            if state is None or state["state"] != "building":
+                return _ENDED  # failed meanwhile (Build.abandon): it must stay so
             if provenance is None:
                 row = db.execute(
                     "SELECT provenance FROM artifacts WHERE artifact_id=? AND version=?",
@@ -704,15 +722,18 @@ class ArtifactStore:
         )
         db.execute("DELETE FROM names WHERE artifact_id=? AND version=?", (artifact_id, version))
 
-    def _fail(self, build: Build, message: str) -> None:
+    def _fail(self, build: Build, message: str) -> bool:
+        """Mark a build's row failed and remove its temp file; False if it was no longer
+        building (published meanwhile: the row stays as it is)."""
         with contextlib.suppress(FileNotFoundError):
             build.tmp_path.unlink()
         with self._tx() as db:
-            db.execute(
+            changed = db.execute(
                 "UPDATE artifacts SET state='failed', error=?, finished_at=?, build_pid=NULL, "
-                "build_owner=NULL WHERE artifact_id=? AND version=?",
+                "build_owner=NULL WHERE artifact_id=? AND version=? AND state='building'",
                 (message, time.time(), build.artifact_id, build.version),
-            )
+            ).rowcount
+        return changed > 0
 
     def put(
         self,

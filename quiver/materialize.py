@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +31,7 @@ from catalog.store import ArtifactInfo, ArtifactStore, Build, InputVersion
 from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri, validate_name
 from catalog.warehouse import Warehouses
 from executors import Executor, Registry, ResolvedInput, RunContext
+from quiver.build_threads import BuildThreads
 from quiver.errors import BuildFailed, Conflict, InvalidArgument, QuiverError, Unavailable
 from quiver.settings import Settings
 
@@ -158,7 +158,7 @@ class Materializer:
         self.warehouses = warehouses or Warehouses()
         self._lock = threading.Lock()
         self._inflight: dict[str, _InFlight] = {}
-        self._pool = ThreadPoolExecutor(settings.build_threads, thread_name_prefix="quiver-build")
+        self._threads = BuildThreads(settings.build_threads)
         self._closed = False
         self.counters: dict[str, int] = {"hits": 0, "misses": 0, "builds_failed": 0}
 
@@ -433,8 +433,8 @@ class Materializer:
         flight.ctx = ctx
         flight.ready.set()
         try:
-            self._pool.submit(self._run_build, plan, build, reader, request.name, ctx)
-        except RuntimeError:  # pool shut down between the check and here
+            self._threads.submit(self._run_build, plan, build, reader, request.name, ctx)
+        except RuntimeError:  # closed between the check and here
             self._finish_failed(plan, build, Unavailable("the service is shutting down"))
         return self._following(plan, build)
 
@@ -455,6 +455,8 @@ class Materializer:
             self._forget(plan)
 
         try:
+            if build.done:  # abandoned by close() while it waited for a thread
+                raise _cancelled(plan)
             build.write_reader(reader)
             if ctx.cancelled:  # the executor ended without noticing: still nothing is published
                 raise _cancelled(plan)
@@ -477,7 +479,9 @@ class Materializer:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         with self._lock:
             self.counters["builds_failed"] += 1
-        if build.done:  # failed after publishing (e.g. in eviction): nothing to undo
+        if build.done:  # failed after publishing (e.g. in eviction), or abandoned by close()
+            if build.info is None:
+                build.fail(exc)  # abandoned: closes its file, changes nothing else
             self._forget(plan)
             return
         build.fail(
@@ -546,16 +550,42 @@ class Materializer:
         with self._lock:
             return [f.build for f in self._inflight.values() if f.build is not None]
 
-    def close(self, *, cancel: bool = False) -> None:
-        """Stop taking requests; let running builds finish (or cancel them)."""
+    def close(self, *, cancel: bool = False, timeout: float | None = None) -> None:
+        """Stop taking requests; let running builds finish (or cancel them), for a while.
+
+        Waits for the builds at most ``timeout`` seconds: by default as long as
+        they take, or :data:`CANCEL_WAIT_S` when cancelling. A build still
+        running then (its executor ignores the cancel) is abandoned: its row is
+        marked failed, its followers wake with that failure, and nothing it
+        writes later is ever published; its thread, a daemon, ends when the
+        executor returns, or with the process.
+        """
         with self._lock:
             self._closed = True
             flights = list(self._inflight.values())
+        self._threads.close()
         if cancel:
             for flight in flights:
                 if flight.ctx is not None:
                     flight.ctx.cancel()
-        self._pool.shutdown(wait=True)
+        if timeout is None and cancel:
+            timeout = CANCEL_WAIT_S
+        deadline = None if timeout is None else time.monotonic() + timeout
+        builds = [f.build for f in flights if f.build is not None]
+        for build in builds:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with contextlib.suppress(Exception):  # a failed build is over too
+                build.wait(left)
+        for build in builds:
+            if not build.done:
+                log.warning("build of %s did not stop; abandoning it", build.uri)
+                build.abandon(
+                    BuildFailed(f"build of {build.uri} was abandoned: it did not stop in time")
+                )
+
+
+CANCEL_WAIT_S = 5.0
+"""How long :meth:`Materializer.close` waits for cancelled builds to stop."""
 
 
 USE_RECORDED_WITHIN_S = 60.0
