@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.flight as fl
 
 from flight.errors import from_flight_error, to_flight_error
-from flight.protocol import encode_json, local_core
+from flight.protocol import ArtifactTicket, decode_ticket, encode_json, local_core
+from quiver.errors import InvalidArgument
 
 if TYPE_CHECKING:
     import polars as pl
@@ -167,6 +169,21 @@ class QuiverClient:
     def stream(self, target: Target) -> pa.RecordBatchReader:
         """Batches of a result, as they arrive (a build in progress is followed)."""
         return self.open_stream(target).reader()
+
+    def table_page(self, artifact_uri: str, **view: Any) -> dict[str, Any]:
+        """A page of rows as JSON, the view (filters, search, sort) applied on the server:
+        ``offset``, ``limit``, ``filters``, ``search``, ``sort_by``, ``sort_dir``."""
+        return self.action("table-page", {"artifact_uri": artifact_uri, **view})
+
+    def table_summary(self, artifact_uri: str) -> dict[str, Any]:
+        return self.action("table-summary", {"artifact_uri": artifact_uri})
+
+    def open_view(self, artifact_uri: str, view: dict[str, Any]) -> FlightStream:
+        """Every row a view keeps, in its order (a DoGet of a view ticket)."""
+        ticket = decode_ticket(artifact_uri.encode())
+        if not isinstance(ticket, ArtifactTicket):
+            raise InvalidArgument("a view needs an artifact URI (strata://artifact/{id}@v={n})")
+        return self.open_stream({"ticket": replace(ticket, view=view).encode().decode()})
 
     def fetch(self, target: Target) -> pa.Table:
         """A whole result as a table."""

@@ -9,7 +9,9 @@ docs/flight.md is the prose version of this module; keep the two in step.
   with ``/`` may also be split over several path parts), and ``("artifact",)``
   for an anonymous DoPut.
 - Tickets are UTF-8 JSON ``{"artifact_id": str, "version": int}`` plus an
-  optional ``"batches": [start, stop]`` range. An artifact or name URI
+  optional ``"batches": [start, stop]`` range, or an optional ``"view":
+  {filters?, search?, sort_by?, sort_dir?}`` (the rows a table viewer keeps,
+  in its order; ``flight.tables``). An artifact or name URI
   (``strata://artifact/{id}@v={n}``, ``strata://name/{name}``) is accepted as a
   ticket too, so a person can type one.
 - Action bodies are UTF-8 JSON objects (an empty body means ``{}``); every
@@ -47,8 +49,12 @@ class ArtifactTicket:
     version: int
     start: int | None = None
     stop: int | None = None
+    view: dict[str, Any] | None = None
 
     def encode(self) -> bytes:
+        if self.view is not None:
+            body = {"artifact_id": self.artifact_id, "version": self.version, "view": self.view}
+            return json.dumps(body, separators=(",", ":")).encode()
         if self.start is None and self.stop is None:  # the common case, on every hit
             aid = encode_basestring_ascii(self.artifact_id)
             return f'{{"artifact_id":{aid},"version":{int(self.version)}}}'.encode()
@@ -140,6 +146,11 @@ def decode_ticket(raw: bytes) -> ArtifactTicket | NameTicket:
     # Validates the id's characters the same way URIs do.
     ref = parse_uri(f"strata://artifact/{aid}@v={version}")
     assert isinstance(ref, ArtifactRef)
+    view = body.get("view")
+    if view is not None:
+        if not isinstance(view, dict) or "batches" in body:
+            raise InvalidArgument('"view" must be an object, and not given with "batches"')
+        return ArtifactTicket(ref.artifact_id, ref.version, view=view)
     batches = body.get("batches")
     if batches is None:
         return ArtifactTicket(ref.artifact_id, ref.version)

@@ -24,6 +24,7 @@ import pyarrow.flight as fl
 
 import flight.queries  # noqa: F401  (registers its actions)
 import flight.registry as _registry_actions  # noqa: F401  (registers its actions)
+import flight.tables as _table_actions  # noqa: F401  (registers its actions)
 from catalog.store import ArtifactInfo, Build
 from flight.actions import ACTIONS, info_json, materialize, result_json, run_action
 from flight.core import Core

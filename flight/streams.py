@@ -11,7 +11,8 @@ import pyarrow.flight as fl
 
 from catalog.dictionaries import has_dictionaries
 from flight.errors import to_flight_error
-from flight.protocol import NameTicket, decode_ticket
+from flight.protocol import NameTicket, decode_ticket, parse_model
+from flight.tables import View, view_reader
 from quiver.errors import Unavailable
 from quiver.settings import Settings
 
@@ -97,6 +98,9 @@ def open_ticket(core: Core, raw: bytes) -> pa.RecordBatchReader:
     if isinstance(target, NameTicket):
         named = core.store.get_name(target.name)
         return core.materializer.open_artifact(named.artifact_id, named.version)
+    if target.view is not None:
+        view = parse_model(View, target.view, "ticket view")
+        return view_reader(core, target.artifact_id, target.version, view)
     if target.start is not None or target.stop is not None:
         return core.store.open(
             target.artifact_id, target.version, start=target.start or 0, stop=target.stop

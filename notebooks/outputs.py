@@ -195,13 +195,16 @@ def display_output(display: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     mime, data = display.get("mime"), display.get("data")
     if mime == "application/vnd.quiver.table+json" and isinstance(data, dict):
-        return {
+        shown = {
             "content_type": "arrow/ipc",
             "rows": data.get("row_count"),
             "columns": data.get("columns"),
             "preview": data.get("rows"),
             "bytes": len(json.dumps(data.get("rows"), default=str)),
         }
+        if data.get("artifact_uri"):  # the whole table, for paging (cells/{id}/data)
+            shown["artifact_uri"] = data["artifact_uri"]
+        return shown
     if mime == "image/png" and isinstance(data, str):
         return {
             "content_type": "image/png",

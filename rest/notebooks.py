@@ -26,6 +26,7 @@ from notebooks.serialize import cell_json, cells_json, dag_dict, dumps, state_di
 from notebooks.session import Session
 from quiver.errors import Internal, InvalidArgument, NotFound, Unavailable
 from quiver.settings import Settings
+from rest.notebook_data import notebook_data_router
 from rest.notebook_ws import Handler, serve_socket
 from rest.streaming import check_format, stream_response
 from rest.ws_hub import Hub
@@ -333,6 +334,8 @@ def notebook_router(
         return stream_response(
             reader, fmt, filename=variable, headers={"X-Strata-Artifact-Uri": uri}
         )
+
+    router.include_router(notebook_data_router(manager, settings, executions))
 
     @router.websocket("/ws/{session_id}")
     async def socket(websocket: WebSocket, session_id: str) -> None:

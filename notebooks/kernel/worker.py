@@ -210,7 +210,9 @@ class Flight:
 # --- display -------------------------------------------------------------------
 
 
-def _display(value: Any) -> dict[str, Any] | None:
+def _display(value: Any, store: Any = None) -> dict[str, Any] | None:
+    """How a cell's trailing value is shown; ``store(table)`` keeps a table display as an
+    artifact (so a viewer can page through all of it) and answers its URI."""
     if value is None:
         return None
     kind = _table_kind(value)
@@ -222,6 +224,7 @@ def _display(value: Any) -> dict[str, Any] | None:
                 "columns": table.column_names,
                 "rows": _preview(table),
                 "row_count": table.num_rows,
+                "artifact_uri": store(value, table) if store is not None else None,
             },
         }
     module = type(value).__module__.split(".")[0]
@@ -328,6 +331,21 @@ class Kernel:
             "and will not survive a restart",
         }
 
+    def _display_store(
+        self, namespace: dict[str, Any], variables: dict[str, Any], request: dict[str, Any]
+    ) -> Any:
+        """Keeps a displayed table as an artifact: the one of the variable that holds that
+        very object, else a new upload."""
+
+        def store(value: Any, table: Any) -> str | None:
+            for name, var in variables.items():
+                if namespace.get(name) is value and var.get("artifact_uri"):
+                    return var["artifact_uri"]
+            meta = {**request.get("put_metadata", {}), "variable": "__display__"}
+            return self._flight(request.get("flight")).put(table, meta).get("artifact_uri")
+
+        return store
+
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
         rid = request["id"]
         started = time.perf_counter()
@@ -346,13 +364,15 @@ class Kernel:
             if tree.body and isinstance(tree.body[-1], ast.Expr):
                 tail = ast.Expression(tree.body.pop().value)
             exec(compile(tree, filename, "exec"), namespace)
+            value = None
             if tail is not None:
                 value = eval(compile(tail, filename, "eval"), namespace)
-                display = _display(value)
             variables = {}
             for name in request.get("exports", []):
                 if name in namespace:
                     variables[name] = self._export(name, namespace[name], request)
+            if value is not None:
+                display = _display(value, self._display_store(namespace, variables, request))
             status, error = "ok", None
         except KeyboardInterrupt:
             status, error, variables = "cancelled", None, {}

@@ -1,0 +1,188 @@
+"""A notebook's output data for Strata 0.11's table viewer (API.md §16).
+
+Pages, summaries and exports of a cell's table output, and the bytes of a
+display output. The REST layer is a Flight client: a page and a summary are
+Flight actions (``table-page``, ``table-summary``) that the Flight server
+answers from the artifact's memory-mapped file, the view (filters, search,
+sort) pushed down; an export is a ``DoGet`` of a view ticket, streamed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from flight.client import LocalActions
+from notebooks.execution import Executions
+from notebooks.manager import NotebookManager
+from notebooks.session import Session
+from quiver.errors import InvalidArgument, NotFound, Unavailable
+from quiver.settings import Settings
+from rest.streaming import stream_response
+
+_ARTIFACT = re.compile(r"^strata://artifact/[^@/]+@v=\d+$")
+
+
+def _filters(raw: str | None) -> list[Any]:
+    if not raw:
+        return []
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument("filters must be valid JSON") from None
+    if not isinstance(parsed, list):
+        raise InvalidArgument("filters must be a JSON array")
+    return parsed
+
+
+def _view(
+    sort_by: str | None, sort_dir: str, search: str | None, filters: str | None
+) -> dict[str, Any]:
+    if sort_dir not in ("asc", "desc"):
+        raise InvalidArgument("sort_dir must be 'asc' or 'desc'")
+    return {
+        "filters": _filters(filters),
+        "search": search or None,
+        "sort_by": sort_by or None,
+        "sort_dir": sort_dir,
+    }
+
+
+def _checked_uri(artifact_uri: str) -> str:
+    if not _ARTIFACT.match(artifact_uri):
+        raise InvalidArgument("Malformed artifact_uri: expected strata://artifact/{id}@v={n}")
+    return artifact_uri
+
+
+def page_params(
+    sort_by: str | None = None,
+    sort_dir: str = "asc",
+    search: Annotated[str | None, Query(max_length=1000)] = None,
+    filters: Annotated[str | None, Query(max_length=100_000)] = None,
+) -> dict[str, Any]:
+    return _view(sort_by, sort_dir, search, filters)
+
+
+ViewParams = Annotated[dict[str, Any], Depends(page_params)]
+
+
+def notebook_data_router(
+    manager: NotebookManager, settings: Settings, executions: Executions | None
+) -> APIRouter:
+    """The ``{id}/cells/{cell_id}/data…`` and ``…/outputs/{index}/blob`` routes (included
+    under ``/v1/notebooks`` by the notebook router)."""
+    router = APIRouter()
+
+    def flight() -> tuple[Executions, LocalActions]:
+        if executions is None:
+            raise Unavailable("Cell data needs the Flight service, which is not configured")
+        return executions, LocalActions(executions.client, enabled=settings.rest_in_process_flight)
+
+    def cell_session(session_id: str, cell_id: str) -> Session:
+        session = manager.get(session_id)
+        if session.derived.cell(cell_id) is None:
+            raise NotFound("Cell not found")
+        return session
+
+    @router.get("/{session_id}/cells/{cell_id}/data")
+    def data_page(
+        session_id: str,
+        cell_id: str,
+        artifact_uri: str,
+        view: ViewParams,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """A page of a table output, filtered, searched and sorted on the Flight server."""
+        cell_session(session_id, cell_id)
+        _, actions = flight()
+        offset, limit = max(0, offset), max(1, min(limit, 500))
+        answer = actions.action(
+            "table-page",
+            {"artifact_uri": _checked_uri(artifact_uri), "offset": offset, "limit": limit, **view},
+        )
+        return {
+            "cell_id": cell_id,
+            "artifact_uri": artifact_uri,
+            "pageable": True,
+            "columns": answer["columns"],
+            "rows": answer["rows"],
+            "total": answer["total"],
+            "offset": offset,
+            "limit": limit,
+            "sort_by": view["sort_by"],
+            "sort_dir": view["sort_dir"],
+        }
+
+    @router.get("/{session_id}/cells/{cell_id}/data/summary")
+    def data_summary(session_id: str, cell_id: str, artifact_uri: str) -> dict[str, Any]:
+        """Per column: dtype, nulls, distinct, min and max (numbers and times)."""
+        cell_session(session_id, cell_id)
+        _, actions = flight()
+        answer = actions.action("table-summary", {"artifact_uri": _checked_uri(artifact_uri)})
+        return {
+            "cell_id": cell_id,
+            "artifact_uri": artifact_uri,
+            "pageable": True,
+            "columns": answer["columns"],
+            "total": answer["total"],
+        }
+
+    @router.get("/{session_id}/cells/{cell_id}/data/export")
+    def data_export(
+        session_id: str,
+        cell_id: str,
+        artifact_uri: str,
+        view: ViewParams,
+        fmt: str = "csv",
+    ) -> Response:
+        """The whole view as CSV or Parquet, streamed from a Flight ``DoGet``."""
+        if fmt not in ("csv", "parquet"):
+            raise InvalidArgument("fmt must be 'csv' or 'parquet'")
+        cell_session(session_id, cell_id)
+        execs, _ = flight()
+        stream = execs.client.open_view(_checked_uri(artifact_uri), view)
+        return stream_response(stream.reader(), fmt, filename=f"{cell_id}", on_close=stream.cancel)  # type: ignore[arg-type]
+
+    @router.get("/{session_id}/cells/{cell_id}/outputs/{index}/blob")
+    def output_blob(session_id: str, cell_id: str, index: int) -> Response:
+        """The bytes of display output ``index`` (negative: from the end) with its type."""
+        session = cell_session(session_id, cell_id)
+        result = session.derived.results.get(cell_id)
+        shown = result.displays if result is not None else []
+        if not -len(shown) <= index < len(shown):
+            raise NotFound(f"Cell {cell_id} has no display output {index}")
+        resolved = index % len(shown)
+        output = shown[resolved]
+        headers = {"X-Strata-Output-Index": str(resolved)}
+        kind = str(output.get("content_type") or "")
+        if kind == "arrow/ipc" and output.get("artifact_uri"):
+            execs, _ = flight()
+            stream = execs.client.open_stream(str(output["artifact_uri"]))
+            return stream_response(stream.reader(), headers=headers, on_close=stream.cancel)
+        data, media = _display_bytes(output)
+        return Response(data, media_type=media, headers=headers)
+
+    return router
+
+
+def _display_bytes(output: dict[str, Any]) -> tuple[bytes, str]:
+    kind = str(output.get("content_type") or "")
+    url = output.get("inline_data_url")
+    if isinstance(url, str) and ";base64," in url:
+        return base64.b64decode(url.split(";base64,", 1)[1]), kind or "application/octet-stream"
+    if kind == "text/markdown":
+        return str(output.get("markdown_text") or "").encode(), "text/markdown; charset=utf-8"
+    if kind == "text/html":  # served as text: a stored page must not run in our origin
+        return str(output.get("html") or "").encode(), "text/plain; charset=utf-8"
+    if kind == "error":
+        return str(output.get("error") or "").encode(), "text/plain; charset=utf-8"
+    if kind == "arrow/ipc":
+        return json.dumps(output.get("preview") or []).encode(), "application/json"
+    text = output.get("text") or output.get("preview") or ""
+    return str(text).encode(), "text/plain; charset=utf-8"
