@@ -171,9 +171,7 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-_DATABASES: weakref.WeakKeyDictionary[Any, duckdb.DuckDBPyConnection] = (
-    weakref.WeakKeyDictionary()
-)
+_DATABASES: weakref.WeakKeyDictionary[Any, duckdb.DuckDBPyConnection] = weakref.WeakKeyDictionary()
 _DATABASES_LOCK = threading.Lock()
 
 

@@ -341,6 +341,8 @@ class Kernel:
             for name, var in variables.items():
                 if namespace.get(name) is value and var.get("artifact_uri"):
                     return var["artifact_uri"]
+            if not request.get("flight"):  # nowhere to keep it: the preview only
+                return None
             meta = {**request.get("put_metadata", {}), "variable": "__display__"}
             return self._flight(request.get("flight")).put(table, meta).get("artifact_uri")
 
