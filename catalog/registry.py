@@ -108,8 +108,12 @@ SQLITE_INTEGERS = range(-(2**63), 2**63)
 """The integers SQLite stores; a version outside it names no stored row (and binding it
 would raise OverflowError, an internal error, instead of a plain not found)."""
 
-_ALIAS = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
-_TAG_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,127}$")
+ALIAS_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
+"""A valid alias, as :func:`validate_alias` checks it and the OpenAPI document states it."""
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,127}$"
+"""A valid tag key, as :func:`validate_tag_key` checks it and the OpenAPI document states it."""
+_ALIAS = re.compile(ALIAS_PATTERN)
+_TAG_KEY = re.compile(TAG_KEY_PATTERN)
 
 Key = tuple[str, int]
 Status = Literal["applied", "unchanged", "pending", "deleted", "rejected"]
@@ -118,7 +122,7 @@ Status = Literal["applied", "unchanged", "pending", "deleted", "rejected"]
 def _checked(
     value: str, pattern: re.Pattern[str], what: str, field: str, rule: str, most: int
 ) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise InvalidArgument(
             f"invalid {what} {value!r}: use {rule}, start with a letter, digit or _, "
             f"at most {most} characters",

@@ -178,6 +178,8 @@ The parameter is 1 to keep current cell outputs, 0 (``collect_latest``) not to.
 """
 
 _REASONS = ("failed", "superseded", "idle", "bytes")
+_MOST_ROWS = registry.SQLITE_INTEGERS[-1]
+"""The largest LIMIT SQLite takes: a bigger one asks for every row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -974,7 +976,8 @@ class ArtifactStore:
             "SELECT a.* FROM artifact_inputs i JOIN artifacts a "
             "ON a.artifact_id=i.artifact_id AND a.version=i.version "
             "WHERE i.ref_artifact=? AND i.ref_version=? ORDER BY a.created_at LIMIT ?",
-            (artifact_id, version, -1 if limit is None else max(0, limit)),
+            # a LIMIT past SQLite's integers would raise OverflowError: all rows it is
+            (artifact_id, version, -1 if limit is None else min(max(0, limit), _MOST_ROWS)),
         )
         return [self._info(r) for r in rows]
 

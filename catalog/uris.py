@@ -24,10 +24,23 @@ ACCEPTED_FORMS = (
     "strata://artifact/{id}@v={n}, strata://name/{name}"
 )
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]*$")
-_ARTIFACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/@:]{0,255}$")
-_ARTIFACT_URI = re.compile(r"^strata://artifact/(?P<id>[^@/]*)@v=(?P<version>[^/]*)$")
+ARTIFACT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+"""An artifact id, as the OpenAPI document states it (and :func:`parse_uri` checks it)."""
+NAME_MAX_CHARS = 256
+_NAME_CHAR = r"[A-Za-z0-9_.@:-]"
+_NAME_SEGMENT = (
+    rf"(?:[A-Za-z0-9_@:-]{_NAME_CHAR}*|\.(?:[A-Za-z0-9_@:-]{_NAME_CHAR}*|\.{_NAME_CHAR}+))"
+)
+NAME_PATTERN = rf"^[A-Za-z0-9_]{_NAME_CHAR}*(?:/{_NAME_SEGMENT})*$"
+"""A valid name (with at most :data:`NAME_MAX_CHARS` characters): exactly what
+:func:`validate_name` accepts, written as one regular expression for the OpenAPI
+document (a test holds the two to the same answers)."""
+
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() takes other scripts' digits too
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]*")
+_ARTIFACT_ID = re.compile(ARTIFACT_ID_PATTERN)
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/@:]{0,255}")
+_ARTIFACT_URI = re.compile(r"strata://artifact/(?P<id>[^@/]*)@v=(?P<version>[^/]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +110,7 @@ def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid artifact name, else raise InvalidArgument."""
     if not isinstance(name, str) or not name:
         raise InvalidArgument("invalid name: a name must be a non-empty string")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidArgument(
             f"invalid name {name!r}: use letters, digits and _ . - / @ :, start with a letter, "
             "digit or _, at most 256 characters"
@@ -128,7 +141,7 @@ def _parse_table(uri: str, path_part: str, fragment: str) -> TableRef:
     for p in parts:
         if not p:
             raise _refuse(uri, "the table identifier has an empty part")
-        if not _IDENT.match(p):
+        if not _IDENT.fullmatch(p):
             raise _refuse(uri, f"{p!r} is not a valid namespace or table name")
     return TableRef(warehouse=warehouse, namespace=tuple(parts[:-1]), table=parts[-1])
 
@@ -148,12 +161,12 @@ def _parse_str(uri: str) -> Ref:
         raise _refuse(uri, "empty or surrounded by whitespace")
     if uri.startswith("strata://"):
         if uri.startswith("strata://artifact/"):
-            m = _ARTIFACT_URI.match(uri)
+            m = _ARTIFACT_URI.fullmatch(uri)
             if not m:
                 raise _refuse(uri, "an artifact URI is strata://artifact/{id}@v={n}")
-            if not _ARTIFACT_ID.match(m["id"]):
+            if not _ARTIFACT_ID.fullmatch(m["id"]):
                 raise _refuse(uri, "the artifact id must be letters, digits, '_' or '-'")
-            if not m["version"].isdigit() or int(m["version"]) < 1:
+            if not _DIGITS.fullmatch(m["version"]) or int(m["version"]) < 1:
                 raise _refuse(uri, "the version must be a positive integer")
             return ArtifactRef(m["id"], int(m["version"]))
         if uri.startswith("strata://name/"):

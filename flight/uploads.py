@@ -72,7 +72,9 @@ BLOB_COLUMN = "blob"
 """The one column (``large_binary``, one row) of a value put by provenance over REST."""
 BLOB_MARKER = b"quiver.blob"
 """Schema metadata key set to ``b"1"`` on such a table; ``content_type`` is beside it."""
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+PROVENANCE_HASH_PATTERN = r"^[0-9a-f]{64}$"
+"""A provenance key: a sha256 digest in lowercase hex (the OpenAPI document states it)."""
+_HEX64 = re.compile(PROVENANCE_HASH_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,10 @@ from pathlib import Path
 
 from quiver.errors import InvalidArgument
 
+NAME_MAX = 255
+PATH_MAX = 4096
+"""Linux's limits: a longer name or path fails in the file system (ENAMETOOLONG)."""
+
 
 def confine(root: Path, raw: str, label: str) -> Path:
     """Resolve a user-supplied path inside ``root`` or raise ``InvalidArgument``.
@@ -24,15 +28,35 @@ def confine(root: Path, raw: str, label: str) -> Path:
     parts = raw.replace("\\", "/").split("/")
     if ".." in parts:
         raise InvalidArgument(f"Invalid {label}: path traversal not allowed {where}")
-    candidate = Path(raw).expanduser()
-    if not candidate.is_absolute():
-        candidate = root / candidate
-    resolved = candidate.resolve()
+    try:
+        candidate = Path(raw).expanduser()
+        if not candidate.is_absolute():
+            candidate = root / candidate
+        resolved = candidate.resolve()
+        encoded = os.fsencode(resolved)
+    except RuntimeError as exc:  # "~nobody"
+        raise InvalidArgument(f"Invalid {label}: {exc} {where}") from None
+    except UnicodeEncodeError:  # a lone surrogate, which a JSON string may carry
+        raise InvalidArgument(f"Invalid {label}: not valid text {where}") from None
+    if len(encoded) > PATH_MAX or any(len(p) > NAME_MAX for p in encoded.split(b"/")):
+        raise InvalidArgument(
+            f"Invalid {label}: longer than the file system allows ({NAME_MAX} bytes a "
+            f"name, {PATH_MAX} a path) {where}"
+        )
     if resolved != root and not resolved.is_relative_to(root):
         raise InvalidArgument(
             f"Invalid {label}: must be inside configured notebook storage {where}"
         )
     return resolved
+
+
+_NAME_PART = r"[^./\\\x00]+"
+NAME_TEXT_PATTERN = rf"^\.?(?:{_NAME_PART}\.?)*$"
+"""What :func:`check_name` accepts: no '/', '\\', '..' or NUL (the OpenAPI document
+states it; a test holds the two to the same answers)."""
+NOTEBOOK_NAME_PATTERN = rf"^\.?{_NAME_PART}(?:\.{_NAME_PART})*\.?$"
+"""A name a new notebook may take: :data:`NAME_TEXT_PATTERN` and something besides dots
+(its folder is named after it), as ``NotebookManager.create`` checks it."""
 
 
 def check_name(name: str, label: str = "notebook name") -> str:

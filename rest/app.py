@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI
 from flight.client import QuiverClient
 from quiver import __version__
 from quiver.settings import Settings
-from rest import errors
+from rest import errors, openapi
 from rest.core import FlightLink, MaterializeFastPath, core_router
 from rest.middleware import (
     ASGIApp,
@@ -33,10 +33,14 @@ from rest.registry import registry_router
 Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 
-def create_app(routers: Iterable[APIRouter] = (), *, lifespan: Lifespan | None = None) -> FastAPI:
-    """Build the app from routers; each router got its dependencies when it was made."""
+def create_app(
+    routers: Iterable[APIRouter] = (), *, lifespan: Lifespan | None = None, bearer: bool = False
+) -> FastAPI:
+    """Build the app from routers; each router got its dependencies when it was made.
+    ``bearer``: the app sits behind :class:`BearerAuth` with a token (its document says so)."""
     app = FastAPI(title="Quiver", version=__version__, lifespan=lifespan)
     errors.install(app)
+    openapi.install(app, bearer=bearer)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
@@ -110,5 +114,9 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
 
     # The registry's /v1/names/{name}/aliases/... routes before core's /v1/names/{name:path}.
     routers = [registry_router(link, settings), core_router(link, metrics)]
-    app = create_app([*routers, ops_router(link, metrics), notebooks], lifespan=lifespan)
+    app = create_app(
+        [*routers, ops_router(link, metrics), notebooks],
+        lifespan=lifespan,
+        bearer=settings.token is not None,
+    )
     return with_middleware(app, settings, metrics, link)

@@ -21,11 +21,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from catalog.uris import ARTIFACT_ID_PATTERN
 from flight.client import LocalActions, QuiverClient
 from flight.protocol import MAX_COMMAND_BYTES
 from flight.uploads import BLOB_COLUMN, BLOB_MARKER, check_provenance_hash
 from quiver.errors import (
     BuildFailed,
+    Conflict,
     InvalidArgument,
     NotFound,
     QuiverError,
@@ -35,7 +37,18 @@ from quiver.errors import (
 from quiver.materialize import MaterializeRequest, Transform
 from rest import errors
 from rest.middleware import ASGIApp, Message, Metrics, Receive, Scope, Send
-from rest.streaming import StreamingResponse, check_format, stream_response
+from rest.openapi import (
+    DATA,
+    VALIDATION,
+    ArtifactId,
+    DataFormat,
+    Name,
+    ProvenanceHash,
+    Version,
+    name_field,
+    raises,
+)
+from rest.streaming import ARROW_STREAM, StreamingResponse, check_format, stream_response
 
 ARTIFACT_URI_HEADER = "X-Strata-Artifact-Uri"
 ROW_COUNT_HEADER = "X-Arrow-Row-Count"
@@ -123,15 +136,15 @@ class FlightLink:
 
 
 class NameBody(BaseModel):
-    name: str = Field(min_length=1)
-    artifact_id: str = Field(min_length=1)
-    version: int
+    name: str = name_field()
+    artifact_id: str = Field(json_schema_extra={"pattern": ARTIFACT_ID_PATTERN})
+    version: int = Field(json_schema_extra={"minimum": 1})
 
 
 class ExplainBody(BaseModel):
     inputs: list[str]
     transform: Transform
-    name: str | None = None
+    name: str | None = name_field(default=None)
 
 
 class UploadMetadata(BaseModel):
@@ -141,7 +154,7 @@ class UploadMetadata(BaseModel):
 
     inputs: list[str] = []
     transform: dict[str, Any] | None = None
-    name: str | None = None
+    name: str | None = name_field(default=None)
 
 
 class JsonUpload(UploadMetadata):
@@ -155,6 +168,32 @@ class BlobMetadata(BaseModel):
 
     content_type: str = Field(min_length=1, max_length=1000, pattern=r"\S")
     variable_name: str | None = Field(default=None, max_length=1000)
+
+
+def _multipart_body(metadata: type[BaseModel], data: str, *others: dict[str, Any]) -> Any:
+    """``openapi_extra`` of a route that reads its body itself: multipart ``metadata``
+    (JSON, as ``metadata``) and ``data`` (bytes of media type ``data``), or ``others``."""
+    parts = {
+        "type": "object",
+        "required": ["metadata", "data"],
+        "properties": {
+            "metadata": metadata.model_json_schema(),
+            "data": {"type": "string", "format": "binary", "contentMediaType": data},
+        },
+    }
+    encoding = {"data": {"contentType": data}}  # an object part is JSON
+    content = {"multipart/form-data": {"schema": parts, "encoding": encoding}}
+    for other in others:
+        content.update(other)
+    return {"requestBody": {"required": True, "content": content}}
+
+
+UPLOAD_BODY = _multipart_body(
+    UploadMetadata,
+    ARROW_STREAM,
+    {"application/json": {"schema": JsonUpload.model_json_schema()}},
+)
+BLOB_BODY = _multipart_body(BlobMetadata, "application/octet-stream")
 
 
 def blob_table(blob: bytes, content_type: str) -> pa.Table:
@@ -423,17 +462,26 @@ def _replay(raw: bytes, receive: Receive) -> Receive:
 
 def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
     """The ``/v1/materialize``, ``/v1/streams``, ``/v1/artifacts`` and ``/v1/names`` routes."""
-    router = APIRouter(tags=["core"])
+    router = APIRouter(tags=["core"], responses=raises(Unavailable))
+    found = raises(InvalidArgument, NotFound)
     act = link.act
 
     # --- materialize & streams -------------------------------------------------
-    @router.post("/v1/materialize", response_model=None)
+    @router.post(
+        "/v1/materialize",
+        response_model=None,
+        responses=raises(InvalidArgument, NotFound, Conflict),
+    )
     async def materialize(body: MaterializeRequest) -> Response:
         """Find or build an artifact (§12.1); a miss in stream mode answers a stream_url."""
         return await materialize_response(link, metrics, body)
 
-    @router.get("/v1/streams/{stream_id}", response_model=None)
-    def stream(stream_id: str, format: str | None = None) -> Response:
+    @router.get(
+        "/v1/streams/{stream_id}",
+        response_class=Response,
+        responses={**DATA, **raises(InvalidArgument, NotFound, BuildFailed)},
+    )
+    def stream(stream_id: str, format: DataFormat = None) -> Response:
         """The result of a build as it is written (Arrow IPC by default)."""
         check_format(format)
         try:
@@ -481,7 +529,9 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         ``get_artifact_usage``)."""
         return json_response(act("usage"))
 
-    @router.post("/v1/artifacts/builds/{build_id}/cancel", response_model=None)
+    @router.post(
+        "/v1/artifacts/builds/{build_id}/cancel", response_model=None, responses=raises(NotFound)
+    )
     @router.post("/v1/builds/{build_id}/cancel", response_model=None, include_in_schema=False)
     def cancel_build(
         build_id: str, wait_seconds: float = Query(5.0, ge=0, le=60, allow_inf_nan=False)
@@ -489,12 +539,17 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         """Stop a running build; its version ends ``failed`` and nothing is published."""
         return json_response(act("cancel", {"build_id": build_id, "wait_seconds": wait_seconds}))
 
-    @router.get("/v1/artifacts/builds/{build_id}", response_model=None)
+    @router.get("/v1/artifacts/builds/{build_id}", response_model=None, responses=raises(NotFound))
     @router.get("/v1/builds/{build_id}", response_model=None, include_in_schema=False)
     def build_status(build_id: str) -> Response:
         return json_response(act("build-status", {"build_id": build_id}))
 
-    @router.put("/v1/artifacts", response_model=None)
+    @router.put(
+        "/v1/artifacts",
+        response_model=None,
+        responses={**raises(InvalidArgument, NotFound, Conflict, TooLarge), **VALIDATION},
+        openapi_extra=UPLOAD_BODY,
+    )
     async def upload(request: Request) -> Response:
         """Upload a result: multipart ``metadata`` (JSON) + ``data`` (Arrow IPC), or JSON."""
         ctype = request.headers.get("content-type", "")
@@ -534,8 +589,10 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         return json_response(stored_json(answer) | {"name_uri": answer["name_uri"]})
 
     # --- by provenance ---------------------------------------------------------------
-    @router.get("/v1/artifacts/by-provenance/{provenance_hash}", response_model=None)
-    def find_by_provenance(provenance_hash: str) -> Response:
+    @router.get(
+        "/v1/artifacts/by-provenance/{provenance_hash}", response_model=None, responses=found
+    )
+    def find_by_provenance(provenance_hash: ProvenanceHash) -> Response:
         """The ready artifact with this provenance (strata-client's ``find_by_provenance``);
         a miss is a 404 with ``X-Strata-Provenance-Miss``."""
         check_provenance_hash(provenance_hash)
@@ -549,8 +606,13 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
             return response
         return json_response(provenance_found_json(found))
 
-    @router.put("/v1/artifacts/by-provenance/{provenance_hash}", response_model=None)
-    async def put_by_provenance(provenance_hash: str, request: Request) -> Response:
+    @router.put(
+        "/v1/artifacts/by-provenance/{provenance_hash}",
+        response_model=None,
+        responses={**raises(InvalidArgument, Conflict, TooLarge), **VALIDATION},
+        openapi_extra=BLOB_BODY,
+    )
+    async def put_by_provenance(provenance_hash: ProvenanceHash, request: Request) -> Response:
         """Store an opaque value under a provenance key the client computed
         (strata-client's ``put_by_provenance``); the first writer wins."""
         check_provenance_hash(provenance_hash)
@@ -595,7 +657,11 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         are versioned results, not a disk cache: none is deleted (gc does that)."""
         return json_response(act("cache-clear"))
 
-    @router.post("/v1/artifacts/explain-materialize", response_model=None)
+    @router.post(
+        "/v1/artifacts/explain-materialize",
+        response_model=None,
+        responses=raises(InvalidArgument, NotFound, Conflict),
+    )
     def explain(body: ExplainBody) -> Response:
         """Would this materialize hit? And is the named result stale?"""
         answer = act("explain", {"inputs": body.inputs, "transform": body.transform.model_dump()})
@@ -640,18 +706,24 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         body |= {"collect_latest": collect_latest, "dry_run": dry_run}
         return json_response(act("gc", body))
 
-    @router.get("/v1/artifacts/names/{name:path}/status", response_model=None)
-    def name_status(name: str) -> Response:
+    @router.get("/v1/artifacts/names/{name:path}/status", response_model=None, responses=found)
+    def name_status(name: Name) -> Response:
         """Is the artifact a name points at stale (an input has a newer version)?"""
         return json_response(act("name-status", {"name": name}))
 
-    @router.get("/v1/artifacts/{artifact_id}/v/{version}", response_model=None)
-    def artifact(artifact_id: str, version: int) -> Response:
+    @router.get("/v1/artifacts/{artifact_id}/v/{version}", response_model=None, responses=found)
+    def artifact(artifact_id: ArtifactId, version: Version) -> Response:
         status = act("status", {"artifact_id": artifact_id, "version": version})
         return json_response(info_json(status))
 
-    @router.get("/v1/artifacts/{artifact_id}/v/{version}/data", response_model=None)
-    def artifact_data(artifact_id: str, version: int, format: str | None = None) -> Response:
+    @router.get(
+        "/v1/artifacts/{artifact_id}/v/{version}/data",
+        response_class=Response,
+        responses={**DATA, **raises(InvalidArgument, NotFound, BuildFailed)},
+    )
+    def artifact_data(
+        artifact_id: ArtifactId, version: Version, format: DataFormat = None
+    ) -> Response:
         """The artifact's rows, streamed: Arrow IPC (default), ``?format=csv|parquet``."""
         check_format(format)
         status = act("status", {"artifact_id": artifact_id, "version": version})
@@ -671,25 +743,39 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
             status["artifact_uri"], format, filename=f"{artifact_id}-v{version}", headers=headers
         )
 
-    @router.get("/v1/artifacts/{artifact_id}/v/{version}/lineage", response_model=None)
-    def lineage(artifact_id: str, version: int, max_depth: int = Query(10, ge=1)) -> Any:
+    @router.get(
+        "/v1/artifacts/{artifact_id}/v/{version}/lineage", response_model=None, responses=found
+    )
+    def lineage(
+        artifact_id: ArtifactId, version: Version, max_depth: int = Query(10, ge=1)
+    ) -> Response:
         """The lineage graph; a deeper walk than MAX_LINEAGE_DEPTH is capped (nodes say depth)."""
         depth = min(max_depth, MAX_LINEAGE_DEPTH)
         body = {"artifact_id": artifact_id, "version": version, "max_depth": depth}
         return json_response(act("lineage-graph", body))
 
-    @router.get("/v1/artifacts/{artifact_id}/v/{version}/dependents", response_model=None)
-    def dependents(artifact_id: str, version: int, limit: int = Query(100, ge=1)) -> Response:
+    @router.get(
+        "/v1/artifacts/{artifact_id}/v/{version}/dependents", response_model=None, responses=found
+    )
+    def dependents(
+        artifact_id: ArtifactId, version: Version, limit: int = Query(100, ge=1)
+    ) -> Response:
         body = {"artifact_id": artifact_id, "version": version, "limit": limit}
         return json_response(act("dependents", body))
 
-    @router.delete("/v1/artifacts/{artifact_id}/v/{version}", response_model=None)
-    def delete(artifact_id: str, version: int) -> Response:
+    @router.delete(
+        "/v1/artifacts/{artifact_id}/v/{version}",
+        response_model=None,
+        responses=raises(InvalidArgument, NotFound, Conflict),
+    )
+    def delete(artifact_id: ArtifactId, version: Version) -> Response:
         answer = act("delete", {"artifact_id": artifact_id, "version": version})
         return json_response(answer | {"artifact_id": artifact_id, "version": version})
 
     # --- names -----------------------------------------------------------------------
-    @router.post("/v1/names", response_model=None)
+    @router.post(
+        "/v1/names", response_model=None, responses=raises(InvalidArgument, NotFound, Conflict)
+    )
     def set_name(body: NameBody) -> Response:
         answer = act(
             "name-set",
@@ -703,12 +789,12 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         answer = act("name-list", {"prefix": prefix} if prefix else {})
         return json_response(answer)
 
-    @router.get("/v1/names/{name:path}", response_model=None)
-    def get_name(name: str) -> Response:
+    @router.get("/v1/names/{name:path}", response_model=None, responses=found)
+    def get_name(name: Name) -> Response:
         return json_response(act("name-get", {"name": name}))
 
-    @router.delete("/v1/names/{name:path}", response_model=None)
-    def delete_name(name: str) -> Response:
+    @router.delete("/v1/names/{name:path}", response_model=None, responses=found)
+    def delete_name(name: Name) -> Response:
         return json_response(act("name-delete", {"name": name}))
 
     return router

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import APIRouter, Depends, WebSocket
+from fastapi import APIRouter, Depends, Query, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
@@ -21,13 +21,22 @@ from notebooks import frames, owner
 from notebooks.analysis import LANGUAGES
 from notebooks.execution import MODES, Executions, Runner
 from notebooks.manager import NotebookManager
+from notebooks.paths import NAME_TEXT_PATTERN, NOTEBOOK_NAME_PATTERN
 from notebooks.presence import identity
 from notebooks.serialize import cell_json, cells_json, dag_dict, dumps, state_dict
 from notebooks.session import Session
-from quiver.errors import Internal, InvalidArgument, NotFound, Unavailable
+from quiver.errors import (
+    Conflict,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 from quiver.settings import Settings
 from rest.notebook_data import notebook_data_router
 from rest.notebook_ws import Handler, serve_socket
+from rest.openapi import DATA, DataFormat, raises
 from rest.streaming import check_format, stream_response
 from rest.ws_hub import Hub
 from rest.ws_messages import handlers as ws_handlers
@@ -52,7 +61,7 @@ def _object(**members: Any) -> bytes:
 
 class CreateBody(BaseModel):
     parent_path: str
-    name: str
+    name: str = Field(json_schema_extra={"pattern": NOTEBOOK_NAME_PATTERN})
     python_version: str | None = Field(default=None, max_length=16, pattern=r"^\d+\.\d+$")
     starter_cell: bool = False
 
@@ -66,7 +75,12 @@ class PathBody(BaseModel):
 
 
 class RenameBody(BaseModel):
-    name: str
+    name: str = Field(
+        json_schema_extra={
+            "allOf": [{"pattern": NAME_TEXT_PATTERN}, {"pattern": r"\S"}],
+            "maxLength": 255,
+        }
+    )
 
     @field_validator("name")
     @classmethod
@@ -81,7 +95,7 @@ class RenameBody(BaseModel):
 
 class AddCellBody(BaseModel):
     after_cell_id: str | None = None
-    language: str = "python"
+    language: str = Field("python", json_schema_extra={"enum": list(LANGUAGES)})
 
     @field_validator("language")
     @classmethod
@@ -181,7 +195,7 @@ def notebook_router(
     def discover() -> Response:
         return _json(manager.discover())
 
-    @router.post("/create")
+    @router.post("/create", responses=raises(InvalidArgument, Unauthorized, Conflict))
     def create(body: CreateBody) -> Response:
         started = time.perf_counter()
         session = manager.create(
@@ -189,43 +203,47 @@ def notebook_router(
         )
         return _json(opened(session, dag=False), started=started)
 
-    @router.post("/open")
+    @router.post("/open", responses=raises(InvalidArgument, NotFound))
     def open_notebook(body: OpenBody) -> Response:
         started = time.perf_counter()
         return _json(opened(manager.open(body.path), dag=True), started=started)
 
-    @router.post("/delete-by-path")
+    @router.post(
+        "/delete-by-path", responses=raises(InvalidArgument, Unauthorized, NotFound, Conflict)
+    )
     def delete_by_path(body: PathBody) -> Response:
         return _json(manager.delete_by_path(body.path))
 
-    @router.get("/sessions")
+    @router.get("/sessions", responses=raises(Unauthorized))
     def sessions() -> Response:
         return _json({"sessions": manager.list_sessions()})
 
-    @router.get("/sessions/{session_id}")
+    @router.get("/sessions/{session_id}", responses=raises(Unauthorized, NotFound))
     def session_state(session_id: str) -> Response:
         started = time.perf_counter()
         manager.require_personal()
         session = manager.get(session_id, "Session not found")
         return _json(opened(session, dag=True), started=started)
 
-    @router.delete("/{session_id}")
+    @router.delete(
+        "/{session_id}", responses=raises(InvalidArgument, Unauthorized, NotFound, Conflict)
+    )
     def delete(session_id: str) -> Response:
         return _json(manager.delete(session_id))
 
-    @router.put("/{session_id}/name")
+    @router.put("/{session_id}/name", responses=raises(NotFound, Conflict))
     def rename(session_id: str, body: RenameBody) -> Response:
         session = manager.get(session_id)
         session.rename(body.name)
         return _json({"notebook_id": session.nb.notebook_id, "name": session.nb.name})
 
-    @router.get("/{session_id}/cells")
+    @router.get("/{session_id}/cells", responses=raises(NotFound))
     def list_cells(session_id: str) -> Response:
         session = manager.get(session_id)
         cells = cells_json(session.derived, session.render_cache)
         return _json(_object(notebook_id=session.nb.notebook_id, cells=cells))
 
-    @router.post("/{session_id}/cells")
+    @router.post("/{session_id}/cells", responses=raises(InvalidArgument, NotFound, Conflict))
     def add_cell(session_id: str, body: AddCellBody) -> Response:
         session = manager.get(session_id)
         with session.lock:
@@ -234,7 +252,9 @@ def notebook_router(
         changed(session, dag=True)
         return _json(cell_json(_current(derived, cell.id), derived, session.render_cache))
 
-    @router.put("/{session_id}/cells/reorder")
+    @router.put(
+        "/{session_id}/cells/reorder", responses=raises(InvalidArgument, NotFound, Conflict)
+    )
     def reorder(session_id: str, body: ReorderBody) -> Response:
         session = manager.get(session_id)
         with session.lock:
@@ -244,7 +264,9 @@ def notebook_router(
         cells = cells_json(derived, session.render_cache)
         return _json(_object(notebook_id=session.nb.notebook_id, cells=cells))
 
-    @router.put("/{session_id}/cells/{cell_id}")
+    @router.put(
+        "/{session_id}/cells/{cell_id}", responses=raises(InvalidArgument, NotFound, Conflict)
+    )
     def update_cell(session_id: str, cell_id: str, body: SourceBody) -> Response:
         _check_source(body.source, max_source)
         session = manager.get(session_id)
@@ -266,7 +288,9 @@ def notebook_router(
             )
         )
 
-    @router.delete("/{session_id}/cells/{cell_id}")
+    @router.delete(
+        "/{session_id}/cells/{cell_id}", responses=raises(InvalidArgument, NotFound, Conflict)
+    )
     def delete_cell(session_id: str, cell_id: str) -> Response:
         session = manager.get(session_id)
         with session.lock:
@@ -285,14 +309,21 @@ def notebook_router(
             )
         )
 
-    @router.get("/{session_id}/dag")
+    @router.get("/{session_id}/dag", responses=raises(NotFound))
     def get_dag(session_id: str) -> Response:
         return _json(dag_dict(manager.get(session_id).derived.dag))
 
     # -- execution (API.md §5, §13) -------------------------------------------------------
 
-    @router.post("/{session_id}/cells/{cell_id}/execute")
-    def execute(session_id: str, cell_id: str, mode: str = "normal") -> Response:
+    @router.post(
+        "/{session_id}/cells/{cell_id}/execute",
+        responses=raises(InvalidArgument, NotFound, Conflict, Unavailable),
+    )
+    def execute(
+        session_id: str,
+        cell_id: str,
+        mode: str = Query("normal", json_schema_extra={"enum": list(MODES)}),
+    ) -> Response:
         session = manager.get(session_id)
         if mode not in MODES:
             raise InvalidArgument(f"unknown run mode '{mode}'")
@@ -300,7 +331,7 @@ def notebook_router(
             raise NotFound("Cell not found")
         return _json(runner_for(session).execute(cell_id, mode))
 
-    @router.post("/{session_id}/cells/{cell_id}/cancel")
+    @router.post("/{session_id}/cells/{cell_id}/cancel", responses=raises(NotFound))
     def cancel(session_id: str, cell_id: str) -> Response:
         session = manager.get(session_id)
         if session.derived.cell(cell_id) is None:
@@ -309,9 +340,13 @@ def notebook_router(
         cancelled = runner is not None and runner.cancel(cell_id)
         return _json({"cell_id": cell_id, "cancelled": cancelled})
 
-    @router.get("/{session_id}/cells/{cell_id}/outputs/{variable}")
+    @router.get(
+        "/{session_id}/cells/{cell_id}/outputs/{variable}",
+        response_class=Response,
+        responses={**DATA, **raises(InvalidArgument, NotFound, Unavailable)},
+    )
     def cell_output(
-        session_id: str, cell_id: str, variable: str, format: str | None = None
+        session_id: str, cell_id: str, variable: str, format: DataFormat = None
     ) -> Response:
         fmt = check_format(format)
         session = manager.get(session_id)

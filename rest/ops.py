@@ -8,7 +8,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flight.queries import process_json
@@ -28,8 +28,11 @@ def ops_router(link: FlightLink, metrics: Metrics) -> APIRouter:
     ``/health`` (liveness) belongs to every app: :func:`rest.app.create_app` has it.
     """
     router = APIRouter(tags=["ops"])
+    unhealthy: dict[int | str, dict[str, Any]] = {
+        503: {"description": "Not ready or unhealthy: the same body, naming the failing check."}
+    }
 
-    @router.get("/health/ready", response_model=None)
+    @router.get("/health/ready", response_model=None, responses=unhealthy)
     def ready() -> Response:
         """Readiness: the Flight server answers and its store can be read."""
         checks: dict[str, Any] = {}
@@ -44,7 +47,7 @@ def ops_router(link: FlightLink, metrics: Metrics) -> APIRouter:
         body = {"status": "ready" if ok else "not_ready", "checks": checks}
         return json_response(body, 200 if ok else 503)
 
-    @router.get("/health/dependencies", response_model=None)
+    @router.get("/health/dependencies", response_model=None, responses=unhealthy)
     def dependencies() -> Response:
         """Every dependency checked now: Flight, the store (read and write), the warehouses
         opened so far, free disk space. 200 when all are ok, else 503."""
@@ -91,7 +94,7 @@ def ops_router(link: FlightLink, metrics: Metrics) -> APIRouter:
             body["flight_process"] = {k: runtime[k] for k in PROCESS_KEYS}
         return body
 
-    @router.get("/metrics/prometheus", response_model=None)
+    @router.get("/metrics/prometheus", response_class=PlainTextResponse)
     def metrics_prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

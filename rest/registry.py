@@ -23,10 +23,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.registry import MAX_AUDIT_PAGE, MAX_TAG_VALUE_CHARS
-from quiver.errors import Conflict, InvalidArgument, NotFound
+from catalog.registry import ALIAS_PATTERN, MAX_AUDIT_PAGE, MAX_TAG_VALUE_CHARS, TAG_KEY_PATTERN
+from catalog.uris import ARTIFACT_ID_PATTERN
+from quiver.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from quiver.settings import Settings
 from rest.core import FlightLink, json_response
+from rest.openapi import Alias, ArtifactId, Name, TagKey, Version, name_field, raises
 
 
 class AliasBody(BaseModel):
@@ -34,7 +36,7 @@ class AliasBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    artifact_id: str = Field(min_length=1)
+    artifact_id: str = Field(min_length=1, json_schema_extra={"pattern": ARTIFACT_ID_PATTERN})
     version: int = Field(ge=1)
 
 
@@ -43,7 +45,7 @@ class TagBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    key: str
+    key: str = Field(json_schema_extra={"pattern": TAG_KEY_PATTERN})
     value: str = Field(max_length=MAX_TAG_VALUE_CHARS)
 
 
@@ -52,8 +54,13 @@ class PendingBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    alias: str
+    name: str = name_field()
+    alias: str = Field(json_schema_extra={"pattern": ALIAS_PATTERN})
+
+
+PENDING: dict[int | str, dict[str, Any]] = {
+    202: {"description": "A protected alias: the change waits for approval (nothing changed yet)."}
+}
 
 
 def _pending_response(answer: dict[str, Any]) -> Response:
@@ -63,7 +70,9 @@ def _pending_response(answer: dict[str, Any]) -> Response:
 
 def registry_router(link: FlightLink, settings: Settings) -> APIRouter:
     """The alias, tag, pending-change and audit routes over ``link``."""
-    router = APIRouter(tags=["registry"])
+    router = APIRouter(tags=["registry"], responses=raises(Unavailable))
+    found = raises(InvalidArgument, NotFound)
+    changes = {**raises(InvalidArgument, NotFound, Conflict), **PENDING}
     act = link.act
     header = settings.personal_mode_user_header
 
@@ -71,8 +80,8 @@ def registry_router(link: FlightLink, settings: Settings) -> APIRouter:
         return request.headers.get(header) if header else None
 
     # --- aliases (declared before the core router's GET /v1/names/{name:path}) -------
-    @router.put("/v1/names/{name:path}/aliases/{alias}", response_model=None)
-    def set_alias(name: str, alias: str, body: AliasBody, request: Request) -> Response:
+    @router.put("/v1/names/{name:path}/aliases/{alias}", response_model=None, responses=changes)
+    def set_alias(name: Name, alias: Alias, body: AliasBody, request: Request) -> Response:
         """Point ``name @ alias`` at a version; a protected alias answers 202 pending."""
         answer = act(
             "alias-set",
@@ -83,8 +92,8 @@ def registry_router(link: FlightLink, settings: Settings) -> APIRouter:
             return _pending_response(answer)
         return json_response({k: answer[k] for k in ("status", "name", "alias", "artifact_uri")})
 
-    @router.get("/v1/names/{name:path}/aliases/{alias}", response_model=None)
-    def get_alias(name: str, alias: str) -> Response:
+    @router.get("/v1/names/{name:path}/aliases/{alias}", response_model=None, responses=found)
+    def get_alias(name: Name, alias: Alias) -> Response:
         return json_response(act("alias-get", {"name": name, "alias": alias}))
 
     def exists(action: str, body: dict[str, Any]) -> bool:
@@ -94,8 +103,8 @@ def registry_router(link: FlightLink, settings: Settings) -> APIRouter:
             return False
         return True
 
-    @router.delete("/v1/names/{name:path}/aliases/{alias}", response_model=None)
-    def delete_alias(name: str, alias: str, request: Request) -> Response:
+    @router.delete("/v1/names/{name:path}/aliases/{alias}", response_model=None, responses=changes)
+    def delete_alias(name: Name, alias: Alias, request: Request) -> Response:
         """Delete ``name @ alias``; a protected alias answers 202 pending.
 
         The path is also ``DELETE /v1/names/{name}`` of the plain name
@@ -119,8 +128,8 @@ def registry_router(link: FlightLink, settings: Settings) -> APIRouter:
             return _pending_response(answer)
         return json_response({"status": "deleted", "name": name, "alias": alias})
 
-    @router.get("/v1/names/{name:path}/aliases", response_model=None)
-    def list_aliases(name: str) -> Response:
+    @router.get("/v1/names/{name:path}/aliases", response_model=None, responses=found)
+    def list_aliases(name: Name) -> Response:
         return json_response(act("alias-list", {"name": name}))
 
     # --- protected aliases and the audit ----------------------------------------------
@@ -129,17 +138,17 @@ def registry_router(link: FlightLink, settings: Settings) -> APIRouter:
         """Changes of protected aliases waiting for approval, oldest first."""
         return json_response(act("alias-pending"))
 
-    @router.post("/v1/registry/pending/approve", response_model=None)
+    @router.post("/v1/registry/pending/approve", response_model=None, responses=changes)
     def approve(body: PendingBody, request: Request) -> Response:
         change = {"name": body.name, "alias": body.alias, "actor": actor(request)}
         return json_response(act("alias-approve", change))
 
-    @router.post("/v1/registry/pending/reject", response_model=None)
+    @router.post("/v1/registry/pending/reject", response_model=None, responses=changes)
     def reject(body: PendingBody, request: Request) -> Response:
         change = {"name": body.name, "alias": body.alias, "actor": actor(request)}
         return json_response(act("alias-reject", change))
 
-    @router.get("/v1/registry/audit", response_model=None)
+    @router.get("/v1/registry/audit", response_model=None, responses=raises(InvalidArgument))
     def audit(
         name: str | None = None,
         artifact_id: str | None = None,
@@ -151,17 +160,29 @@ def registry_router(link: FlightLink, settings: Settings) -> APIRouter:
         return json_response(act("registry-audit", query))
 
     # --- tags --------------------------------------------------------------------------
-    @router.put("/v1/artifacts/{artifact_id}/v/{version}/tags", response_model=None)
-    def set_tag(artifact_id: str, version: int, body: TagBody, request: Request) -> Response:
+    @router.put(
+        "/v1/artifacts/{artifact_id}/v/{version}/tags",
+        response_model=None,
+        responses=raises(InvalidArgument, NotFound, Conflict),
+    )
+    def set_tag(
+        artifact_id: ArtifactId, version: Version, body: TagBody, request: Request
+    ) -> Response:
         tag = {"artifact_id": artifact_id, "version": version, "key": body.key}
         return json_response(act("tag-set", tag | {"value": body.value, "actor": actor(request)}))
 
-    @router.get("/v1/artifacts/{artifact_id}/v/{version}/tags", response_model=None)
-    def get_tags(artifact_id: str, version: int) -> Response:
+    @router.get(
+        "/v1/artifacts/{artifact_id}/v/{version}/tags", response_model=None, responses=found
+    )
+    def get_tags(artifact_id: ArtifactId, version: Version) -> Response:
         return json_response(act("tag-list", {"artifact_id": artifact_id, "version": version}))
 
-    @router.delete("/v1/artifacts/{artifact_id}/v/{version}/tags/{key}", response_model=None)
-    def delete_tag(artifact_id: str, version: int, key: str, request: Request) -> Response:
+    @router.delete(
+        "/v1/artifacts/{artifact_id}/v/{version}/tags/{key}", response_model=None, responses=found
+    )
+    def delete_tag(
+        artifact_id: ArtifactId, version: Version, key: TagKey, request: Request
+    ) -> Response:
         tag = {"artifact_id": artifact_id, "version": version, "key": key}
         return json_response(act("tag-delete", tag | {"actor": actor(request)}))
 
