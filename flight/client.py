@@ -21,7 +21,7 @@ import pyarrow.flight as fl
 
 from flight.errors import from_flight_error, to_flight_error
 from flight.protocol import ArtifactTicket, decode_ticket, encode_json, local_core
-from quiver.errors import InvalidArgument
+from quiver.errors import InvalidArgument, TooLarge
 
 if TYPE_CHECKING:
     import polars as pl
@@ -29,6 +29,28 @@ if TYPE_CHECKING:
     from quiver.materialize import MaterializeRequest
 
 DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
+PUT_BATCH_BYTES = 64 * 1024**2
+"""DoPut sends batches of about this size at most: gRPC carries no message over 2 GiB, so
+a bigger batch (one a client built, or read from an upload) goes as slices of it."""
+MAX_MESSAGE_BYTES = 2**31 - 1
+
+
+def put_pieces(batch: pa.RecordBatch, most: int = PUT_BATCH_BYTES) -> Iterator[pa.RecordBatch]:
+    """``batch`` as zero-copy slices of about ``most`` bytes each (itself when small)."""
+    size = batch.nbytes
+    if size <= most or batch.num_rows <= 1:
+        if size > MAX_MESSAGE_BYTES:
+            raise TooLarge(
+                f"one row of {size} bytes cannot be sent: Flight carries at most "
+                f"{MAX_MESSAGE_BYTES} bytes in one message",
+                detail={"bytes": size, "limit": MAX_MESSAGE_BYTES},
+            )
+        yield batch
+        return
+    rows = max(1, batch.num_rows * most // size)
+    for start in range(0, batch.num_rows, rows):
+        yield from put_pieces(batch.slice(start, rows), most)
+
 
 Target = str | dict[str, Any]
 """An artifact or name URI, a table URI (read as a plain scan), or a materialize result."""
@@ -212,7 +234,8 @@ class QuiverClient:
             writer, answers = self._client.do_put(descriptor, reader.schema, self._options)
             with writer:
                 for batch in reader:
-                    writer.write_batch(batch)
+                    for piece in put_pieces(batch):
+                        writer.write_batch(piece)
                 writer.done_writing()
                 buf = answers.read()
         except fl.FlightError as exc:

@@ -26,6 +26,7 @@ _FLIGHT_CLASS: dict[str, type[fl.FlightError]] = {
     "unauthorized": fl.FlightUnauthorizedError,
     "timeout": fl.FlightTimedOutError,
     "unavailable": fl.FlightUnavailableError,
+    "busy": fl.FlightUnavailableError,
     "internal": fl.FlightInternalError,
 }
 """Codes with a dedicated Flight class; every other code is a ``FlightServerError``."""
@@ -41,6 +42,7 @@ _QUIVER_CLASS: dict[str, type[errors.QuiverError]] = {
         errors.Unauthorized,
         errors.Timeout,
         errors.Unavailable,
+        errors.Busy,
         errors.BuildFailed,
         errors.Internal,
     )

@@ -91,13 +91,18 @@ class NamePath:
     name: str
 
 
+def check_command_size(size: int, what: str) -> None:
+    """:class:`TooLarge` for a command (an action body, a descriptor) over the limit."""
+    if size > MAX_COMMAND_BYTES:
+        raise TooLarge(
+            f"{what} is {size} bytes; the limit is {MAX_COMMAND_BYTES}",
+            detail={"bytes": size, "limit": MAX_COMMAND_BYTES},
+        )
+
+
 def load_json(raw: bytes, what: str) -> Any:
     """Decode a JSON body; refuse oversize or malformed input with a clear error."""
-    if len(raw) > MAX_COMMAND_BYTES:
-        raise TooLarge(
-            f"{what} is {len(raw)} bytes; the limit is {MAX_COMMAND_BYTES}",
-            detail={"bytes": len(raw), "limit": MAX_COMMAND_BYTES},
-        )
+    check_command_size(len(raw), what)
     if not raw.strip():
         return {}
     try:

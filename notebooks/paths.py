@@ -60,6 +60,10 @@ NOTEBOOK_NAME_PATTERN = rf"^\.?{_NAME_PART}(?:\.{_NAME_PART})*\.?$"
 
 
 def check_name(name: str, label: str = "notebook name") -> str:
+    try:
+        name.encode("utf-8")  # a lone surrogate (a JSON "\\ud800") would make the TOML unreadable
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"Invalid {label}: not valid text (a lone surrogate)") from None
     bad = [s for s in ("/", "\\", "..", "\0") if s in name]
     if bad:
         shown = "NUL" if bad[0] == "\0" else repr(bad[0])

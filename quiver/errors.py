@@ -65,6 +65,13 @@ class Unavailable(QuiverError):
     http_status = 503
 
 
+class Busy(Unavailable):
+    """Over capacity now (e.g. the build queue is full): retry later. REST adds Retry-After."""
+
+    code = "busy"
+    retry_after_s: ClassVar[int] = 1
+
+
 class BuildFailed(QuiverError):
     """A build ran and failed; ``detail`` carries the recorded error."""
 

@@ -32,7 +32,7 @@ from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri
 from catalog.warehouse import Warehouses
 from executors import Executor, Registry, ResolvedInput, RunContext
 from quiver.build_threads import BuildThreads
-from quiver.errors import BuildFailed, Conflict, InvalidArgument, QuiverError, Unavailable
+from quiver.errors import BuildFailed, Busy, Conflict, InvalidArgument, QuiverError, Unavailable
 from quiver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -388,6 +388,7 @@ class Materializer:
                     # Re-check under the lock: a build may have just published.
                     info = None if request.refresh else self.store.find_ready(plan.provenance)
                     if info is None:
+                        self._check_room()
                         flight = self._inflight[plan.provenance] = _InFlight()
                         self.counters["misses"] += 1
             if info is not None and leader:
@@ -401,6 +402,22 @@ class Materializer:
                 raise flight.error
             # The leader failed before building anything unexpected: try ourselves.
             continue
+
+    def _check_room(self) -> None:
+        """Refuse a new build when the build threads are busy and the queue is full
+        (called under the lock). Requests that join a build in flight are never refused."""
+        most = self.settings.build_threads + self.settings.build_queue
+        if len(self._inflight) >= most:
+            raise Busy(
+                f"too many builds: {self.settings.build_threads} running and "
+                f"{self.settings.build_queue} waiting (QUIVER_BUILD_THREADS, "
+                "QUIVER_BUILD_QUEUE); retry later",
+                detail={
+                    "building": len(self._inflight),
+                    "build_threads": self.settings.build_threads,
+                    "build_queue": self.settings.build_queue,
+                },
+            )
 
     def _start_build(
         self, plan: Plan, request: MaterializeRequest, flight: _InFlight

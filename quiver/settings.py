@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     build_threads: int = Field(
         default=4, ge=1, description="Builds that may run at once; more wait in a queue."
     )
+    build_queue: int = Field(
+        default=32,
+        ge=0,
+        description="Builds that may wait for a build thread. A materialize that would start "
+        "one more is refused with 503 and Retry-After (requests joining a build in flight "
+        "never are).",
+    )
     duckdb_threads: int = Field(
         default=0, ge=0, description="DuckDB threads per query; 0 means one per core."
     )
@@ -72,6 +79,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest request body the REST layer accepts (uploads included); "
         "bigger ones are refused with 413.",
+    )
+    rest_max_request_bytes: int = Field(
+        default=16 * 1024**2,
+        ge=1,
+        description="Largest body of a request that is not an upload (materialize, names, "
+        "notebook edits: JSON); bigger ones are refused with 413 before they are read. At "
+        "most rest_max_body_bytes.",
     )
     notebook_root: Path = Field(
         default=Path("~/.quiver/notebooks"), description="Root under which notebooks live."

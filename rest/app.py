@@ -34,13 +34,21 @@ Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 
 def create_app(
-    routers: Iterable[APIRouter] = (), *, lifespan: Lifespan | None = None, bearer: bool = False
+    routers: Iterable[APIRouter] = (),
+    *,
+    lifespan: Lifespan | None = None,
+    settings: Settings | None = None,
 ) -> FastAPI:
     """Build the app from routers; each router got its dependencies when it was made.
-    ``bearer``: the app sits behind :class:`BearerAuth` with a token (its document says so)."""
+    With ``settings``, its document states their token and body limits."""
     app = FastAPI(title="Quiver", version=__version__, lifespan=lifespan)
     errors.install(app)
-    openapi.install(app, bearer=bearer)
+    if settings is None:
+        openapi.install(app)
+    else:
+        request_limit = min(settings.rest_max_request_bytes, settings.rest_max_body_bytes)
+        limits = (request_limit, settings.rest_max_body_bytes)
+        openapi.install(app, bearer=settings.token is not None, body_limits=limits)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
@@ -65,7 +73,7 @@ def with_middleware(
     token = settings.token.get_secret_value() if settings.token is not None else None
     if link is not None:
         app = MaterializeFastPath(app, link, metrics)
-    inner = BodyLimit(app, settings.rest_max_body_bytes)
+    inner = BodyLimit(app, settings.rest_max_body_bytes, settings.rest_max_request_bytes)
     return RequestId(MetricsMiddleware(BearerAuth(inner, token), metrics))
 
 
@@ -117,6 +125,6 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
     app = create_app(
         [*routers, ops_router(link, metrics), notebooks],
         lifespan=lifespan,
-        bearer=settings.token is not None,
+        settings=settings,
     )
     return with_middleware(app, settings, metrics, link)

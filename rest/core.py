@@ -23,10 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from catalog.uris import ARTIFACT_ID_PATTERN
 from flight.client import LocalActions, QuiverClient
-from flight.protocol import MAX_COMMAND_BYTES
+from flight.protocol import MAX_COMMAND_BYTES, check_command_size
 from flight.uploads import BLOB_COLUMN, BLOB_MARKER, check_provenance_hash
 from quiver.errors import (
     BuildFailed,
+    Busy,
     Conflict,
     InvalidArgument,
     NotFound,
@@ -36,7 +37,7 @@ from quiver.errors import (
 )
 from quiver.materialize import MaterializeRequest, Transform
 from rest import errors
-from rest.middleware import ASGIApp, Message, Metrics, Receive, Scope, Send
+from rest.middleware import UPLOAD_ROUTE, ASGIApp, Message, Metrics, Receive, Scope, Send
 from rest.openapi import (
     DATA,
     VALIDATION,
@@ -81,6 +82,8 @@ class FlightLink:
         self._actions = LocalActions(client, enabled=in_process)
 
     def _unreachable(self, exc: Unavailable) -> Unavailable:
+        if isinstance(exc, Busy):  # the server answered: it is at capacity
+            return exc
         return Unavailable(
             f"the Flight server at {self.client.location} is unavailable: {exc.message}",
             detail=exc.detail,
@@ -185,7 +188,7 @@ def _multipart_body(metadata: type[BaseModel], data: str, *others: dict[str, Any
     content = {"multipart/form-data": {"schema": parts, "encoding": encoding}}
     for other in others:
         content.update(other)
-    return {"requestBody": {"required": True, "content": content}}
+    return {"requestBody": {"required": True, "content": content}, UPLOAD_ROUTE: True}
 
 
 UPLOAD_BODY = _multipart_body(
@@ -421,21 +424,18 @@ class MaterializeFastPath:
         ):
             await self.app(scope, receive, send)
             return
-        parts: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client left
-                return
-            parts.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(parts)
+        scope["route"] = self.ROUTE
         try:
-            body = MaterializeRequest.model_validate_json(raw)
-        except ValidationError:
+            raw = await _read_command(scope, receive)
+            if raw is None:  # the client left
+                return
+            body = await _validated(raw)
+        except QuiverError as exc:
+            await errors.quiver_error_response(exc)(scope, receive, send)
+            return
+        if body is None:
             await self.app(scope, _replay(raw, receive), send)
             return
-        scope["route"] = self.ROUTE
         response: Response
         try:
             response = await materialize_response(self.link, self.metrics, body)
@@ -444,6 +444,47 @@ class MaterializeFastPath:
         except Exception as exc:
             response = errors.unexpected_response("POST", scope["path"], exc)
         await response(scope, receive, send)
+
+
+WHAT = "body of action 'materialize'"
+INLINE_PARSE_BYTES = 64 * 1024
+"""A materialize body up to this size is validated on the event loop (a cache hit's body
+is a few hundred bytes, and a thread hop costs more than parsing it); a bigger one on a
+worker thread, so a large body never holds the loop."""
+
+
+async def _read_command(scope: Scope, receive: Receive) -> bytes | None:
+    """The whole body, or None if the client left. A body Flight would refuse (over
+    ``MAX_COMMAND_BYTES``) is refused as it would be, before it is read whole."""
+    declared = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
+    if declared is not None and declared.isdigit():
+        check_command_size(int(declared), WHAT)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        check_command_size(size, WHAT)
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def _validated(raw: bytes) -> MaterializeRequest | None:
+    """``raw`` as a request, or None when it does not validate (FastAPI then answers)."""
+
+    def validate() -> MaterializeRequest | None:
+        try:
+            return MaterializeRequest.model_validate_json(raw)
+        except ValidationError:
+            return None
+
+    if len(raw) <= INLINE_PARSE_BYTES:
+        return validate()
+    return await run_in_threadpool(validate)
 
 
 def _replay(raw: bytes, receive: Receive) -> Receive:

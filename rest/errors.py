@@ -15,13 +15,15 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from quiver.errors import QuiverError
+from quiver.errors import Busy, QuiverError
 
 log = logging.getLogger(__name__)
 
 
 def quiver_error_response(exc: QuiverError) -> JSONResponse:
-    """The response of a domain error: its status and ``{"detail": ...}``."""
+    """The response of a domain error: its status and ``{"detail": ...}`` (and, for
+    :class:`Busy`, ``Retry-After``)."""
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Busy) else None
     return JSONResponse(
         {
             "detail": exc.detail
@@ -29,6 +31,7 @@ def quiver_error_response(exc: QuiverError) -> JSONResponse:
             else exc.message
         },
         status_code=exc.http_status,
+        headers=headers,
     )
 
 

@@ -84,34 +84,53 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body exceeds the limit of {limit} bytes")
 
 
-class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, declared or streamed."""
+UPLOAD_ROUTE = "x-quiver-upload"
+"""Set in a route's ``openapi_extra``: its body is an upload, under the larger limit."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+def _is_upload(scope: Scope) -> bool:
+    extra = getattr(scope.get("route"), "openapi_extra", None)
+    return bool(extra and extra.get(UPLOAD_ROUTE))
+
+
+class BodyLimit:
+    """Refuse request bodies over their limit with 413, declared or streamed.
+
+    Uploads (routes marked :data:`UPLOAD_ROUTE`) may send ``max_bytes``; every other
+    body (JSON: materialize, names, notebook edits) ``request_max_bytes``, so a huge
+    JSON document is refused before it is read, let alone parsed. The limit is
+    chosen when the body is first read, once routing has named the route.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, request_max_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.request_max_bytes = min(request_max_bytes or max_bytes, max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
-        too_large = {
-            "detail": f"request body exceeds the limit of {self.max_bytes} bytes",
-        }
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _send_json(send, 413, too_large, [])
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        if size is not None and size > self.max_bytes:  # over every limit: before routing
+            await _send_json(send, 413, self._too_large(self.max_bytes), [])
             return
         seen = 0
+        limit: int | None = None
         started = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, limit
+            if limit is None:
+                limit = self.max_bytes if _is_upload(scope) else self.request_max_bytes
+                if size is not None and size > limit:
+                    raise BodyTooLarge(limit)
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if seen > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -122,9 +141,13 @@ class BodyLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             if not started:
-                await _send_json(send, 413, too_large, [])
+                await _send_json(send, 413, {"detail": exc.detail}, [])
+
+    @staticmethod
+    def _too_large(limit: int) -> dict[str, Any]:
+        return {"detail": f"request body exceeds the limit of {limit} bytes"}
 
 
 class BearerAuth:

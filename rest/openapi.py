@@ -29,6 +29,7 @@ from catalog.registry import ALIAS_PATTERN, TAG_KEY_PATTERN
 from catalog.uris import ARTIFACT_ID_PATTERN, NAME_MAX_CHARS, NAME_PATTERN
 from flight.uploads import PROVENANCE_HASH_PATTERN
 from quiver.errors import QuiverError
+from rest.middleware import UPLOAD_ROUTE
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -55,7 +56,8 @@ STATUS_TEXT: dict[int, str] = {
     409: "Conflicts with the current state (still building, already exists, busy...).",
     413: "Too large: the request body, or a value in it, is over its limit.",
     500: "An unexpected error; the detail carries an error id to find it in the server log.",
-    503: "The Flight service is unreachable or shutting down, or a feature is not configured.",
+    503: "The Flight service is unreachable or shutting down, a feature is not configured, "
+    "or the build queue is full (then Retry-After says when to try again).",
     504: "A query ran past the time limit (QUIVER_QUERY_TIME_LIMIT_S).",
 }
 
@@ -141,13 +143,16 @@ def name_field(**kwargs: Any) -> Any:
     return Field(json_schema_extra={"pattern": NAME_PATTERN, "maxLength": NAME_MAX_CHARS}, **kwargs)
 
 
-def install(app: FastAPI, *, bearer: bool = False) -> None:
-    """Complete ``app``'s document (built once, on first use) with the shared statuses."""
+def install(
+    app: FastAPI, *, bearer: bool = False, body_limits: tuple[int, int] | None = None
+) -> None:
+    """Complete ``app``'s document (built once, on first use) with the shared statuses;
+    ``body_limits`` (request, upload), in bytes, are stated on each request body."""
     build: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _complete(build(), bearer=bearer)
+            _complete(build(), bearer=bearer, body_limits=body_limits)
         assert app.openapi_schema is not None
         return app.openapi_schema
 
@@ -157,7 +162,16 @@ def install(app: FastAPI, *, bearer: bool = False) -> None:
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
-def _complete(doc: dict[str, Any], *, bearer: bool) -> None:
+def _state_limit(operation: dict[str, Any], limits: tuple[int, int]) -> None:
+    upload = bool(operation.get(UPLOAD_ROUTE))
+    setting = "QUIVER_REST_MAX_BODY_BYTES" if upload else "QUIVER_REST_MAX_REQUEST_BYTES"
+    limit = limits[1] if upload else limits[0]
+    operation["requestBody"]["description"] = (
+        f"At most {limit} bytes ({setting}); a bigger body answers 413 before it is read."
+    )
+
+
+def _complete(doc: dict[str, Any], *, bearer: bool, body_limits: tuple[int, int] | None) -> None:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for model in (ErrorBody, ErrorDetail):
         found = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -173,6 +187,8 @@ def _complete(doc: dict[str, Any], *, bearer: bool) -> None:
             shared = [500]
             if "requestBody" in operation:
                 shared += [400, 413]
+                if body_limits is not None:
+                    _state_limit(operation, body_limits)
             if bearer and path.startswith("/v1/"):
                 shared.append(401)
                 operation["security"] = [{"bearer": []}]

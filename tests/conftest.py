@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from quiver.settings import Settings
+
+# Property tests run the same examples every time in make test (no flaky runs), with no
+# deadline (the machine is shared); HYPOTHESIS_PROFILE=explore draws new ones, more of them.
+hypothesis_settings.register_profile(
+    "quiver",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+hypothesis_settings.register_profile(
+    "explore", max_examples=2000, deadline=None, database=None, parent=None
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quiver"))
 
 pytest_plugins = [
     "tests.fixtures_iceberg",
