@@ -23,9 +23,11 @@ from notebooks.manager import NotebookManager
 from notebooks.session import Session
 from quiver.errors import InvalidArgument, NotFound, Unavailable
 from quiver.settings import Settings
+from rest.openapi import content, raises
 from rest.streaming import stream_response
 
-_ARTIFACT = re.compile(r"^strata://artifact/[^@/]+@v=\d+$")
+ARTIFACT_URI_PATTERN = r"^strata://artifact/[^@/]+@v=[0-9]+$"
+_ARTIFACT = re.compile(ARTIFACT_URI_PATTERN)
 
 
 def _filters(raw: str | None) -> list[Any]:
@@ -54,21 +56,29 @@ def _view(
 
 
 def _checked_uri(artifact_uri: str) -> str:
-    if not _ARTIFACT.match(artifact_uri):
+    if not _ARTIFACT.fullmatch(artifact_uri):
         raise InvalidArgument("Malformed artifact_uri: expected strata://artifact/{id}@v={n}")
     return artifact_uri
 
 
 def page_params(
     sort_by: str | None = None,
-    sort_dir: str = "asc",
+    sort_dir: Annotated[str, Query(json_schema_extra={"enum": ["asc", "desc"]})] = "asc",
     search: Annotated[str | None, Query(max_length=1000)] = None,
-    filters: Annotated[str | None, Query(max_length=100_000)] = None,
+    # a request line over 64 KiB is refused by the HTTP server itself (400, text/plain);
+    # 4000 characters fit even when each is percent-encoded as four UTF-8 bytes
+    filters: Annotated[str | None, Query(max_length=4000)] = None,
 ) -> dict[str, Any]:
     return _view(sort_by, sort_dir, search, filters)
 
 
 ViewParams = Annotated[dict[str, Any], Depends(page_params)]
+ArtifactUri = Annotated[
+    str, Query(description="The table output's artifact URI.",
+               json_schema_extra={"pattern": ARTIFACT_URI_PATTERN})
+]  # fmt: skip
+EXPORT = content("text/csv", "application/vnd.apache.parquet", description="The view, streamed.")
+BLOB = content("*/*", description="The display output's bytes, with its own media type.")
 
 
 def notebook_data_router(
@@ -89,11 +99,13 @@ def notebook_data_router(
             raise NotFound("Cell not found")
         return session
 
-    @router.get("/{session_id}/cells/{cell_id}/data")
+    found = raises(InvalidArgument, NotFound, Unavailable)
+
+    @router.get("/{session_id}/cells/{cell_id}/data", responses=found)
     def data_page(
         session_id: str,
         cell_id: str,
-        artifact_uri: str,
+        artifact_uri: ArtifactUri,
         view: ViewParams,
         offset: int = 0,
         limit: int = 100,
@@ -119,8 +131,8 @@ def notebook_data_router(
             "sort_dir": view["sort_dir"],
         }
 
-    @router.get("/{session_id}/cells/{cell_id}/data/summary")
-    def data_summary(session_id: str, cell_id: str, artifact_uri: str) -> dict[str, Any]:
+    @router.get("/{session_id}/cells/{cell_id}/data/summary", responses=found)
+    def data_summary(session_id: str, cell_id: str, artifact_uri: ArtifactUri) -> dict[str, Any]:
         """Per column: dtype, nulls, distinct, min and max (numbers and times)."""
         cell_session(session_id, cell_id)
         _, actions = flight()
@@ -133,13 +145,17 @@ def notebook_data_router(
             "total": answer["total"],
         }
 
-    @router.get("/{session_id}/cells/{cell_id}/data/export")
+    @router.get(
+        "/{session_id}/cells/{cell_id}/data/export",
+        response_class=Response,
+        responses={**EXPORT, **found},
+    )
     def data_export(
         session_id: str,
         cell_id: str,
-        artifact_uri: str,
+        artifact_uri: ArtifactUri,
         view: ViewParams,
-        fmt: str = "csv",
+        fmt: Annotated[str, Query(json_schema_extra={"enum": ["csv", "parquet"]})] = "csv",
     ) -> Response:
         """The whole view as CSV or Parquet, streamed from a Flight ``DoGet``."""
         if fmt not in ("csv", "parquet"):
@@ -149,7 +165,11 @@ def notebook_data_router(
         stream = execs.client.open_view(_checked_uri(artifact_uri), view)
         return stream_response(stream.reader(), fmt, filename=f"{cell_id}", on_close=stream.cancel)  # type: ignore[arg-type]
 
-    @router.get("/{session_id}/cells/{cell_id}/outputs/{index}/blob")
+    @router.get(
+        "/{session_id}/cells/{cell_id}/outputs/{index}/blob",
+        response_class=Response,
+        responses={**BLOB, **raises(NotFound, Unavailable)},
+    )
     def output_blob(session_id: str, cell_id: str, index: int) -> Response:
         """The bytes of display output ``index`` (negative: from the end) with its type."""
         session = cell_session(session_id, cell_id)
