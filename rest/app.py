@@ -18,7 +18,8 @@ from flight.client import QuiverClient
 from quiver import __version__
 from quiver.settings import Settings
 from rest import errors, openapi
-from rest.core import FlightLink, MaterializeFastPath, core_router
+from rest.core import FlightLink, core_router
+from rest.fastpath import MaterializeFastPath
 from rest.middleware import (
     ASGIApp,
     BearerAuth,
@@ -29,6 +30,7 @@ from rest.middleware import (
 )
 from rest.ops import ops_router
 from rest.registry import registry_router
+from rest.uploads import upload_router
 
 Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
@@ -121,7 +123,7 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
             client.close()
 
     # The registry's /v1/names/{name}/aliases/... routes before core's /v1/names/{name:path}.
-    routers = [registry_router(link, settings), core_router(link, metrics)]
+    routers = [registry_router(link, settings), core_router(link, metrics), upload_router(link)]
     app = create_app(
         [*routers, ops_router(link, metrics), notebooks],
         lifespan=lifespan,

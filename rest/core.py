@@ -7,63 +7,45 @@ artifact file or the store. docs/rest.md documents every route.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal, TypeVar
+from typing import Any, Literal
 
 import pyarrow as pa
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from catalog.uris import ARTIFACT_ID_PATTERN
 from flight.client import LocalActions, QuiverClient
-from flight.protocol import MAX_COMMAND_BYTES, check_command_size
-from flight.uploads import BLOB_COLUMN, BLOB_MARKER, check_provenance_hash
+from flight.uploads import BLOB_COLUMN
 from quiver.errors import (
     BuildFailed,
     Busy,
     Conflict,
     InvalidArgument,
     NotFound,
-    QuiverError,
-    TooLarge,
     Unavailable,
 )
 from quiver.materialize import MaterializeRequest, Transform
-from rest import errors
-from rest.middleware import UPLOAD_ROUTE, ASGIApp, Message, Metrics, Receive, Scope, Send
+from rest.middleware import Metrics
 from rest.openapi import (
     DATA,
-    VALIDATION,
     ArtifactId,
     DataFormat,
     Name,
-    ProvenanceHash,
     Version,
     name_field,
     raises,
 )
-from rest.streaming import ARROW_STREAM, StreamingResponse, check_format, stream_response
+from rest.streaming import StreamingResponse, check_format, stream_response
 
 ARTIFACT_URI_HEADER = "X-Strata-Artifact-Uri"
 ROW_COUNT_HEADER = "X-Arrow-Row-Count"
-PROVENANCE_MISS_HEADER = "X-Strata-Provenance-Miss"
-"""Set on the 404 of ``GET /v1/artifacts/by-provenance/{hash}`` when nothing has that
-provenance: strata-client reads only such a 404 as "no" (any other 404 raises)."""
 MAX_PAGE = 10_000
 """Most artifacts one ``GET /v1/artifacts`` lists; a bigger ``limit`` is capped to it."""
 MAX_LINEAGE_DEPTH = 100
 """Deepest lineage walk; a bigger ``max_depth`` is capped to it."""
-MAX_BLOB_BYTES = 2**31 - 64
-"""The largest value ``PUT /v1/artifacts/by-provenance`` takes: the value is one row, sent
-to Flight as one record batch, and Flight sends no batch over 2 GiB. (The request body
-limit, ``QUIVER_REST_MAX_BODY_BYTES``, may be set higher.)"""
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
@@ -150,150 +132,11 @@ class ExplainBody(BaseModel):
     name: str | None = name_field(default=None)
 
 
-class UploadMetadata(BaseModel):
-    """The ``metadata`` part of ``PUT /v1/artifacts`` (strata-client's ``put``)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    inputs: list[str] = []
-    transform: dict[str, Any] | None = None
-    name: str | None = name_field(default=None)
-
-
-class JsonUpload(UploadMetadata):
-    """A JSON upload: the metadata fields plus ``data`` (columns, or any JSON document)."""
-
-    data: Any
-
-
-class BlobMetadata(BaseModel):
-    """The ``metadata`` part of ``PUT /v1/artifacts/by-provenance/{hash}``."""
-
-    content_type: str = Field(min_length=1, max_length=1000, pattern=r"\S")
-    variable_name: str | None = Field(default=None, max_length=1000)
-
-
-def _multipart_body(metadata: type[BaseModel], data: str, *others: dict[str, Any]) -> Any:
-    """``openapi_extra`` of a route that reads its body itself: multipart ``metadata``
-    (JSON, as ``metadata``) and ``data`` (bytes of media type ``data``), or ``others``."""
-    parts = {
-        "type": "object",
-        "required": ["metadata", "data"],
-        "properties": {
-            "metadata": metadata.model_json_schema(),
-            "data": {"type": "string", "format": "binary", "contentMediaType": data},
-        },
-    }
-    encoding = {"data": {"contentType": data}}  # an object part is JSON
-    content = {"multipart/form-data": {"schema": parts, "encoding": encoding}}
-    for other in others:
-        content.update(other)
-    return {"requestBody": {"required": True, "content": content}, UPLOAD_ROUTE: True}
-
-
-UPLOAD_BODY = _multipart_body(
-    UploadMetadata,
-    ARROW_STREAM,
-    {"application/json": {"schema": JsonUpload.model_json_schema()}},
-)
-BLOB_BODY = _multipart_body(BlobMetadata, "application/octet-stream")
-
-
-def blob_table(blob: bytes, content_type: str) -> pa.Table:
-    """An opaque value as the one-row table the store keeps: column ``blob`` (large_binary,
-    the bytes as given, not copied) and ``content_type`` in the schema metadata."""
-    offsets = pa.array([0, len(blob)], pa.int64()).buffers()[1]
-    column = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), 1, [None, offsets, pa.py_buffer(blob)]
-    )
-    schema = pa.schema(
-        [pa.field(BLOB_COLUMN, pa.large_binary(), nullable=False)],
-        metadata={BLOB_MARKER: b"1", b"content_type": content_type.encode()},
-    )
-    return pa.Table.from_arrays([column], schema=schema)
-
-
-def provenance_found_json(found: dict[str, Any]) -> dict[str, Any]:
-    """``GET /v1/artifacts/by-provenance/{hash}`` from the Flight ``by-provenance`` answer."""
-    body = {k: found[k] for k in _PROVENANCE_KEYS}
-    body["data_url"] = data_url(found["artifact_id"], found["version"])
-    return body
-
-
-_PROVENANCE_KEYS = (
-    *("artifact_id", "version", "artifact_uri", "provenance_hash", "content_type"),
-    *("variable_name", "state", "byte_size", "row_count", "blob", "blob_bytes", "kind"),
-    *("schema", "created_at", "finished_at"),
-)
-
-
 def _is_blob(status: dict[str, Any]) -> bool:
     """Whether a ``status`` answer describes a value put by provenance (one ``blob`` column)."""
     schema = status.get("schema") or []
     meta = status.get("metadata") or {}
     return [f["name"] for f in schema] == [BLOB_COLUMN] and "provenance_hash" in meta
-
-
-MetaT = TypeVar("MetaT", bound=BaseModel)
-
-
-@contextlib.asynccontextmanager
-async def _multipart(request: Request, model: type[MetaT]) -> AsyncIterator[tuple[BinaryIO, MetaT]]:
-    """A multipart upload's ``data`` file and its ``metadata`` part validated as ``model``
-    (422 naming what is missing or wrong); the form's files are closed afterwards."""
-    form = await request.form(max_files=4, max_fields=16)
-    try:
-        _missing_parts(form)
-        data = form["data"]
-        assert not isinstance(data, str)
-        try:
-            meta = model.model_validate_json(await _text_part(form["metadata"]))
-        except ValidationError as exc:
-            raise _validation_error(exc, "metadata") from None
-        yield data.file, meta
-    finally:
-        await form.close()
-
-
-def _missing_parts(form: Any, parts: tuple[str, ...] = ("metadata", "data")) -> None:
-    """422 (FastAPI's shape) naming each missing part; ``data`` must be a file part."""
-    missing = [
-        part
-        for part in parts
-        if form.get(part) is None or (part == "data" and isinstance(form.get(part), str))
-    ]
-    if missing:
-        raise RequestValidationError(
-            [{"type": "missing", "loc": ("body", part), "msg": "Field required", "input": None}
-             for part in missing]
-        )  # fmt: skip
-
-
-async def _text_part(part: Any) -> str:
-    """A text part; one sent as a file is read only if it is no bigger than a Flight
-    command (it becomes the DoPut command's metadata), so it is never read whole, decoded
-    and parsed on the event loop at any size."""
-    if isinstance(part, str):
-        return part  # a field: the form parser caps it
-    size = part.size if part.size is not None else part.file.seek(0, os.SEEK_END)
-    if size > MAX_COMMAND_BYTES:
-        raise TooLarge(
-            f"the metadata part is {size} bytes; the limit is {MAX_COMMAND_BYTES}",
-            detail={"bytes": size, "limit": MAX_COMMAND_BYTES},
-        )
-    await part.seek(0)
-    return (await part.read()).decode("utf-8", "replace")
-
-
-def stored_json(answer: dict[str, Any]) -> dict[str, Any]:
-    """What every upload route answers about the stored artifact, from the DoPut answer."""
-    return {
-        "artifact_uri": answer["artifact_uri"],
-        "artifact_id": answer["artifact_id"],
-        "version": answer["version"],
-        "hit": answer["deduplicated"],
-        "byte_size": answer["byte_size"],
-    }
 
 
 def data_url(artifact_id: str, version: int) -> str:
@@ -346,25 +189,6 @@ def info_json(status: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _table_from_json(data: Any) -> pa.Table:
-    """strata-client's encoding: equal-length list values are columns, anything else a blob."""
-    columns = isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values())
-    if columns and len({len(v) for v in data.values()}) == 1:
-        try:
-            table = pa.Table.from_pydict(data)
-            return table.replace_schema_metadata({b"strata.json.blob": b"0"})
-        except (pa.ArrowException, TypeError, ValueError):
-            pass
-    table = pa.Table.from_pydict({"data": [json.dumps(data)]})
-    return table.replace_schema_metadata({b"strata.json.blob": b"1"})
-
-
-def _validation_error(exc: ValidationError, where: str) -> RequestValidationError:
-    return RequestValidationError(
-        [{**e, "loc": ("body", where, *e["loc"])} for e in exc.errors(include_url=False)]
-    )
-
-
 async def materialize_response(
     link: FlightLink, metrics: Metrics, body: MaterializeRequest
 ) -> Response:
@@ -379,126 +203,6 @@ async def materialize_response(
         answer = await run_in_threadpool(link.act_raw, "materialize", raw)
     metrics.record_materialize(answer["hit"])
     return json_response(materialize_json(answer, body.mode))
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """What the metrics middleware reads of a matched route."""
-
-    path: str
-
-
-def _is_json(scope: Scope) -> bool:
-    for key, value in scope.get("headers", ()):
-        if key == b"content-type":
-            return value.split(b";", 1)[0].strip().lower() == b"application/json"
-    return False
-
-
-class MaterializeFastPath:
-    """``POST /v1/materialize`` answered before FastAPI's routing and dependency machinery.
-
-    The hottest route: FastAPI's layers (routing, body parsing, dependency
-    solving, exception middleware) cost about as much as the cache hit itself.
-    This runs the same :func:`materialize_response` on a body that
-    ``MaterializeRequest`` accepts, and maps errors with the app's own handlers
-    (:mod:`rest.errors`). Anything else — another route, another content type,
-    a body that does not validate — goes to the FastAPI app unchanged (the body
-    replayed), so 422s, OpenAPI and docs stay FastAPI's. Sits inside the
-    request-id, metrics, auth and body-limit middleware.
-    """
-
-    ROUTE = _Route("/v1/materialize")
-
-    def __init__(self, app: ASGIApp, link: FlightLink, metrics: Metrics) -> None:
-        self.app = app
-        self.link = link
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != "/v1/materialize"
-            or scope["method"] != "POST"
-            or not _is_json(scope)
-        ):
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = self.ROUTE
-        try:
-            raw = await _read_command(scope, receive)
-            if raw is None:  # the client left
-                return
-            body = await _validated(raw)
-        except QuiverError as exc:
-            await errors.quiver_error_response(exc)(scope, receive, send)
-            return
-        if body is None:
-            await self.app(scope, _replay(raw, receive), send)
-            return
-        response: Response
-        try:
-            response = await materialize_response(self.link, self.metrics, body)
-        except QuiverError as exc:
-            response = errors.quiver_error_response(exc)
-        except Exception as exc:
-            response = errors.unexpected_response("POST", scope["path"], exc)
-        await response(scope, receive, send)
-
-
-WHAT = "body of action 'materialize'"
-INLINE_PARSE_BYTES = 64 * 1024
-"""A materialize body up to this size is validated on the event loop (a cache hit's body
-is a few hundred bytes, and a thread hop costs more than parsing it); a bigger one on a
-worker thread, so a large body never holds the loop."""
-
-
-async def _read_command(scope: Scope, receive: Receive) -> bytes | None:
-    """The whole body, or None if the client left. A body Flight would refuse (over
-    ``MAX_COMMAND_BYTES``) is refused as it would be, before it is read whole."""
-    declared = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
-    if declared is not None and declared.isdigit():
-        check_command_size(int(declared), WHAT)
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        check_command_size(size, WHAT)
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
-
-
-async def _validated(raw: bytes) -> MaterializeRequest | None:
-    """``raw`` as a request, or None when it does not validate (FastAPI then answers)."""
-
-    def validate() -> MaterializeRequest | None:
-        try:
-            return MaterializeRequest.model_validate_json(raw)
-        except ValidationError:
-            return None
-
-    if len(raw) <= INLINE_PARSE_BYTES:
-        return validate()
-    return await run_in_threadpool(validate)
-
-
-def _replay(raw: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands out ``raw`` as the whole body, then defers to ``receive``."""
-    given = False
-
-    async def replay() -> Message:
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    return replay
 
 
 def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
@@ -584,112 +288,6 @@ def core_router(link: FlightLink, metrics: Metrics) -> APIRouter:
     @router.get("/v1/builds/{build_id}", response_model=None, include_in_schema=False)
     def build_status(build_id: str) -> Response:
         return json_response(act("build-status", {"build_id": build_id}))
-
-    @router.put(
-        "/v1/artifacts",
-        response_model=None,
-        responses={**raises(InvalidArgument, NotFound, Conflict, TooLarge), **VALIDATION},
-        openapi_extra=UPLOAD_BODY,
-    )
-    async def upload(request: Request) -> Response:
-        """Upload a result: multipart ``metadata`` (JSON) + ``data`` (Arrow IPC), or JSON."""
-        ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
-            async with _multipart(request, UploadMetadata) as (data, meta):
-                return await run_in_threadpool(_put_ipc, data, meta)
-        if ctype.startswith("application/json"):
-            # Parsing a large JSON body and building its table would hold the event
-            # loop for as long: they run on a worker thread like the store write.
-            return await run_in_threadpool(_put_json, await request.body())
-        raise InvalidArgument(
-            "PUT /v1/artifacts takes multipart/form-data (metadata + data) or application/json"
-        )
-
-    def _put_json(raw: bytes) -> Response:
-        try:
-            upload = JsonUpload.model_validate_json(raw)
-        except ValidationError as exc:  # located in the body, as FastAPI's own 422s are
-            raise RequestValidationError(
-                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-            ) from None
-        return _put(_table_from_json(upload.data), upload)
-
-    def _put_ipc(file: Any, meta: UploadMetadata) -> Response:
-        try:
-            reader = pa.ipc.open_stream(pa.PythonFile(file, mode="r"))
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InvalidArgument(f"data is not an Arrow IPC stream: {exc}") from None
-        return _put(reader, meta)
-
-    def _put(data: pa.Table | pa.RecordBatchReader, meta: UploadMetadata) -> Response:
-        metadata = meta.model_dump(exclude={"name", "data"}, exclude_none=True)
-        try:
-            answer = link.put(data, name=meta.name, metadata=metadata)
-        except pa.ArrowInvalid as exc:
-            raise InvalidArgument(f"data is not a valid Arrow IPC stream: {exc}") from None
-        return json_response(stored_json(answer) | {"name_uri": answer["name_uri"]})
-
-    # --- by provenance ---------------------------------------------------------------
-    @router.get(
-        "/v1/artifacts/by-provenance/{provenance_hash}", response_model=None, responses=found
-    )
-    def find_by_provenance(provenance_hash: ProvenanceHash) -> Response:
-        """The ready artifact with this provenance (strata-client's ``find_by_provenance``);
-        a miss is a 404 with ``X-Strata-Provenance-Miss``."""
-        check_provenance_hash(provenance_hash)
-        try:
-            found = act("by-provenance", {"provenance_hash": provenance_hash})
-        except NotFound as exc:
-            if not (isinstance(exc.detail, dict) and exc.detail.get("miss")):
-                raise
-            response = json_response({"detail": exc.message}, 404)
-            response.headers[PROVENANCE_MISS_HEADER] = "true"
-            return response
-        return json_response(provenance_found_json(found))
-
-    @router.put(
-        "/v1/artifacts/by-provenance/{provenance_hash}",
-        response_model=None,
-        responses={**raises(InvalidArgument, Conflict, TooLarge), **VALIDATION},
-        openapi_extra=BLOB_BODY,
-    )
-    async def put_by_provenance(provenance_hash: ProvenanceHash, request: Request) -> Response:
-        """Store an opaque value under a provenance key the client computed
-        (strata-client's ``put_by_provenance``); the first writer wins."""
-        check_provenance_hash(provenance_hash)
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise InvalidArgument(
-                "PUT /v1/artifacts/by-provenance/{hash} takes multipart/form-data: a metadata "
-                "part (JSON {content_type, variable_name?}) and a data part (the bytes)"
-            )
-        async with _multipart(request, BlobMetadata) as (data, meta):
-            return await run_in_threadpool(_put_blob, provenance_hash, meta, data)
-
-    def _put_blob(key: str, meta: BlobMetadata, file: Any) -> Response:
-        size = file.seek(0, os.SEEK_END)  # the part is spooled: measured before it is read
-        file.seek(0)
-        if size > MAX_BLOB_BYTES:
-            raise TooLarge(
-                f"the value is {size} bytes; a value put by provenance is at most "
-                f"{MAX_BLOB_BYTES} bytes (it is stored as one row, and Flight sends a row "
-                "as one message of at most 2 GiB)",
-                detail={"bytes": size, "limit": MAX_BLOB_BYTES},
-            )
-        blob = file.read()
-        metadata: dict[str, Any] = {
-            "provenance_hash": key,
-            "content_type": meta.content_type,
-            "blob_bytes": len(blob),
-        }
-        if meta.variable_name:
-            metadata["variable_name"] = meta.variable_name
-        answer = link.put(blob_table(blob, meta.content_type), metadata=metadata)
-        stored = answer.get("metadata") or {}
-        keyed = stored.get("provenance_hash") == key  # else a server-computed incumbent
-        return json_response(
-            stored_json(answer)
-            | {"blob_bytes": stored.get("blob_bytes") if keyed else None, "provenance_hash": key}
-        )
 
     # --- caches ------------------------------------------------------------------------
     @router.post("/v1/cache/clear", response_model=None)

@@ -1,0 +1,144 @@
+"""``POST /v1/materialize`` answered before FastAPI's routing: the hottest route.
+
+A cache hit takes well under a millisecond in the server; FastAPI's layers
+(routing, body parsing, dependency solving, exception middleware) cost about as
+much again. :class:`MaterializeFastPath` runs the same :func:`materialize_response`
+on a body ``MaterializeRequest`` accepts and maps errors with the app's own
+handlers; anything else goes to the FastAPI app unchanged (the body replayed), so
+422s, OpenAPI and docs stay FastAPI's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from flight.protocol import check_command_size
+from quiver.errors import QuiverError
+from quiver.materialize import MaterializeRequest
+from rest import errors
+from rest.core import FlightLink, materialize_response
+from rest.middleware import ASGIApp, Message, Metrics, Receive, Scope, Send
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What the metrics middleware reads of a matched route."""
+
+    path: str
+
+
+def _is_json(scope: Scope) -> bool:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+    return False
+
+
+class MaterializeFastPath:
+    """``POST /v1/materialize`` answered before FastAPI's routing and dependency machinery.
+
+    The hottest route: FastAPI's layers (routing, body parsing, dependency
+    solving, exception middleware) cost about as much as the cache hit itself.
+    This runs the same :func:`materialize_response` on a body that
+    ``MaterializeRequest`` accepts, and maps errors with the app's own handlers
+    (:mod:`rest.errors`). Anything else — another route, another content type,
+    a body that does not validate — goes to the FastAPI app unchanged (the body
+    replayed), so 422s, OpenAPI and docs stay FastAPI's. Sits inside the
+    request-id, metrics, auth and body-limit middleware.
+    """
+
+    ROUTE = _Route("/v1/materialize")
+
+    def __init__(self, app: ASGIApp, link: FlightLink, metrics: Metrics) -> None:
+        self.app = app
+        self.link = link
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != "/v1/materialize"
+            or scope["method"] != "POST"
+            or not _is_json(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.ROUTE
+        try:
+            raw = await _read_command(scope, receive)
+            if raw is None:  # the client left
+                return
+            body = await _validated(raw)
+        except QuiverError as exc:
+            await errors.quiver_error_response(exc)(scope, receive, send)
+            return
+        if body is None:
+            await self.app(scope, _replay(raw, receive), send)
+            return
+        response: Response
+        try:
+            response = await materialize_response(self.link, self.metrics, body)
+        except QuiverError as exc:
+            response = errors.quiver_error_response(exc)
+        except Exception as exc:
+            response = errors.unexpected_response("POST", scope["path"], exc)
+        await response(scope, receive, send)
+
+
+WHAT = "body of action 'materialize'"
+INLINE_PARSE_BYTES = 64 * 1024
+"""A materialize body up to this size is validated on the event loop (a cache hit's body
+is a few hundred bytes, and a thread hop costs more than parsing it); a bigger one on a
+worker thread, so a large body never holds the loop."""
+
+
+async def _read_command(scope: Scope, receive: Receive) -> bytes | None:
+    """The whole body, or None if the client left. A body Flight would refuse (over
+    ``MAX_COMMAND_BYTES``) is refused as it would be, before it is read whole."""
+    declared = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
+    if declared is not None and declared.isdigit():
+        check_command_size(int(declared), WHAT)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        check_command_size(size, WHAT)
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def _validated(raw: bytes) -> MaterializeRequest | None:
+    """``raw`` as a request, or None when it does not validate (FastAPI then answers)."""
+
+    def validate() -> MaterializeRequest | None:
+        try:
+            return MaterializeRequest.model_validate_json(raw)
+        except ValidationError:
+            return None
+
+    if len(raw) <= INLINE_PARSE_BYTES:
+        return validate()
+    return await run_in_threadpool(validate)
+
+
+def _replay(raw: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``raw`` as the whole body, then defers to ``receive``."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    return replay
