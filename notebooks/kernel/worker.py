@@ -461,19 +461,23 @@ def main(fd: int) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)
-    channel.send(
-        {"op": "ready", "python": sys.version.split()[0], "pid": os.getpid(), "modules": _modules()}
-    )
-    while True:
-        message = channel.recv()
-        if message is None or message.get("op") == "shutdown":
-            return
-        op = message.get("op")
-        if op == "execute":
-            channel.send(kernel.execute(message))
-        elif op == "forget":
-            for name in message.get("names", []):
-                kernel.values.pop(name, None)
+    try:
+        channel.send(
+            {"op": "ready", "python": sys.version.split()[0], "pid": os.getpid(),
+             "modules": _modules()}
+        )  # fmt: skip
+        while True:
+            message = channel.recv()
+            if message is None or message.get("op") == "shutdown":
+                return
+            op = message.get("op")
+            if op == "execute":
+                channel.send(kernel.execute(message))
+            elif op == "forget":
+                for name in message.get("names", []):
+                    kernel.values.pop(name, None)
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the server went away (it crashed or was killed): nobody is left to tell
 
 
 if __name__ == "__main__":
