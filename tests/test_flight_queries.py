@@ -80,10 +80,12 @@ def test_build_status_by_build_and_stream_id(flight_client) -> None:
     _wait_ready(flight_client, res["artifact_uri"])
     done = act(flight_client, "build-status", {"build_id": res["build_id"]})
     assert done["state"] == "ready" and done["row_count"] == 4000
+    GATES["q1"].clear()  # the refresh is still building when it answers
     again = act(flight_client, "materialize", {**gated_request("q1"), "refresh": True})
     assert again["version"] == 2 and again["stream_id"] == f"{res['artifact_id']}.v2"
     second = act(flight_client, "build-status", {"build_id": again["stream_id"]})
     assert second["version"] == 2
+    GATES["q1"].set()
     for missing in ("nope", f"{res['artifact_id']}.v9", "bad id!"):
         assert flight_error(flight_client, "build-status", {"build_id": missing})["code"] == (
             "not_found"
