@@ -20,7 +20,7 @@ import tomlkit
 from tomlkit.items import AoT, Array, InlineTable, Table
 
 from notebooks.analysis import EXTENSIONS
-from notebooks.paths import atomic_write, inside
+from notebooks.paths import atomic_write, inside, remove_stale_temps
 from quiver.errors import InvalidArgument, NotFound
 
 TOML = "notebook.toml"
@@ -117,6 +117,9 @@ class NotebookDir:
             raise NotFound(f"notebook.toml not found at {path}")
         nb = cls(path)
         nb.load()
+        # Saves are atomic; one cut short by a crash leaves its temp file behind.
+        for folder in (path, nb.cells_dir, nb.state_dir):
+            remove_stale_temps(folder)
         return nb
 
     def load(self) -> None:

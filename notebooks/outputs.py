@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from notebooks.paths import atomic_write
+from notebooks.paths import atomic_write, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +268,7 @@ class ResultStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir / RESULTS_DIR
+        remove_stale_temps(self.dir)  # of writes a crash cut short
 
     def _path(self, provenance_hash: str) -> Path:
         return self.dir / f"{provenance_hash}.json"

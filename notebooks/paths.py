@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -95,6 +96,23 @@ def atomic_write(path: Path, data: str | bytes, *, durable: bool = True) -> None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+STALE_TEMP_S = 60.0
+"""A temp file of :func:`atomic_write` this old was left by a crash: a write takes
+milliseconds, and a younger one may belong to a write in progress."""
+
+
+def remove_stale_temps(directory: Path, *, older_than_s: float = STALE_TEMP_S) -> int:
+    """Remove the temp files a crashed :func:`atomic_write` left in ``directory``; how many."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    for temp in directory.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if temp.is_file() and temp.stat().st_mtime < cutoff:
+                temp.unlink()
+                removed += 1
+    return removed
 
 
 def inside(base: Path, rel: str) -> Path | None:

@@ -163,6 +163,26 @@ def test_save_goes_through_a_temp_file(manager, monkeypatch):
     assert all(src.startswith(".") and src.endswith(".tmp") for src, _ in seen)
 
 
+def test_open_removes_temp_files_a_crashed_save_left(manager, nb_root):
+    session = manager.create(".", "crashed", "3.11", False)
+    cid = session.add_cell("python").id
+    path = session.nb.path
+    manager.close(session.id)
+    # what a kill -9 during a save leaves: temp files next to the files they replace
+    stale = [path / ".notebook.toml.ab12cd34.ef5678.tmp", path / "cells" / f".{cid}.py.x.y.tmp",
+             path / ".quiver" / "results" / ".h.json.x.y.tmp"]  # fmt: skip
+    (path / ".quiver" / "results").mkdir(exist_ok=True)
+    old = dt.datetime.now().timestamp() - paths.STALE_TEMP_S - 5
+    for temp in stale:
+        temp.write_text("half a sa")
+        os.utime(temp, (old, old))
+    fresh = path / "cells" / f".{cid}.py.being.written.tmp"  # a save in progress right now
+    fresh.write_text("half")
+    manager.open(str(path))
+    assert not any(temp.exists() for temp in stale)
+    assert fresh.exists()
+
+
 def test_cell_file_escaping_cells_dir_is_refused(manager, nb_root, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret")

@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flight.client import QuiverClient, connect
+from notebooks.paths import STALE_TEMP_S
 from tests.processes import start_quiver
 
 KINDS = ("upload", "build", "name", "save", "run")
@@ -469,6 +470,12 @@ class Campaign:
             opened = http.post("/v1/notebooks/open", json={"path": str(self.nb_path)})
             if opened.status_code != 200:
                 self._violation(f"the notebook does not open: {opened.text}")
+        # A save cut short leaves its temp file; opening removes the stale ones.
+        old = time.time() - STALE_TEMP_S - 5
+        for folder in ("", "cells", ".quiver", ".quiver/results"):
+            for temp in (self.nb_path / folder).glob(".*.tmp"):
+                if temp.stat().st_mtime < old:
+                    self._violation(f"a stale temp file stays: {temp}")
 
 
 def _gone(pid: int, timeout: float) -> bool:
