@@ -417,5 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def run() -> None:
+    """The ``quiver`` command: :func:`main`, then exit even past a build that never stops."""
+    from quiver.build_threads import leave
+
+    sys.exit(leave(main()))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

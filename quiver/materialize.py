@@ -574,8 +574,9 @@ class Materializer:
         they take, or :data:`CANCEL_WAIT_S` when cancelling. A build still
         running then (its executor ignores the cancel) is abandoned: its row is
         marked failed, its followers wake with that failure, and nothing it
-        writes later is ever published; its thread, a daemon, ends when the
-        executor returns, or with the process.
+        writes later is ever published; its thread ends when the executor
+        returns (the ``quiver`` commands exit without waiting for it:
+        :func:`quiver.build_threads.leave`).
         """
         with self._lock:
             self._closed = True

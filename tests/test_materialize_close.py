@@ -78,6 +78,8 @@ STUCK = textwrap.dedent(
     m.close(cancel=True, timeout=0.2)
     store.close()
     print("closed", flush=True)
+    from quiver.build_threads import leave  # how the quiver command ends
+    sys.exit(leave(0))
     """
 )
 
