@@ -66,9 +66,12 @@ def test_the_readme_tour_runs_as_written(tmp_path, demo_table) -> None:
         with httpx.Client(base_url=where["rest"], timeout=60) as http:
             res = http.post("/v1/materialize", json=request).json()
             assert res["artifact_uri"].startswith("strata://artifact/") and res["hit"] is False
-            assert res["state"] == "pending" and res["build_id"]
-            build = f"/v1/artifacts/builds/{res['build_id']}"
-            assert wait_until(lambda: http.get(build).json()["state"] == "ready")
+            # pending as the README shows, or already ready: a small build can end
+            # before the answer is made
+            assert res["state"] in ("pending", "ready"), res
+            if res["state"] == "pending":
+                build = f"/v1/artifacts/builds/{res['build_id']}"
+                assert wait_until(lambda: http.get(build).json()["state"] == "ready")
             aid, version = res["artifact_uri"].removeprefix("strata://artifact/").split("@v=")
             csv = http.get(f"/v1/artifacts/{aid}/v/{version}/data?format=csv")
             assert csv.status_code == 200 and csv.text.splitlines()[0] == '"id","category"'
