@@ -183,6 +183,18 @@ class NotebookDir:
         self.save()
         return True
 
+    def set_value(self, key: str, value: Any) -> bool:
+        """Set (None: remove) a top-level key of ``notebook.toml``; whether it changed."""
+        if self.get(key) == value:
+            return False
+        if value is None:
+            self.doc.pop(key, None)
+        else:
+            self.doc[key] = value
+        self.touch()
+        self.save()
+        return True
+
     def touch(self) -> None:
         self.doc["updated_at"] = now()
 
@@ -293,6 +305,26 @@ class NotebookDir:
 
     def read_test(self, cell_id: str) -> str:
         return self.read_cell(f"{cell_id}.test.py")
+
+
+def requested_python(path: Path) -> str | None:
+    """The ``X.Y`` of ``requires-python = "==X.Y.*"`` in the notebook's pyproject.toml."""
+    try:
+        project = tomlkit.parse((path / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, tomlkit.exceptions.ParseError):
+        return None
+    spec = str(project.get("project", {}).get("requires-python", ""))
+    return spec.removeprefix("==").removesuffix(".*") or None
+
+
+def set_requested_python(path: Path, python_version: str) -> None:
+    """Rewrite ``requires-python`` (keeping the rest of pyproject.toml as it is)."""
+    target = path / "pyproject.toml"
+    doc = tomlkit.parse(target.read_text(encoding="utf-8")) if target.is_file() else None
+    if doc is None:
+        doc = tomlkit.parse(pyproject_text(path.name, python_version))
+    doc.setdefault("project", tomlkit.table())["requires-python"] = f"=={python_version}.*"
+    atomic_write(target, tomlkit.dumps(doc))
 
 
 def pyproject_text(name: str, python_version: str) -> str:

@@ -354,6 +354,13 @@ class Session:
             )
             self._derive(cells)
 
+    def configure(self, key: str, value: Any) -> None:
+        """Set a notebook-level setting (``env``, ``timeout``; None removes it), then
+        recompute what depends on it (an env change makes cells stale)."""
+        with self.lock:
+            if self.nb.set_value(key, value):
+                self._derive(self.derived.cells)
+
     def rename(self, name: str) -> None:
         check_name(name)
         with self.lock:

@@ -9,6 +9,7 @@ wrapped in the request-id, metrics, auth and body-limit middleware.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
@@ -20,6 +21,7 @@ from quiver.settings import Settings
 from rest import errors, openapi
 from rest.core import FlightLink, core_router
 from rest.fastpath import MaterializeFastPath
+from rest.logs import LogRing, logs_router
 from rest.middleware import (
     ASGIApp,
     BearerAuth,
@@ -112,12 +114,15 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
     link = FlightLink(client, in_process=settings.rest_in_process_flight)
     metrics = Metrics()
     notebooks, close_notebooks = notebook_routes(settings, flight_uri)
+    ring = LogRing()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger().addHandler(ring)  # the Logs page's records (GET /v1/logs)
         try:
             yield
         finally:
+            logging.getLogger().removeHandler(ring)
             with contextlib.suppress(Exception):
                 close_notebooks()
             client.close()
@@ -125,7 +130,7 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
     # The registry's /v1/names/{name}/aliases/... routes before core's /v1/names/{name:path}.
     routers = [registry_router(link, settings), core_router(link, metrics), upload_router(link)]
     app = create_app(
-        [*routers, ops_router(link, metrics), notebooks],
+        [*routers, ops_router(link, metrics), logs_router(ring), notebooks],
         lifespan=lifespan,
         settings=settings,
     )

@@ -34,6 +34,7 @@ from quiver.errors import (
     Unavailable,
 )
 from quiver.settings import Settings
+from rest.notebook_config import notebook_config_router
 from rest.notebook_data import notebook_data_router
 from rest.notebook_ws import Handler, serve_socket
 from rest.openapi import DATA, DataFormat, raises
@@ -371,6 +372,7 @@ def notebook_router(
         )
 
     router.include_router(notebook_data_router(manager, settings, executions))
+    router.include_router(notebook_config_router(manager, settings, executions, changed))
 
     @router.websocket("/ws/{session_id}")
     async def socket(websocket: WebSocket, session_id: str) -> None:

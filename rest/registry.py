@@ -159,6 +159,61 @@ def registry_router(link: FlightLink, settings: Settings) -> APIRouter:
         query.update({k: v for k, v in (("name", name), ("artifact_id", artifact_id)) if v})
         return json_response(act("registry-audit", query))
 
+    # --- the browser client's Artifacts page (API.md §16) --------------------------------
+    def named_versions() -> list[dict[str, Any]]:
+        """Each registry name with its current version, aliases and that version's tags."""
+        out = []
+        for named in act("name-list")["names"]:
+            name, aid, version = named["name"], named["artifact_id"], named["version"]
+            aliases = act("alias-list", {"name": name})["aliases"]
+            tags = act("tag-list", {"artifact_id": aid, "version": version})["tags"]
+            out.append({**named, "aliases": aliases, "tags": tags})
+        return out
+
+    @router.get("/v1/registry/summary", response_model=None)
+    def summary() -> Response:
+        """``{names: [{name, aliases: {alias: version}, current_version, tags, ...}]}``."""
+        names = [
+            {
+                "name": n["name"],
+                "artifact_uri": n["artifact_uri"],
+                "artifact_id": n["artifact_id"],
+                "current_version": n["version"],
+                "aliases": {a["alias"]: a["version"] for a in n["aliases"]},
+                "tags": n["tags"],
+                "updated_at": n["updated_at"],
+            }
+            for n in named_versions()
+        ]
+        return json_response({"names": names})
+
+    @router.get("/v1/registry/artifacts", response_model=None)
+    def registry_artifacts(
+        tag_key: str | None = Query(None, max_length=256),
+        tag_value: str | None = Query(None, max_length=MAX_TAG_VALUE_CHARS),
+    ) -> Response:
+        """The named artifact versions (with ``tag_key``: only those carrying that tag,
+        with ``tag_value`` too: that value); each with ``tag_value`` when a key is given."""
+        found = []
+        for n in named_versions():
+            tags = n["tags"]
+            if tag_key is not None and (
+                tag_key not in tags or (tag_value is not None and tags[tag_key] != tag_value)
+            ):
+                continue
+            item = {
+                "name": n["name"],
+                "artifact_uri": n["artifact_uri"],
+                "artifact_id": n["artifact_id"],
+                "version": n["version"],
+                "tags": tags,
+                "updated_at": n["updated_at"],
+            }
+            if tag_key is not None:
+                item["tag_value"] = tags[tag_key]
+            found.append(item)
+        return json_response({"artifacts": found})
+
     # --- tags --------------------------------------------------------------------------
     @router.put(
         "/v1/artifacts/{artifact_id}/v/{version}/tags",
