@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from flight.client import QuiverClient
 from notebooks.frames import status_payload
+from notebooks.inspect import Inspections
 from notebooks.kernel.process import KernelDied, KernelProcess
 from notebooks.manager import NotebookManager
 from notebooks.outputs import (
@@ -146,6 +147,11 @@ class Runner:
     @property
     def busy(self) -> bool:
         return self._run_lock.locked()
+
+    def input_specs(self, cell_id: str) -> dict[str, dict[str, Any]]:
+        """How a kernel would load each input of ``cell_id`` now (from the last results of
+        its upstream cells): name -> input spec (``outputs.input_spec``)."""
+        return self._inputs(self._cell(cell_id))[0]
 
     def plan(self, cell_id: str) -> list[str]:
         """Cells a ``normal`` run of ``cell_id`` would execute, in order, the target last."""
@@ -628,6 +634,7 @@ class Executions:
         self.client = QuiverClient(flight.location, token=flight.token)
         self._emit = emit
         self._runners: dict[str, Runner] = {}
+        self._inspections: dict[str, Inspections] = {}
         self._lock = threading.Lock()
         manager.on_close.append(self._session_closed)
 
@@ -656,6 +663,16 @@ class Executions:
                 self._runners[sid] = runner
         return runner
 
+    def inspections(self, session: Session) -> Inspections:
+        """The session's inspect REPLs (``notebooks.inspect``), closed with the session."""
+        runner = self.runner(session)
+        with self._lock:
+            found = self._inspections.get(session.id)
+            if found is None:
+                flight = {"location": self.flight.location, "token": self.flight.token}
+                found = self._inspections[session.id] = Inspections(session, runner.python, flight)
+        return found
+
     def get(self, session_id: str) -> Runner | None:
         with self._lock:
             return self._runners.get(session_id)
@@ -663,6 +680,9 @@ class Executions:
     def _session_closed(self, session: Session) -> None:
         with self._lock:
             runner = self._runners.pop(session.id, None)
+            inspections = self._inspections.pop(session.id, None)
+        if inspections is not None:
+            inspections.close_all()
         if runner is not None:
             runner.close()
 
@@ -670,6 +690,9 @@ class Executions:
         with self._lock:
             chosen = list(self._runners) if ids is None else list(ids)
             runners = [self._runners.pop(i) for i in chosen if i in self._runners]
+            inspections = [self._inspections.pop(i) for i in chosen if i in self._inspections]
+        for inspection in inspections:
+            inspection.close_all()
         for runner in runners:
             runner.close()
         if ids is None:

@@ -113,6 +113,42 @@ def impact(talk: Conversation, payload: dict[str, Any]) -> None:
     talk.reply("impact_preview", preview)
 
 
+def _inspect(action: str) -> Handler:
+    """``inspect_open {cell_id}`` / ``inspect_eval {cell_id, expr}`` / ``inspect_close``:
+    the REPL of ``notebooks.inspect``, answered ``inspect_result`` to the asker."""
+
+    def answer(talk: Conversation, payload: dict[str, Any]) -> None:
+        cell_id = payload.get("cell_id")
+        if not cell_id:
+            talk.error("Missing cell_id")
+            return
+        cell_id = str(cell_id)
+        reply: dict[str, Any] = {"cell_id": cell_id, "action": action}
+        if talk.executions is None:
+            talk.reply("inspect_result", {**reply, "ok": False,
+                       "error": "Cell execution is not configured on this server"})  # fmt: skip
+            return
+        inspections = talk.executions.inspections(talk.session)
+        if action == "open":
+            if talk.session.derived.cell(cell_id) is None:
+                reply.update(ok=False, error=f"Cell {cell_id} not found")
+            else:
+                specs = talk.executions.runner(talk.session).input_specs(cell_id)
+                reply.update(inspections.open(cell_id, specs))
+        elif action == "eval":
+            expr = payload.get("expr")
+            if not isinstance(expr, str) or not expr.strip():
+                talk.error("Missing expr")
+                return
+            reply.update(expr=expr, **inspections.evaluate(cell_id, expr))
+        else:
+            inspections.close(cell_id)
+            reply.update(ok=True, result="closed")
+        talk.reply("inspect_result", reply)
+
+    return answer
+
+
 def handlers(extra: Mapping[str, Handler] | None = None) -> dict[str, Handler]:
     """The message table: edits, presence, profiling, impact previews, ``unsupported``
     answers; ``extra`` (a later feature's handlers) replaces entries of it."""
@@ -123,6 +159,9 @@ def handlers(extra: Mapping[str, Handler] | None = None) -> dict[str, Handler]:
             "cell_focus": focus,
             "profiling_request": profiling,
             "impact_preview_request": impact,
+            "inspect_open": _inspect("open"),
+            "inspect_eval": _inspect("eval"),
+            "inspect_close": _inspect("close"),
         }
     )
     table.update(extra or {})

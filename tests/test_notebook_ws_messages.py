@@ -240,3 +240,54 @@ def test_a_viewer_may_send_widget_updates_and_hears_unsupported(nb: Nb) -> None:
         assert ws.recv_until(of("error"))[-1]["payload"]["code"] == "unsupported"
         ws.send("cell_source_update", cell_id="x", source="y")
         assert ws.recv_until(of("error"))[-1]["payload"]["code"] == "read_only"
+
+
+def test_the_inspect_repl(nb: Nb, monkeypatch: pytest.MonkeyPatch) -> None:
+    import notebooks.inspect
+
+    monkeypatch.setattr(notebooks.inspect, "EVAL_TIMEOUT_S", 1.0)
+    a = nb.add("import pyarrow as pa\nt = pa.table({'x': [1, 2, 3]})\nn = 5")
+    b = nb.add("s = n + t.num_rows")
+    assert nb.run(b)["status"] == "ready"
+    with nb.socket() as ws:
+
+        def ask(kind: str, **payload) -> dict:
+            ws.send(kind, cell_id=b, **payload)
+            return ws.recv_until(of("inspect_result"))[-1]["payload"]
+
+        ws.send("inspect_eval", cell_id=b, expr="n")
+        closed = ws.recv_until(of("inspect_result"))[-1]["payload"]
+        assert closed == {"cell_id": b, "action": "eval", "ok": False, "expr": "n",
+                          "error": "No inspect session open for this cell"}  # fmt: skip
+        opened = ask("inspect_open")
+        assert (opened["ok"], opened["result"], opened["action"]) == (True, "ready", "open")
+        assert opened["stdout"].startswith("loaded: ") and {"n", "t"} <= set(
+            opened["stdout"].removeprefix("loaded: ").split(", ")
+        )
+        got = ask("inspect_eval", expr="t.num_rows + n")
+        assert (got["ok"], got["result"], got["type"], got["expr"]) == (
+            True,
+            "8",
+            "int",
+            "t.num_rows + n",
+        )
+        got = ask("inspect_eval", expr="print('hi')\nz = 40")
+        assert got["ok"] and got["stdout"] == "hi\n" and "result" not in got
+        assert ask("inspect_eval", expr="z + 2")["result"] == "42"
+        failed = ask("inspect_eval", expr="1 / 0")
+        assert failed["ok"] is False and failed["error"].startswith("ZeroDivisionError")
+        big = ask("inspect_eval", expr="'x' * 50_000")
+        assert len(big["result"]) < 10_100
+        slow = ask("inspect_eval", expr="while True: pass")
+        assert slow["ok"] is False and "timed out after 1s" in slow["error"]
+        assert ask("inspect_eval", expr="n")["result"] == "5"  # interrupted, not lost
+        assert ask("inspect_close") == {
+            "cell_id": b,
+            "action": "close",
+            "ok": True,
+            "result": "closed",
+        }
+        assert ask("inspect_eval", expr="n")["ok"] is False
+    runner = nb.executions.get(nb.sid)
+    assert runner is not None and runner.kernel_alive  # the session's kernel untouched
+    assert nb.run(a)["cache_hit"] is True

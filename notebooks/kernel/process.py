@@ -157,14 +157,34 @@ class KernelProcess:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Run one cell; its result frame. Raises :class:`KernelDied` when the worker ends."""
+        return self.call("execute", request, on_console=on_console, timeout=timeout)
+
+    def call(
+        self,
+        op: str,
+        request: dict[str, Any],
+        *,
+        on_console: ConsoleCallback | None = None,
+        timeout: float | None = None,
+        grace: float | None = None,
+    ) -> dict[str, Any]:
+        """Send one request (``execute``, ``inspect``, ``inspect_eval``); its result frame.
+
+        Past ``timeout`` the worker is interrupted and, given ``grace``, may still
+        answer (a cancelled result) within it; else it is killed (:class:`KernelDied`).
+        """
         self.wait_ready()
         rid = uuid.uuid4().hex
         pending = _Pending(on_console)
         with self._lock:
             self._pending[rid] = pending
         with contextlib.suppress(OSError):
-            self._send({**request, "op": "execute", "id": rid})
+            self._send({**request, "op": op, "id": rid})
         if not pending.done.wait(timeout):
+            if grace is not None:
+                self.interrupt()
+                if pending.done.wait(grace) and pending.result is not None:
+                    return pending.result
             self.kill()
             raise KernelDied(
                 f"the cell ran longer than its time limit of {timeout:g} s; "

@@ -260,6 +260,7 @@ class Kernel:
         self.stdout = ConsoleStream(channel, "stdout")
         self.stderr = ConsoleStream(channel, "stderr")
         self.running = False
+        self.inspect_ns: dict[str, Any] | None = None
 
     def _flight(self, spec: dict[str, Any] | None) -> Flight:
         if not spec:
@@ -401,6 +402,77 @@ class Kernel:
             "duration_ms": int((time.perf_counter() - started) * 1000),
         }
 
+    def inspect(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Load a cell's inputs into a fresh REPL namespace; which loaded, which failed."""
+        self.inspect_ns = {"__name__": "__inspect__", "__builtins__": __builtins__}
+        loaded, failed = [], {}
+        for name, spec in request.get("inputs", {}).items():
+            try:
+                self.inspect_ns[name] = self._load(name, spec, request.get("flight"))
+                loaded.append(name)
+            except Exception as exc:
+                failed[name] = f"{type(exc).__name__}: {exc}"
+        return {"op": "result", "id": request["id"], "status": "ok",
+                "loaded": loaded, "failed": failed}  # fmt: skip
+
+    def inspect_eval(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Evaluate (or execute) ``expr`` in the REPL namespace; its repr, type and stdout,
+        each cut at ``limit`` characters."""
+        limit = int(request.get("limit") or 10_000)
+        ns = self.inspect_ns
+        if ns is None:
+            ns = self.inspect_ns = {"__name__": "__inspect__", "__builtins__": __builtins__}
+        out = _Capped(limit)
+        answer: dict[str, Any] = {"op": "result", "id": request["id"]}
+        saved = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = out
+        self.running = True
+        try:
+            source = str(request.get("expr", ""))
+            try:
+                code = compile(source, "<inspect>", "eval")
+            except SyntaxError:
+                exec(compile(source, "<inspect>", "exec"), ns)
+                value = None
+            else:
+                value = eval(code, ns)
+            answer.update(status="ok", type=type(value).__name__)
+            if value is not None:
+                text = repr(value)
+                answer["result"] = text if len(text) <= limit else text[:limit] + " …"
+        except KeyboardInterrupt:
+            answer.update(status="cancelled")
+        except BaseException as exc:
+            answer.update(status="error", error=f"{type(exc).__name__}: {exc}"[:limit])
+        finally:
+            self.running = False
+            sys.stdout, sys.stderr = saved
+        answer["stdout"] = out.text()
+        return answer
+
+
+class _Capped(io.TextIOBase):
+    """Collects what is written, up to ``limit`` characters (the rest is counted only)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        room = self.limit - self.size
+        if room > 0:
+            self.parts.append(text[:room])
+        self.size += len(text)
+        return len(text)
+
+    def text(self) -> str:
+        out = "".join(self.parts)
+        return out if self.size <= self.limit else out + f"\n… [{self.size - self.limit} more]"
+
 
 def _set_env(variables: dict[str, str]) -> dict[str, str | None]:
     """Set a cell's environment variables for its run; what they were before."""
@@ -473,6 +545,10 @@ def main(fd: int) -> None:
             op = message.get("op")
             if op == "execute":
                 channel.send(kernel.execute(message))
+            elif op == "inspect":
+                channel.send(kernel.inspect(message))
+            elif op == "inspect_eval":
+                channel.send(kernel.inspect_eval(message))
             elif op == "forget":
                 for name in message.get("names", []):
                     kernel.values.pop(name, None)
