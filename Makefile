@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint demo clean wheels
+.PHONY: run test bench lint demo clean wheels browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,15 +22,27 @@ demo: $(STAMP)
 	$(BIN)/quiver demo
 
 # strata-client 0.11 needs Python >= 3.12; its test installs it offline from this cache.
-# Downloaded once; without a network the test skips and says why.
+# strata-notebook 0.11 carries Strata's browser client (strata/_frontend), which the
+# end-to-end test serves to Chromium. Downloaded once; without a network the tests
+# skip and say why.
 WHEELS := $(VENV)/wheels
 $(WHEELS)/.strata-client: | $(BIN)/python
 	-$(BIN)/python -m pip download -q -d $(WHEELS) --only-binary=:all: --python-version 3.12 \
 		'strata-client==0.11.*' && touch $@
+$(WHEELS)/.strata-notebook: | $(BIN)/python
+	-$(BIN)/python -m pip download -q --no-deps -d $(WHEELS) --only-binary=:all: \
+		--python-version 3.12 'strata-notebook==0.11.*' && touch $@
 
-wheels: $(WHEELS)/.strata-client
+wheels: $(WHEELS)/.strata-client $(WHEELS)/.strata-notebook
 
-test: $(STAMP) wheels
+# The browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+# Installed with apt when missing and we may; otherwise the browser test skips.
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		>/dev/null 2>&1 || echo "could not install chromium: the browser test will skip"
+
+test: $(STAMP) wheels browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
