@@ -88,7 +88,8 @@ def test_strata_client_create_type_run_page_reload(frontend: Path, server: str) 
 
     def watch_response(response: Any) -> None:
         path = response.url[len(server) :]
-        if path.startswith("/v1/") and response.status >= 400 and not path.startswith(KNOWN_MISSING):
+        known = path.startswith(KNOWN_MISSING)
+        if path.startswith("/v1/") and response.status >= 400 and not known:
             failures.append(f"{response.status} {response.request.method} {path}")
 
     with sync_api.sync_playwright() as p:
