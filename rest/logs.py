@@ -21,6 +21,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from quiver.errors import InvalidArgument
+from rest.openapi import content, raises
 
 CAPACITY = 2000
 POLL_S = 0.5
@@ -85,7 +86,7 @@ class LogRing(logging.Handler):
 def logs_router(ring: LogRing) -> APIRouter:
     router = APIRouter(tags=["ops"])
 
-    @router.get("/v1/logs")
+    @router.get("/v1/logs", responses=raises(InvalidArgument))
     def logs(
         since: Annotated[int, Query(ge=0)] = 0,
         level: str | None = None,
@@ -97,7 +98,15 @@ def logs_router(ring: LogRing) -> APIRouter:
         ``since`` to page forward. (``notebook`` is accepted; entries name none.)"""
         return ring.read(since=since, level=level, regex=regex, limit=limit)
 
-    @router.get("/v1/logs/stream", response_model=None)
+    @router.get(
+        "/v1/logs/stream",
+        response_model=None,
+        response_class=StreamingResponse,
+        responses={
+            **content("text/event-stream", description="The entries as Server-Sent Events."),
+            **raises(InvalidArgument),
+        },
+    )
     def stream(
         since: Annotated[int, Query(ge=0)] = 0,
         level: str | None = None,

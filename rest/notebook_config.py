@@ -23,8 +23,9 @@ from notebooks.manager import NotebookManager
 from notebooks.paths import confine
 from notebooks.serialize import cells_list, environment_dict
 from notebooks.session import Session
-from quiver.errors import Conflict, InvalidArgument, QuiverError
+from quiver.errors import Conflict, InvalidArgument, NotFound, QuiverError
 from quiver.settings import Settings
+from rest.openapi import raises
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -32,7 +33,12 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class EnvBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    env: dict[str, str] = Field(default_factory=dict, max_length=500)
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=500,
+        # what the validator below checks, stated for generated clients
+        json_schema_extra={"propertyNames": {"pattern": _ENV_NAME.pattern}},
+    )
 
     @field_validator("env")
     @classmethod
@@ -74,7 +80,7 @@ def notebook_config_router(
         with session.lock:
             return cells_list(session.derived)
 
-    @router.put("/{session_id}/env")
+    @router.put("/{session_id}/env", responses=raises(NotFound))
     def put_env(session_id: str, body: EnvBody) -> dict[str, Any]:
         """Replace the notebook's ``[env]`` (cells run with it; a change makes them stale)."""
         session = manager.get(session_id)
@@ -89,7 +95,7 @@ def notebook_config_router(
             "cells": cells(session),
         }
 
-    @router.put("/{session_id}/timeout")
+    @router.put("/{session_id}/timeout", responses=raises(NotFound))
     def put_timeout(session_id: str, body: TimeoutBody) -> dict[str, Any]:
         """Replace the notebook's default cell time limit (null: none)."""
         session = manager.get(session_id)
@@ -97,7 +103,11 @@ def notebook_config_router(
         changed(session)
         return {"timeout": session.nb.get("timeout"), "cells": cells(session)}
 
-    @router.put("/{session_id}/python-version", response_model=None)
+    @router.put(
+        "/{session_id}/python-version",
+        response_model=None,
+        responses=raises(InvalidArgument, NotFound, Conflict),
+    )
     def put_python(session_id: str, body: PythonBody) -> JSONResponse:
         """Record the notebook's Python (``requires-python``); kernels start with the
         server's matching interpreter. Unchanged: 200 ``accepted: false``."""
@@ -120,7 +130,7 @@ def notebook_config_router(
         answer.update(environment=environment_dict(session), cells=cells(session))
         return JSONResponse(answer)
 
-    @router.post("/{session_id}/close")
+    @router.post("/{session_id}/close", responses=raises(NotFound, Conflict))
     def close(session_id: str) -> dict[str, Any]:
         """Close the session (its kernel stops); the notebook stays on disk."""
         session = manager.get(session_id)
@@ -145,7 +155,7 @@ def notebook_config_router(
                 continue
         return {"valid": valid}
 
-    @router.get("/{session_id}/workers")
+    @router.get("/{session_id}/workers", responses=raises(NotFound))
     def workers(session_id: str, refresh: bool = False) -> dict[str, Any]:
         """The worker catalog: the built-in ``local`` worker (Quiver runs cells locally)."""
         manager.get(session_id)
@@ -157,7 +167,7 @@ def notebook_config_router(
         }  # fmt: skip
         return {"workers": [local], "definitions_editable": False, "health_checked_at": None}
 
-    @router.get("/{session_id}/artifacts")
+    @router.get("/{session_id}/artifacts", responses=raises(NotFound))
     def artifacts(session_id: str) -> dict[str, Any]:
         """Per cell, the registry names pointing at its outputs; ``readers`` is empty
         (Quiver cells do not declare the datasets they read)."""
