@@ -109,6 +109,8 @@ def test_logs_page(rest: Rest) -> None:
     assert after["entries"] == []
     bad = rest.http.get("/v1/logs", params={"regex": "("})
     assert bad.status_code == 400 and "invalid regex" in bad.json()["detail"]
+    bad = rest.http.get("/v1/logs/stream", params={"regex": "("})
+    assert bad.status_code == 400 and "invalid regex" in bad.json()["detail"]
     with httpx.stream(
         "GET", f"{rest.url}/v1/logs/stream", params={"since": 0, "regex": "hello"}, timeout=30
     ) as events:
