@@ -23,11 +23,9 @@ import pytest
 
 from bench.bench_notebooks import p50_ms
 from executors import load_registry
-from flight.core import Core
-from flight.server import QuiverFlightServer
-from notebooks.execution import Executions, FlightConfig
-from notebooks.manager import NotebookManager
-from quiver.settings import Settings
+from flight import Core, QuiverFlightServer
+from foundation import Settings
+from notebooks import Executions, FlightConfig, NotebookManager
 from rest.app import create_app
 from rest.notebooks import notebook_router
 from tests.servers import serving

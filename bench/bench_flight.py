@@ -21,10 +21,9 @@ import pyarrow.flight as fl
 import pytest
 
 from bench.common import make_warehouse
-from catalog.uris import TableRef
-from flight.core import Core
-from flight.server import QuiverFlightServer
-from quiver.settings import Settings
+from catalog import TableRef
+from flight import Core, QuiverFlightServer
+from foundation import Settings
 
 
 class MemoryServer(fl.FlightServerBase):

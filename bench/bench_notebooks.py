@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from notebooks.manager import NotebookManager
-from quiver.settings import Settings
+from foundation import Settings
+from notebooks import NotebookManager
 from rest.app import create_app
 from rest.notebooks import notebook_router
 from tests.servers import serving

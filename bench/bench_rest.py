@@ -29,10 +29,8 @@ from fastapi import FastAPI
 from fastapi.responses import Response, StreamingResponse
 
 from bench.common import make_warehouse
-from flight.client import QuiverClient
-from flight.core import Core
-from flight.server import QuiverFlightServer
-from quiver.settings import Settings
+from flight import Core, QuiverClient, QuiverFlightServer
+from foundation import Settings
 from rest.app import app_from_settings
 from tests.servers import serve_asgi
 

@@ -10,13 +10,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from catalog.demo import write_demo_warehouse
-from catalog.store import ArtifactStore
-from catalog.uris import TableRef
-from catalog.warehouse import Warehouses
+from catalog import ArtifactStore, TableRef, Warehouses, write_demo_warehouse
 from executors import load_registry
-from quiver.materialize import Materializer, MaterializeRequest, Transform
-from quiver.settings import Settings
+from foundation import Settings
+from materialize import Materializer, MaterializeRequest, Transform
 
 
 def make_warehouse(root: Path, rows: int = 1_000_000, files: int = 4) -> TableRef:

@@ -38,7 +38,7 @@ import pyarrow.flight as fl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog.demo import write_demo_warehouse
+from catalog import write_demo_warehouse
 
 ROWS = 20_000
 

@@ -1,14 +1,18 @@
 """Where data lives: table URIs, Iceberg warehouses, and the artifact store.
 
-The public door: URI parsing, warehouse resolution and the store. Knows
+The public door: URI parsing, warehouse resolution, the artifact store and its
+records, the registry of aliases and tags, and the demo warehouse. Knows
 nothing of HTTP, gRPC or notebooks.
 """
 
 from __future__ import annotations
 
+from catalog.demo import demo_batch, write_demo_warehouse
+from catalog.dictionaries import has_dictionaries
+from catalog.registry import Registry
 from catalog.store import ArtifactInfo, ArtifactStore, Build, CorruptArtifact, InputVersion
 from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri, validate_name
-from catalog.warehouse import ResolvedTable, Warehouses
+from catalog.warehouse import Predicate, ResolvedTable, Warehouses
 
 __all__ = [
     "ArtifactInfo",
@@ -18,10 +22,15 @@ __all__ = [
     "CorruptArtifact",
     "InputVersion",
     "NameRef",
+    "Predicate",
+    "Registry",
     "ResolvedTable",
     "TableRef",
     "Warehouses",
     "artifact_uri",
+    "demo_batch",
+    "has_dictionaries",
     "parse_uri",
     "validate_name",
+    "write_demo_warehouse",
 ]

@@ -20,7 +20,7 @@ from catalog.dictionaries import DictionaryUnifier, has_dictionaries
 from catalog.hashing import _HashingFile
 from catalog.records import ArtifactInfo
 from catalog.uris import artifact_uri
-from quiver.errors import BuildFailed
+from foundation import BuildFailed
 
 if TYPE_CHECKING:
     from catalog.store import ArtifactStore

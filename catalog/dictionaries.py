@@ -13,7 +13,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quiver.errors import InvalidArgument
+from foundation import InvalidArgument
 
 
 def has_dictionaries(schema: pa.Schema) -> bool:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from catalog.uris import artifact_uri
-from quiver.errors import NotFound
+from foundation import NotFound
 
 State = Literal["building", "ready", "failed", "superseded"]
 

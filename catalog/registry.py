@@ -34,7 +34,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from catalog.uris import artifact_uri, validate_name
-from quiver.errors import Conflict, InvalidArgument, NotFound
+from foundation import (
+    ALIAS_PATTERN,
+    MAX_ACTOR_CHARS,
+    MAX_AUDIT_PAGE,
+    MAX_TAG_VALUE_CHARS,
+    TAG_KEY_PATTERN,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+)
 
 if TYPE_CHECKING:
     from catalog.store import ArtifactStore
@@ -99,19 +108,11 @@ BEGIN SELECT RAISE(ABORT, 'the registry audit is append-only'); END;
 
 ALIASABLE = ("ready", "superseded")
 """States an alias may point at: the versions whose data can be read."""
-MAX_TAG_VALUE_CHARS = 4096
-MAX_ACTOR_CHARS = 200
-MAX_AUDIT_PAGE = 10_000
-"""Most audit entries one read answers; a bigger ``limit`` is capped to it."""
 
 SQLITE_INTEGERS = range(-(2**63), 2**63)
 """The integers SQLite stores; a version outside it names no stored row (and binding it
 would raise OverflowError, an internal error, instead of a plain not found)."""
 
-ALIAS_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$"
-"""A valid alias, as :func:`validate_alias` checks it and the OpenAPI document states it."""
-TAG_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,127}$"
-"""A valid tag key, as :func:`validate_tag_key` checks it and the OpenAPI document states it."""
 _ALIAS = re.compile(ALIAS_PATTERN)
 _TAG_KEY = re.compile(TAG_KEY_PATTERN)
 

@@ -68,7 +68,7 @@ from catalog.records import (
 )
 from catalog.registry import is_text
 from catalog.uris import artifact_uri, validate_name
-from quiver.errors import BuildFailed, Conflict, InvalidArgument, NotFound
+from foundation import BuildFailed, Conflict, InvalidArgument, NotFound
 
 __all__ = [
     "PROVISIONAL_PREFIX",
@@ -277,6 +277,11 @@ class ArtifactStore:
         with self._lock:
             self._db.close()
             self._owner.close()
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The store's one lock: every read of its index and every write takes it."""
+        return self._lock
 
     @property
     def owner(self) -> str:

@@ -17,24 +17,12 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import unquote
 
-from quiver.errors import InvalidArgument
+from foundation import ARTIFACT_ID_PATTERN, InvalidArgument
 
 ACCEPTED_FORMS = (
     "file:///path/to/warehouse#namespace.table, /path/to/warehouse#namespace.table, "
     "strata://artifact/{id}@v={n}, strata://name/{name}"
 )
-
-ARTIFACT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
-"""An artifact id, as the OpenAPI document states it (and :func:`parse_uri` checks it)."""
-NAME_MAX_CHARS = 256
-_NAME_CHAR = r"[A-Za-z0-9_.@:-]"
-_NAME_SEGMENT = (
-    rf"(?:[A-Za-z0-9_@:-]{_NAME_CHAR}*|\.(?:[A-Za-z0-9_@:-]{_NAME_CHAR}*|\.{_NAME_CHAR}+))"
-)
-NAME_PATTERN = rf"^[A-Za-z0-9_]{_NAME_CHAR}*(?:/{_NAME_SEGMENT})*$"
-"""A valid name (with at most :data:`NAME_MAX_CHARS` characters): exactly what
-:func:`validate_name` accepts, written as one regular expression for the OpenAPI
-document (a test holds the two to the same answers)."""
 
 _DIGITS = re.compile(r"[0-9]+")  # str.isdigit() takes other scripts' digits too
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]*")

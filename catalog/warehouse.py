@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from catalog.uris import TableRef
-from quiver.errors import InvalidArgument, NotFound
+from foundation import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from pyiceberg.catalog.sql import SqlCatalog

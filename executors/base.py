@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import pyarrow as pa
 from pydantic import BaseModel
 
-from quiver.settings import Settings
+from foundation import Settings
 
 
 @dataclass(slots=True)

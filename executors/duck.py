@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from executors.base import RunContext
-from quiver.errors import InvalidArgument, QuiverError, Timeout, Unavailable
+from foundation import InvalidArgument, QuiverError, Timeout, Unavailable
 
 INTERRUPT_EVERY_S = 0.05
 

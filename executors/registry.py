@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from executors.base import Executor
-from quiver.errors import InvalidArgument
+from foundation import InvalidArgument
 
 ENTRY_POINT_GROUP = "quiver.executors"
 

@@ -22,11 +22,10 @@ from uuid import UUID
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from catalog.uris import TableRef, parse_uri
-from catalog.warehouse import Predicate, ResolvedTable, Warehouses
+from catalog import Predicate, ResolvedTable, TableRef, Warehouses, parse_uri
 from executors.base import ResolvedInput, RunContext
 from executors.duck import Interrupter
-from quiver.errors import InvalidArgument, Timeout, Unavailable
+from foundation import InvalidArgument, Timeout, Unavailable
 
 if TYPE_CHECKING:
     import duckdb

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from executors import duck
 from executors.base import ResolvedInput, RunContext
-from quiver.errors import InvalidArgument
+from foundation import InvalidArgument
 
 MAX_SQL_CHARS = 1_000_000
 

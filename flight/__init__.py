@@ -1,14 +1,41 @@
-"""Arrow Flight: the server (``flight.server``) and the Python client (``flight.client``).
+"""Arrow Flight: the server, the Python client, and the wire protocol both speak.
 
-The public door: :class:`QuiverFlightServer`, :class:`Core`, :func:`start`,
-:class:`QuiverClient` and :func:`connect`. The wire protocol is in
-``flight.protocol`` and docs/flight.md.
+The public door: :class:`QuiverFlightServer`, :class:`Core` and :func:`start`
+(the server side); :class:`QuiverClient`, :func:`connect` and
+:class:`LocalActions` (the client side); the protocol's request models, limits
+and upload markers, which the REST layer states and checks as they are here.
+The wire protocol is written down in docs/flight.md.
 """
 
 from __future__ import annotations
 
-from flight.client import QuiverClient, connect
+from flight.client import LocalActions, QuiverClient, connect
 from flight.core import Core
+from flight.protocol import MAX_COMMAND_BYTES, check_command_size
+from flight.queries import process_json
 from flight.server import QuiverFlightServer, start
+from flight.uploads import (
+    BLOB_COLUMN,
+    BLOB_MARKER,
+    PROVENANCE_HASH_PATTERN,
+    check_provenance_hash,
+)
+from materialize import MaterializeRequest, Transform
 
-__all__ = ["Core", "QuiverClient", "QuiverFlightServer", "connect", "start"]
+__all__ = [
+    "BLOB_COLUMN",
+    "BLOB_MARKER",
+    "MAX_COMMAND_BYTES",
+    "PROVENANCE_HASH_PATTERN",
+    "Core",
+    "LocalActions",
+    "MaterializeRequest",
+    "QuiverClient",
+    "QuiverFlightServer",
+    "Transform",
+    "check_command_size",
+    "check_provenance_hash",
+    "connect",
+    "process_json",
+    "start",
+]

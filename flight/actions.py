@@ -14,12 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.store import ArtifactInfo
-from catalog.uris import ArtifactRef, NameRef, artifact_uri, parse_uri
+from catalog import ArtifactInfo, ArtifactRef, NameRef, artifact_uri, parse_uri
 from flight.core import Core
 from flight.protocol import ArtifactTicket, encode_json, load_json, parse_model
-from quiver.errors import InvalidArgument
-from quiver.materialize import MaterializeRequest, MaterializeResult
+from foundation import InvalidArgument
+from materialize import MaterializeRequest, MaterializeResult
 
 Handler = Callable[[Core, Any], Any]
 

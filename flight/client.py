@@ -4,7 +4,7 @@
         result = q.materialize("file:///wh#db.events", params={"columns": ["id"]})
         table = q.fetch(result)
 
-Server errors arrive as the matching :class:`quiver.errors.QuiverError`
+Server errors arrive as the matching :class:`foundation.errors.QuiverError`
 (``NotFound``, ``InvalidArgument``, ...) with the server's code, message and
 detail.
 """
@@ -21,12 +21,12 @@ import pyarrow.flight as fl
 
 from flight.errors import from_flight_error, to_flight_error
 from flight.protocol import ArtifactTicket, decode_ticket, encode_json, local_core
-from quiver.errors import InvalidArgument, TooLarge
+from foundation import InvalidArgument, TooLarge
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from quiver.materialize import MaterializeRequest
+    from materialize import MaterializeRequest
 
 DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
 PUT_BATCH_BYTES = 64 * 1024**2
@@ -352,7 +352,7 @@ class LocalActions:
 
     The same dispatch, handlers, JSON and errors as ``DoAction`` (an error goes
     through the server's and the client's mapping, so the caller sees the same
-    :class:`quiver.errors.QuiverError`); only the wire is skipped. Used while
+    :class:`foundation.errors.QuiverError`); only the wire is skipped. Used while
     the server at ``client.location`` runs in this process with the same token
     (``quiver serve``), else every call goes to ``client`` over gRPC.
     """

@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from catalog.store import ArtifactStore
-from catalog.warehouse import Warehouses
+from catalog import ArtifactStore, Warehouses
 from executors import Registry, load_registry
-from quiver.materialize import Materializer
-from quiver.settings import Settings
+from foundation import Settings
+from materialize import Materializer
 
 
 @dataclass

@@ -17,7 +17,20 @@ from typing import Any, TypeVar
 
 import pyarrow.flight as fl
 
-from quiver import errors
+from foundation import (
+    BuildFailed,
+    Busy,
+    Conflict,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    QuiverError,
+    Timeout,
+    TooLarge,
+    Unauthenticated,
+    Unauthorized,
+    Unavailable,
+)
 
 log = logging.getLogger("quiver.flight")
 
@@ -31,20 +44,20 @@ _FLIGHT_CLASS: dict[str, type[fl.FlightError]] = {
 }
 """Codes with a dedicated Flight class; every other code is a ``FlightServerError``."""
 
-_QUIVER_CLASS: dict[str, type[errors.QuiverError]] = {
+_QUIVER_CLASS: dict[str, type[QuiverError]] = {
     cls.code: cls
     for cls in (
-        errors.InvalidArgument,
-        errors.NotFound,
-        errors.Conflict,
-        errors.TooLarge,
-        errors.Unauthenticated,
-        errors.Unauthorized,
-        errors.Timeout,
-        errors.Unavailable,
-        errors.Busy,
-        errors.BuildFailed,
-        errors.Internal,
+        InvalidArgument,
+        NotFound,
+        Conflict,
+        TooLarge,
+        Unauthenticated,
+        Unauthorized,
+        Timeout,
+        Unavailable,
+        Busy,
+        BuildFailed,
+        Internal,
     )
 }
 
@@ -65,7 +78,7 @@ def to_flight_error(exc: BaseException) -> fl.FlightError:
     """The Flight error a client should see for ``exc`` (never a traceback)."""
     if isinstance(exc, fl.FlightError):
         return exc
-    if isinstance(exc, errors.QuiverError):
+    if isinstance(exc, QuiverError):
         code = exc.code
         message = one_line(exc.message) or code
         payload: dict[str, Any] = {"code": code, "detail": exc.detail}
@@ -103,7 +116,7 @@ def guarded_iter(items: Iterable[T]) -> Iterator[T]:
         raise to_flight_error(exc) from None
 
 
-def from_flight_error(exc: fl.FlightError) -> errors.QuiverError:
+def from_flight_error(exc: fl.FlightError) -> QuiverError:
     """The :class:`QuiverError` a Quiver server meant by ``exc`` (client side)."""
     payload: dict[str, Any] = {}
     raw = getattr(exc, "extra_info", None)

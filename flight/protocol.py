@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow.flight as fl
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from catalog.uris import ArtifactRef, NameRef, parse_uri, validate_name
-from quiver.errors import InvalidArgument, TooLarge
-from quiver.materialize import MaterializeRequest
+from catalog import ArtifactRef, NameRef, parse_uri, validate_name
+from foundation import InvalidArgument, TooLarge
+from materialize import MaterializeRequest
 
 if TYPE_CHECKING:
     from flight.core import Core

@@ -24,13 +24,12 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.store import ArtifactInfo
-from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri
+from catalog import ArtifactInfo, ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri
 from flight.actions import ArtifactArg, NameArg, action, build_id, info_json
 from flight.core import Core
 from flight.protocol import parse_model
 from flight.uploads import BLOB_COLUMN, BLOB_MARKER, check_provenance_hash, find_by_provenance
-from quiver.errors import NotFound, QuiverError
+from foundation import NotFound, QuiverError
 
 try:
     import resource

@@ -13,12 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.registry import MAX_ACTOR_CHARS, MAX_AUDIT_PAGE, Registry
-from catalog.uris import ArtifactRef, artifact_uri, parse_uri
+from catalog import ArtifactRef, Registry, artifact_uri, parse_uri
 from flight.actions import ArtifactArg, action
 from flight.core import Core
 from flight.protocol import parse_model
-from quiver.errors import NotFound
+from foundation import MAX_ACTOR_CHARS, MAX_AUDIT_PAGE, NotFound
 
 
 class _Strict(BaseModel):

@@ -9,8 +9,7 @@ from typing import Any
 import pyarrow.flight as fl
 
 from flight.errors import to_flight_error
-from quiver.errors import InvalidArgument, Unauthenticated
-from quiver.settings import Settings
+from foundation import InvalidArgument, Settings, Unauthenticated
 
 
 class BearerTokenMiddlewareFactory(fl.ServerMiddlewareFactory):

@@ -25,7 +25,7 @@ import pyarrow.flight as fl
 import flight.queries  # noqa: F401  (registers its actions)
 import flight.registry as _registry_actions  # noqa: F401  (registers its actions)
 import flight.tables as _table_actions  # noqa: F401  (registers its actions)
-from catalog.store import ArtifactInfo, Build
+from catalog import ArtifactInfo, Build
 from flight.actions import ACTIONS, info_json, materialize, result_json, run_action
 from flight.core import Core
 from flight.errors import guard
@@ -48,8 +48,8 @@ from flight.security import (
 )
 from flight.streams import SHUTTING_DOWN, data_stream, open_ticket
 from flight.uploads import stated_provenance, store_content, store_stated
-from quiver.errors import BuildFailed, Conflict, InvalidArgument, Unavailable
-from quiver.materialize import MaterializeRequest
+from foundation import BuildFailed, Conflict, InvalidArgument, Unavailable
+from materialize import MaterializeRequest
 
 log = logging.getLogger("quiver.flight")
 

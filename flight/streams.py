@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.flight as fl
 
-from catalog.dictionaries import has_dictionaries
+from catalog import has_dictionaries
 from flight.errors import to_flight_error
 from flight.protocol import NameTicket, decode_ticket, parse_model
 from flight.tables import View, view_reader
-from quiver.errors import Unavailable
-from quiver.settings import Settings
+from foundation import Settings, Unavailable
 
 if TYPE_CHECKING:
     from flight.core import Core

@@ -31,12 +31,12 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.uris import artifact_uri
+from catalog import artifact_uri
 from executors import Interrupter
 from flight.actions import ArtifactArg, action
 from flight.core import Core
 from flight.protocol import parse_model
-from quiver.errors import InvalidArgument, Timeout
+from foundation import InvalidArgument, Timeout
 
 PAGE_LIMIT = 500
 OPS = frozenset({"eq", "ne", "gt", "ge", "lt", "le", "between", "contains", "is_null", "not_null"})

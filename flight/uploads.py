@@ -59,10 +59,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from catalog.store import ArtifactInfo, Build, InputVersion
-from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri
+from catalog import (
+    ArtifactInfo,
+    ArtifactRef,
+    Build,
+    InputVersion,
+    NameRef,
+    TableRef,
+    artifact_uri,
+    parse_uri,
+)
 from flight.core import Core
-from quiver.errors import InvalidArgument, QuiverError
+from foundation import InvalidArgument, QuiverError
 
 UPLOAD_HASH_PREFIX = b"quiver-upload-v2\0"
 UNRESOLVED = "unresolved"

@@ -1,0 +1,58 @@
+"""The notebook domain: cells on disk, their DAG and staleness, sessions, running cells.
+
+The public door, for the transports (``rest``): the session manager and its
+sessions, the runners that execute cells, the JSON shapes and WebSocket frame
+payloads of a session's state, and the checks of names and paths a route makes
+before it reaches a session. Data moves through the ``flight`` client only.
+"""
+
+from __future__ import annotations
+
+from notebooks.analysis import LANGUAGES
+from notebooks.disk import TOML, requested_python, set_requested_python
+from notebooks.execution import MODES, Executions, FlightConfig, Runner
+from notebooks.frames import dag_update, impact_preview, profiling_summary, status_payload
+from notebooks.manager import NotebookManager
+from notebooks.owner import caller
+from notebooks.paths import NAME_TEXT_PATTERN, NOTEBOOK_NAME_PATTERN, confine
+from notebooks.presence import LOCAL, identity
+from notebooks.serialize import (
+    cell_json,
+    cells_json,
+    cells_list,
+    dag_dict,
+    dumps,
+    environment_dict,
+    state_dict,
+)
+from notebooks.session import Session
+
+__all__ = [
+    "LANGUAGES",
+    "LOCAL",
+    "MODES",
+    "NAME_TEXT_PATTERN",
+    "NOTEBOOK_NAME_PATTERN",
+    "TOML",
+    "Executions",
+    "FlightConfig",
+    "NotebookManager",
+    "Runner",
+    "Session",
+    "caller",
+    "cell_json",
+    "cells_json",
+    "cells_list",
+    "confine",
+    "dag_dict",
+    "dag_update",
+    "dumps",
+    "environment_dict",
+    "identity",
+    "impact_preview",
+    "profiling_summary",
+    "requested_python",
+    "set_requested_python",
+    "state_dict",
+    "status_payload",
+]

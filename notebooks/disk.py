@@ -19,9 +19,9 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT, Array, InlineTable, Table
 
+from foundation import InvalidArgument, NotFound
 from notebooks.analysis import EXTENSIONS
 from notebooks.paths import atomic_write, inside, remove_stale_temps
-from quiver.errors import InvalidArgument, NotFound
 
 TOML = "notebook.toml"
 PYPROJECT = "pyproject.toml"

@@ -2,7 +2,7 @@
 
 :class:`Runner` is the one coordinator of execution for a session. It owns
 the session's kernel (``kernel/process.py``) and a lock that lets one run
-at a time; a second request gets :class:`~quiver.errors.Conflict`. Every
+at a time; a second request gets :class:`~foundation.errors.Conflict`. Every
 step reports what happens as protocol frames (API.md §13.3) through the
 ``emit`` callback — ``cell_status``, ``cell_console`` (as the kernel writes),
 ``cell_output``, ``cell_error``, ``cascade_progress`` — whoever started the
@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from flight.client import QuiverClient
+from flight import QuiverClient
+from foundation import Conflict, InvalidArgument, NotFound, QuiverError, Unavailable
 from notebooks.frames import status_payload
 from notebooks.inspect import Inspections
-from notebooks.kernel.process import KernelDied, KernelProcess
+from notebooks.kernel import KernelDied, KernelProcess
 from notebooks.manager import NotebookManager
 from notebooks.outputs import (
     CellResult,
@@ -49,7 +50,6 @@ from notebooks.outputs import (
 from notebooks.session import CellState, Session
 from notebooks.sqlcell import SqlCellError, run_sql
 from notebooks.staleness import provenance
-from quiver.errors import Conflict, InvalidArgument, NotFound, QuiverError, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from foundation import Conflict, InvalidArgument, NotFound, Settings, Unauthorized
 from notebooks import interpreters, owner
 from notebooks.disk import TOML, NotebookDir, iso, slug
 from notebooks.paths import check_name, confine
 from notebooks.session import Session
-from quiver.errors import Conflict, InvalidArgument, NotFound, Unauthorized
-from quiver.settings import Settings
 
 NOT_FOUND = "Notebook not found"
 _SKIP_DIRS = {".quiver", ".strata", ".venv", "cells", "node_modules", "__pycache__", ".git"}

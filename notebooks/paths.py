@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from quiver.errors import InvalidArgument
+from foundation import InvalidArgument
 
 NAME_MAX = 255
 PATH_MAX = 4096

@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from foundation import Conflict, InvalidArgument, NotFound
 from notebooks.analysis import EXTENSIONS, CellAnalysis, Diagnostic, analyse
 from notebooks.dag import Dag, build_dag
 from notebooks.disk import CellEntry, NotebookDir, iso, now
@@ -27,7 +28,6 @@ from notebooks.paths import check_name
 from notebooks.presence import LOCAL, Presence
 from notebooks.runtime import RuntimeState, read_env
 from notebooks.staleness import CellFacts, Env, Staleness, compute_staleness, source_hash
-from quiver.errors import Conflict, InvalidArgument, NotFound
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from flight.client import QuiverClient
+from flight import QuiverClient
+from foundation import QuiverError
 from notebooks.outputs import clip
-from quiver.errors import QuiverError
 
 SQL_EXECUTOR = "sql@v1"
 PREVIEW_ROWS = 20

@@ -1,10 +1,9 @@
 """Quiver: an Arrow Flight data service with a REST facade.
 
-This package holds what every layer shares: the settings object, the domain
-error tree, and the library-level ``materialize`` service that ties the
-catalog to the executors. Transports (``flight``, ``rest``) sit on top.
+This package is the roof: the ``quiver`` command (:mod:`quiver.cli`), which
+starts the Flight server, the REST app, or both, and runs the demo and
+one-off materializations. Everything it starts lives in the packages below it;
+docs/layout.md says which owns what.
 """
 
 from __future__ import annotations
-
-__version__ = "0.1.0"

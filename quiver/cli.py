@@ -1,37 +1,26 @@
 """The ``quiver`` command: ``serve``, ``flight``, ``rest``, ``demo`` and ``materialize``.
 
 Flags override the ``QUIVER_*`` settings; settings are built once here and
-passed down. ``serve`` runs the Flight server and the REST app in the same
-process (see :func:`start_rest`); ``rest --flight grpc://host:port`` runs the
-REST app alone in front of a Flight server elsewhere.
+passed down. The server commands are in :mod:`quiver.serve`; ``demo`` and
+``materialize`` are here.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import faulthandler
-import importlib
-import importlib.util
 import json
-import logging
 import os
 import re
-import signal
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from quiver.errors import InvalidArgument, QuiverError
-from quiver.settings import Settings
+from foundation import InvalidArgument, QuiverError, Settings
+from quiver import serve as servers
 
 _SETTING_FLAGS = ("data_dir", "host", "flight_port", "rest_port", "notebook_root", "token")
 
@@ -41,159 +30,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-# --- REST hook ----------------------------------------------------------------
-REST_STOP_MARGIN_S = 2.0
-"""Beyond uvicorn's graceful-shutdown timeout: its tick, cancelling, the app's lifespan end."""
-
-
-@dataclass
-class RestHandle:
-    url: str
-    server: Any
-    thread: threading.Thread
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Ask uvicorn to exit; wait at most ``timeout`` seconds for it.
-
-        uvicorn stops accepting at once, lets requests finish for
-        ``settings.shutdown_timeout_s`` (``timeout_graceful_shutdown``), then
-        cancels those still running (a client that stopped reading a stream).
-        """
-        self.server.should_exit = True
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            logging.getLogger("quiver").warning("the REST app did not stop in %.3g s", timeout)
-
-
-class _QuietCancelledRequests(logging.Filter):
-    """Drop uvicorn's traceback for each request it cancels at the shutdown deadline.
-
-    uvicorn already logs one line saying it cancels them; the tracebacks (one
-    ``CancelledError`` per stuck response) would only bury it.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, asyncio.CancelledError)
-
-
-_QUIET_CANCELLED = _QuietCancelledRequests()
-
-REST_HOOK = "app_from_settings"
-
-
-def start_rest(settings: Settings, flight_uri: str) -> RestHandle | None:
-    """Start the REST app in a thread if ``rest/`` provides one; ``None`` if not yet.
-
-    The contract with ``rest/``: ``rest.app.app_from_settings(settings, flight_uri=...)``
-    returns an ASGI app that talks to the Flight server at ``flight_uri``.
-    """
-    if importlib.util.find_spec("rest.app") is None:
-        return None
-    factory = getattr(importlib.import_module("rest.app"), REST_HOOK, None)
-    if factory is None:
-        return None
-    import uvicorn
-
-    app = factory(settings, flight_uri=flight_uri)
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.rest_port))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_level=settings.log_level, timeout_graceful_shutdown=settings.shutdown_timeout_s
-    )
-    logging.getLogger("uvicorn.error").addFilter(_QUIET_CANCELLED)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="quiver-rest", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if not server.started:
-        raise RuntimeError("the REST app did not start")
-    return RestHandle(f"http://{settings.host}:{port}", server, thread)
-
-
-# --- serve / flight -------------------------------------------------------------
-def _on_stop_signals() -> list[bool]:
-    """A flag that SIGINT/SIGTERM set. A plain list, not a ``threading.Event``: a handler
-    setting an Event can deadlock on the Event's lock if the signal lands while the main
-    thread holds it inside ``wait``."""
-    stopping = [False]
-
-    def handler(signum: int, frame: object) -> None:
-        stopping[0] = True
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-    return stopping
-
-
-def _wait_for(stopping: list[bool]) -> None:
-    while not stopping[0]:
-        time.sleep(0.2)  # the flag is seen within 0.2 s of the signal
-
-
-def _serve(args: argparse.Namespace, *, rest: bool) -> int:
-    from flight.server import start
-
-    settings = settings_from(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
-    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
-    stopping = _on_stop_signals()
-    server = start(settings)
-    handle = None
-    try:
-        print(f"data: {settings.data_dir}", flush=True)
-        print(f"flight: {server.location}", flush=True)
-        if rest:
-            handle = start_rest(settings, server.location)
-            missing = f"rest: not available yet (no rest.app.{REST_HOOK})"
-            print(f"rest: {handle.url}" if handle else missing, flush=True)
-        print("ready (Ctrl-C to stop)", flush=True)
-        _wait_for(stopping)
-    finally:
-        # One deadline for both, from now: both refuse new work at once; the REST
-        # app drains first (its requests still reach this core in-process), then
-        # Flight gets what is left; past the deadline both cancel what still runs.
-        server.begin_close()
-        if handle is not None:
-            handle.stop(settings.shutdown_timeout_s + REST_STOP_MARGIN_S)
-        server.close()
-    print("stopped", flush=True)
-    return 0
-
-
-def _rest(args: argparse.Namespace) -> int:
-    """Only the REST app, in front of a Flight server that runs elsewhere."""
-    settings = settings_from(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
-    stopping = _on_stop_signals()
-    flight_uri = args.flight or f"grpc://{settings.host}:{settings.flight_port}"
-    handle = start_rest(settings, flight_uri)
-    if handle is None:
-        raise InvalidArgument(f"the REST app is not available (no rest.app.{REST_HOOK})")
-    try:
-        print(f"flight: {flight_uri}", flush=True)
-        print(f"rest: {handle.url}", flush=True)
-        print("ready (Ctrl-C to stop)", flush=True)
-        _wait_for(stopping)
-    finally:
-        handle.stop(settings.shutdown_timeout_s + REST_STOP_MARGIN_S)
-    print("stopped", flush=True)
-    return 0
-
-
 # --- demo ---------------------------------------------------------------------
 def _demo(args: argparse.Namespace) -> int:
-    from catalog.demo import write_demo_warehouse
+    from catalog import write_demo_warehouse
 
     settings = settings_from(args)
     path = Path(args.path) if args.path else settings.data_dir / "demo-warehouse"
@@ -328,8 +167,8 @@ def _materialize(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with contextlib.ExitStack() as stack:
         if args.embedded:
-            from flight.core import Core
-            from quiver.materialize import MaterializeRequest
+            from flight import Core
+            from materialize import MaterializeRequest
 
             core = Core.open(settings)
             stack.callback(core.close)
@@ -337,7 +176,7 @@ def _materialize(args: argparse.Namespace) -> int:
             answer = {"artifact_uri": result.artifact_uri, "hit": result.hit}
             reader = core.materializer.open(result)
         else:
-            from flight.client import QuiverClient
+            from flight import QuiverClient
 
             location = args.flight or f"grpc://{settings.host}:{settings.flight_port}"
             token = settings.token.get_secret_value() if settings.token else None
@@ -374,14 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="Flight server and REST app")
     serve.add_argument("--rest-port", dest="rest_port", type=int, help="0 picks a free port")
     serve.add_argument("--notebook-root", dest="notebook_root")
-    serve.set_defaults(func=lambda a: _serve(a, rest=True))
+    serve.set_defaults(func=lambda a: servers.serve(settings_from(a), rest=True))
     fl_ = sub.add_parser("flight", parents=[common], help="only the Flight server")
-    fl_.set_defaults(func=lambda a: _serve(a, rest=False))
+    fl_.set_defaults(func=lambda a: servers.serve(settings_from(a), rest=False))
     rest = sub.add_parser("rest", parents=[common], help="only the REST app, over a Flight server")
     rest.add_argument("--flight", help="Flight server (default grpc://<host>:<flight-port>)")
     rest.add_argument("--rest-port", dest="rest_port", type=int, help="0 picks a free port")
     rest.add_argument("--notebook-root", dest="notebook_root")
-    rest.set_defaults(func=_rest)
+    rest.set_defaults(func=lambda a: servers.rest_only(settings_from(a), a.flight))
 
     demo = sub.add_parser("demo", parents=[common], help="write a demo warehouse")
     demo.add_argument("--rows", type=int, default=100_000)
@@ -419,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """The ``quiver`` command: :func:`main`, then exit even past a build that never stops."""
-    from quiver.build_threads import leave
+    from materialize import leave
 
     sys.exit(leave(main()))
 

@@ -15,9 +15,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from flight.client import QuiverClient
-from quiver import __version__
-from quiver.settings import Settings
+from flight import QuiverClient
+from foundation import Settings, __version__
 from rest import errors, openapi
 from rest.core import FlightLink, core_router
 from rest.fastpath import MaterializeFastPath
@@ -92,8 +91,7 @@ def flight_client(settings: Settings, flight_uri: str) -> QuiverClient:
 
 def notebook_routes(settings: Settings, flight_uri: str) -> tuple[APIRouter, Callable[[], None]]:
     """The notebook router and what closes it. The one place that knows its constructor."""
-    from notebooks.execution import Executions, FlightConfig
-    from notebooks.manager import NotebookManager
+    from notebooks import Executions, FlightConfig, NotebookManager
     from rest.notebooks import notebook_router
 
     token = settings.token.get_secret_value() if settings.token is not None else None

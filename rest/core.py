@@ -16,10 +16,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from catalog.uris import ARTIFACT_ID_PATTERN
-from flight.client import LocalActions, QuiverClient
-from flight.uploads import BLOB_COLUMN
-from quiver.errors import (
+from flight import BLOB_COLUMN, LocalActions, MaterializeRequest, QuiverClient, Transform
+from foundation import (
+    ARTIFACT_ID_PATTERN,
     BuildFailed,
     Busy,
     Conflict,
@@ -27,7 +26,6 @@ from quiver.errors import (
     NotFound,
     Unavailable,
 )
-from quiver.materialize import MaterializeRequest, Transform
 from rest.middleware import Metrics
 from rest.openapi import (
     DATA,

@@ -15,7 +15,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from quiver.errors import Busy, QuiverError
+from foundation import Busy, QuiverError
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from flight.protocol import check_command_size
-from quiver.errors import QuiverError
-from quiver.materialize import MaterializeRequest
+from flight import MaterializeRequest, check_command_size
+from foundation import QuiverError
 from rest import errors
 from rest.core import FlightLink, materialize_response
 from rest.middleware import ASGIApp, Message, Metrics, Receive, Scope, Send

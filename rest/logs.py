@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from quiver.errors import InvalidArgument
+from foundation import InvalidArgument
 from rest.openapi import content, raises
 
 CAPACITY = 2000

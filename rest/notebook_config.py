@@ -16,15 +16,19 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flight.client import LocalActions
-from notebooks.disk import TOML, requested_python, set_requested_python
-from notebooks.execution import Executions
-from notebooks.manager import NotebookManager
-from notebooks.paths import confine
-from notebooks.serialize import cells_list, environment_dict
-from notebooks.session import Session
-from quiver.errors import Conflict, InvalidArgument, NotFound, QuiverError
-from quiver.settings import Settings
+from flight import LocalActions
+from foundation import Conflict, InvalidArgument, NotFound, QuiverError, Settings
+from notebooks import (
+    TOML,
+    Executions,
+    NotebookManager,
+    Session,
+    cells_list,
+    confine,
+    environment_dict,
+    requested_python,
+    set_requested_python,
+)
 from rest.openapi import raises
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -17,12 +17,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from flight.client import LocalActions
-from notebooks.execution import Executions
-from notebooks.manager import NotebookManager
-from notebooks.session import Session
-from quiver.errors import InvalidArgument, NotFound, Unavailable
-from quiver.settings import Settings
+from flight import LocalActions
+from foundation import InvalidArgument, NotFound, Settings, Unavailable
+from notebooks import Executions, NotebookManager, Session
 from rest.openapi import content, raises
 from rest.streaming import stream_response
 

@@ -21,13 +21,8 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from notebooks import owner
-from notebooks.execution import Executions, Runner
-from notebooks.manager import NotebookManager
-from notebooks.presence import identity
-from notebooks.session import Session
-from quiver.errors import Conflict, QuiverError
-from quiver.settings import Settings
+from foundation import Conflict, QuiverError, Settings
+from notebooks import Executions, NotebookManager, Runner, Session, caller, identity
 from rest.ws_hub import Client, Hub, notebook_state, send_loop
 
 log = logging.getLogger(__name__)
@@ -62,7 +57,7 @@ class Conversation:
         self.read_only = read_only
         self.settings = settings
         self.handlers = handlers
-        self.caller = owner.caller.get()
+        self.caller = caller.get()
         self.principal = identity(self.caller)
         """Who this socket is: the user header's value, else ``local``."""
 

@@ -17,23 +17,33 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 from starlette.requests import HTTPConnection
 
-from notebooks import frames, owner
-from notebooks.analysis import LANGUAGES
-from notebooks.execution import MODES, Executions, Runner
-from notebooks.manager import NotebookManager
-from notebooks.paths import NAME_TEXT_PATTERN, NOTEBOOK_NAME_PATTERN
-from notebooks.presence import identity
-from notebooks.serialize import cell_json, cells_json, dag_dict, dumps, state_dict
-from notebooks.session import Session
-from quiver.errors import (
+from foundation import (
     Conflict,
     Internal,
     InvalidArgument,
     NotFound,
+    Settings,
     Unauthorized,
     Unavailable,
 )
-from quiver.settings import Settings
+from notebooks import (
+    LANGUAGES,
+    MODES,
+    NAME_TEXT_PATTERN,
+    NOTEBOOK_NAME_PATTERN,
+    Executions,
+    NotebookManager,
+    Runner,
+    Session,
+    caller,
+    cell_json,
+    cells_json,
+    dag_dict,
+    dag_update,
+    dumps,
+    identity,
+    state_dict,
+)
 from rest.notebook_config import notebook_config_router
 from rest.notebook_data import notebook_data_router
 from rest.notebook_ws import Handler, serve_socket
@@ -156,7 +166,7 @@ def notebook_router(
         # Async, so the value is set in the request's own context, which the
         # sync route functions inherit when they run in the thread pool.
         # (HTTPConnection: requests and WebSockets alike.)
-        owner.caller.set(connection.headers.get(header) if header else None)
+        caller.set(connection.headers.get(header) if header else None)
 
     router = APIRouter(prefix="/v1/notebooks", tags=["notebooks"], dependencies=[Depends(identify)])
     max_source = settings.notebook_max_source_chars
@@ -176,7 +186,7 @@ def notebook_router(
             return
         hub.publish_state(session)
         if dag:
-            hub.publish(session.id, "dag_update", frames.dag_update(session))
+            hub.publish(session.id, "dag_update", dag_update(session))
 
     def opened(session: Session, *, dag: bool) -> dict[str, Any]:
         with session.lock:
@@ -271,7 +281,7 @@ def notebook_router(
     def update_cell(session_id: str, cell_id: str, body: SourceBody) -> Response:
         _check_source(body.source, max_source)
         session = manager.get(session_id)
-        author = identity(owner.caller.get(), body.author)
+        author = identity(caller.get(), body.author)
         lock_s = settings.notebook_cell_lock_s
         with session.lock:
             session.edit_source(

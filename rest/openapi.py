@@ -25,10 +25,15 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.registry import ALIAS_PATTERN, TAG_KEY_PATTERN
-from catalog.uris import ARTIFACT_ID_PATTERN, NAME_MAX_CHARS, NAME_PATTERN
-from flight.uploads import PROVENANCE_HASH_PATTERN
-from quiver.errors import QuiverError
+from flight import PROVENANCE_HASH_PATTERN
+from foundation import (
+    ALIAS_PATTERN,
+    ARTIFACT_ID_PATTERN,
+    NAME_MAX_CHARS,
+    NAME_PATTERN,
+    TAG_KEY_PATTERN,
+    QuiverError,
+)
 from rest.middleware import UPLOAD_ROUTE
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"

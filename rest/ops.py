@@ -11,8 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from flight.queries import process_json
-from quiver.errors import QuiverError, Unavailable
+from flight import process_json
+from foundation import QuiverError, Unavailable
 from rest.core import FlightLink, json_response
 from rest.middleware import Metrics
 

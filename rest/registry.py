@@ -23,10 +23,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.registry import ALIAS_PATTERN, MAX_AUDIT_PAGE, MAX_TAG_VALUE_CHARS, TAG_KEY_PATTERN
-from catalog.uris import ARTIFACT_ID_PATTERN
-from quiver.errors import Conflict, InvalidArgument, NotFound, Unavailable
-from quiver.settings import Settings
+from foundation import (
+    ALIAS_PATTERN,
+    ARTIFACT_ID_PATTERN,
+    MAX_AUDIT_PAGE,
+    MAX_TAG_VALUE_CHARS,
+    TAG_KEY_PATTERN,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    Settings,
+    Unavailable,
+)
 from rest.core import FlightLink, json_response
 from rest.openapi import Alias, ArtifactId, Name, TagKey, Version, name_field, raises
 

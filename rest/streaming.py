@@ -19,7 +19,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from fastapi.responses import StreamingResponse
 
-from quiver.errors import InvalidArgument
+from foundation import InvalidArgument
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 Format = Literal["arrow", "csv", "parquet"]

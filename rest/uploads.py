@@ -22,9 +22,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flight.protocol import MAX_COMMAND_BYTES
-from flight.uploads import BLOB_COLUMN, BLOB_MARKER, check_provenance_hash
-from quiver.errors import Conflict, InvalidArgument, NotFound, TooLarge, Unavailable
+from flight import BLOB_COLUMN, BLOB_MARKER, MAX_COMMAND_BYTES, check_provenance_hash
+from foundation import Conflict, InvalidArgument, NotFound, TooLarge, Unavailable
 from rest.core import FlightLink, data_url, json_response
 from rest.middleware import UPLOAD_ROUTE
 from rest.openapi import VALIDATION, ProvenanceHash, name_field, raises

@@ -17,9 +17,7 @@ from typing import Any
 
 from fastapi import WebSocket
 
-from notebooks.presence import LOCAL
-from notebooks.serialize import dag_dict, state_dict
-from notebooks.session import Session
+from notebooks import LOCAL, Session, dag_dict, state_dict
 
 
 def _ts() -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from notebooks import frames
-from quiver.errors import Conflict
+from foundation import Conflict
+from notebooks import dag_update, impact_preview, profiling_summary, status_payload
 from rest.notebook_ws import Conversation, Handler
 
 UNSUPPORTED: dict[str, str] = {
@@ -73,9 +73,9 @@ def source_update(talk: Conversation, payload: dict[str, Any]) -> None:
     if edit.presence_changed:
         hub.publish_presence(session)
     with session.lock:
-        own = frames.dag_update(session)
-        others = frames.dag_update(session, source_of=cell_id)
-        statuses = [frames.status_payload(session, cid) for cid in edit.changed]
+        own = dag_update(session)
+        others = dag_update(session, source_of=cell_id)
+        statuses = [status_payload(session, cid) for cid in edit.changed]
     hub.publish(session.id, "dag_update", own, sender=talk.client, to_others=others)
     for status in statuses:
         hub.publish(session.id, "cell_status", status)
@@ -95,7 +95,7 @@ def focus(talk: Conversation, payload: dict[str, Any]) -> None:
 
 def profiling(talk: Conversation, payload: dict[str, Any]) -> None:
     with talk.session.lock:
-        summary = frames.profiling_summary(talk.session)
+        summary = profiling_summary(talk.session)
     talk.reply("profiling_summary", summary)
 
 
@@ -109,7 +109,7 @@ def impact(talk: Conversation, payload: dict[str, Any]) -> None:
     executions = talk.executions
     plan = executions.runner(session).plan(str(cell_id)) if executions else [str(cell_id)]
     with session.lock:
-        preview = frames.impact_preview(session, str(cell_id), plan)
+        preview = impact_preview(session, str(cell_id), plan)
     talk.reply("impact_preview", preview)
 
 

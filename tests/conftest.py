@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from quiver.settings import Settings
+from foundation import Settings
 
 # Property tests run the same examples every time in make test (no flaky runs), with no
 # deadline (the machine is shared); HYPOTHESIS_PROFILE=explore draws new ones, more of them.
@@ -41,7 +41,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def store(settings: Settings):
-    from catalog.store import ArtifactStore
+    from catalog import ArtifactStore
 
     with ArtifactStore(settings.data_dir, max_bytes=settings.cache_max_bytes) as s:
         yield s
@@ -50,7 +50,7 @@ def store(settings: Settings):
 @pytest.fixture
 def materializer(settings: Settings, store):
     from executors import load_registry
-    from quiver.materialize import Materializer
+    from materialize import Materializer
 
     m = Materializer(settings, store, load_registry())
     yield m

@@ -13,9 +13,8 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from notebooks.execution import Executions, FlightConfig
-from notebooks.manager import NotebookManager
-from quiver.settings import Settings
+from foundation import Settings
+from notebooks import Executions, FlightConfig, NotebookManager
 from rest.app import create_app
 from rest.notebooks import notebook_router
 from tests.fixtures_notebooks import PYTHONS

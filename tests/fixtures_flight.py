@@ -14,12 +14,10 @@ import pyarrow.flight as fl
 import pytest
 from pydantic import BaseModel
 
-from catalog.demo import write_demo_warehouse
-from catalog.uris import TableRef
+from catalog import TableRef, write_demo_warehouse
 from executors import ResolvedInput, RunContext, load_registry
-from flight.core import Core
-from flight.server import QuiverFlightServer
-from quiver.settings import Settings
+from flight import Core, QuiverFlightServer
+from foundation import Settings
 
 DEMO_ROWS = 20_000
 GATES: dict[str, threading.Event] = {}

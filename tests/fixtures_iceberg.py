@@ -13,12 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catalog.demo import demo_batch, write_demo_warehouse
-from catalog.uris import TableRef
-from catalog.warehouse import Warehouses
-from executors.base import ResolvedInput, RunContext
+from catalog import TableRef, Warehouses, demo_batch, write_demo_warehouse
+from executors import ResolvedInput, RunContext
 from executors.scan import ScanExecutor
-from quiver.settings import Settings
+from foundation import Settings
 
 
 def open_catalog(path: Path, name: str = "strata") -> Any:

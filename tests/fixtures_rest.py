@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from flight.server import QuiverFlightServer
-from quiver.settings import Settings
+from flight import QuiverFlightServer
+from foundation import Settings
 from rest.app import app_from_settings
 from tests.servers import serve_asgi
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import httpx
 
-from catalog.demo import write_demo_warehouse
-from flight.server import start
-from quiver.settings import Settings
+from catalog import write_demo_warehouse
+from flight import start
+from foundation import Settings
 from rest.app import app_from_settings
 from tests.servers import serving
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from flight.client import QuiverClient
+from flight import QuiverClient
 from rest.logs import LogRing
 from tests.fixtures_execution import Nb
 from tests.fixtures_rest import Rest

@@ -8,9 +8,9 @@ import itertools
 import pyarrow as pa
 import pytest
 
+from catalog import ArtifactStore
 from catalog.dictionaries import DictionaryUnifier
-from catalog.store import ArtifactStore
-from quiver.errors import InvalidArgument
+from foundation import InvalidArgument
 
 TAG = pa.dictionary(pa.int32(), pa.string())
 SCHEMA = pa.schema([("tag", TAG), ("n", pa.int64())])

@@ -9,12 +9,13 @@ import re
 import sys
 from pathlib import Path
 
-from quiver.settings import Settings
+from foundation import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BEGIN = (
-    "<!-- settings-table: generated from quiver/settings.py; tests/test_docs.py keeps it true -->"
+    "<!-- settings-table: generated from foundation/settings.py; "
+    "tests/test_docs.py keeps it true -->"
 )
 END = "<!-- /settings-table -->"
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 
-from catalog.demo import demo_batch, write_demo_warehouse
+from catalog import demo_batch, write_demo_warehouse
 from tests.fixtures_flight import GATES, act, gated_request
 from tests.fixtures_iceberg import open_catalog
 

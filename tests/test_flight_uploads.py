@@ -13,9 +13,9 @@ import pyarrow.flight as fl
 import pytest
 
 from catalog.store import chunked_sha256
-from flight.server import QuiverFlightServer
+from flight import QuiverFlightServer
 from flight.uploads import UNRESOLVED, store_content, upload_provenance
-from quiver.errors import InvalidArgument
+from foundation import InvalidArgument
 from tests.fixtures_flight import act, cmd
 
 

@@ -10,12 +10,11 @@ import pyarrow as pa
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from catalog.store import ArtifactStore
+from catalog import ArtifactStore
 from executors import DuplicateExecutor, ResolvedInput, RunContext, load_registry
 from executors.sql import SqlExecutor
-from quiver.errors import BuildFailed, Conflict, InvalidArgument, NotFound
-from quiver.materialize import Materializer, MaterializeRequest, Transform, materialize
-from quiver.settings import Settings
+from foundation import BuildFailed, Conflict, InvalidArgument, NotFound, Settings
+from materialize import Materializer, MaterializeRequest, Transform, materialize
 
 
 def req(
@@ -332,7 +331,7 @@ def test_sql_time_limit(tmp_path, store: ArtifactStore) -> None:
 
 @pytest.fixture
 def fresh_table(tmp_path):
-    from catalog.demo import write_demo_warehouse
+    from catalog import write_demo_warehouse
 
     return write_demo_warehouse(tmp_path / "wh", rows=5_000, files=2)
 
@@ -342,7 +341,7 @@ def scan(ref, **params) -> MaterializeRequest:
 
 
 def test_scan_hits_until_the_table_moves(materializer: Materializer, fresh_table) -> None:
-    from catalog.demo import demo_batch
+    from catalog import demo_batch
 
     first = materializer.materialize(scan(fresh_table, columns=["id", "value"]), wait=True)
     assert first.info.row_count == 5_000 and first.schema.names == ["id", "value"]
@@ -365,7 +364,7 @@ def test_scan_hits_until_the_table_moves(materializer: Materializer, fresh_table
 def test_cached_hit_answers_only_hits_it_can_see_in_memory(
     settings: Settings, store: ArtifactStore, fresh_table
 ) -> None:
-    from catalog.demo import demo_batch
+    from catalog import demo_batch
 
     request = scan(fresh_table, columns=["id"])
     m = Materializer(settings, store, load_registry())
@@ -404,7 +403,7 @@ def test_a_moved_or_rewritten_warehouse_is_never_answered_from_memory(
 ) -> None:
     import shutil
 
-    from catalog.demo import write_demo_warehouse
+    from catalog import write_demo_warehouse
 
     wh = tmp_path / "wh"
     ref = write_demo_warehouse(wh, rows=100, files=1)
@@ -440,7 +439,7 @@ def test_cached_hit_never_waits_for_a_lock(
     import sqlite3
     import time
 
-    from catalog.demo import write_demo_warehouse
+    from catalog import write_demo_warehouse
     from tests.polling import wait_until
 
     request = scan(fresh_table, columns=["id"])

@@ -16,11 +16,10 @@ import pyarrow as pa
 import pytest
 
 import catalog.store
-from catalog.store import ArtifactStore, Build
+from catalog import ArtifactStore, Build
 from executors import load_registry
-from quiver.errors import BuildFailed
-from quiver.materialize import Materializer
-from quiver.settings import Settings
+from foundation import BuildFailed, Settings
+from materialize import Materializer
 from tests.polling import wait_until
 from tests.test_materialize import GatedExecutor, req
 from tests.test_store import concurrently
@@ -68,8 +67,8 @@ STUCK = textwrap.dedent(
     import sys
     from catalog.store import ArtifactStore
     from executors import load_registry
-    from quiver.materialize import Materializer
-    from quiver.settings import Settings
+    from materialize import Materializer
+    from foundation import Settings
     from tests.test_materialize import GatedExecutor, req
     settings = Settings(data_dir=sys.argv[1])
     store = ArtifactStore(settings.store_dir)
@@ -78,7 +77,7 @@ STUCK = textwrap.dedent(
     m.close(cancel=True, timeout=0.2)
     store.close()
     print("closed", flush=True)
-    from quiver.build_threads import leave  # how the quiver command ends
+    from materialize import leave  # how the quiver command ends
     sys.exit(leave(0))
     """
 )

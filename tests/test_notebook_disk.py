@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import tomlkit
 
+from foundation import Conflict, InvalidArgument, NotFound
 from notebooks import paths
 from notebooks.paths import atomic_write, confine
-from quiver.errors import Conflict, InvalidArgument, NotFound
 from tests.fixtures_notebooks import STRATA_CELLS, STRATA_TOML, write_strata_notebook
 
 UNTOUCHED = [
@@ -276,7 +276,7 @@ def test_idle_sessions_are_closed(manager, clock, settings):
 
 
 def test_session_cap_closes_oldest_idle(settings, clock):
-    from notebooks.manager import NotebookManager
+    from notebooks import NotebookManager
 
     capped = NotebookManager(
         settings.model_copy(update={"notebook_max_sessions": 2}),
@@ -303,7 +303,7 @@ def test_reopen_returns_same_session_in_personal_mode(manager, nb_root):
 
 
 def test_service_mode_opens_new_sessions(settings, clock, nb_root):
-    from notebooks.manager import NotebookManager
+    from notebooks import NotebookManager
 
     service = NotebookManager(
         settings.model_copy(update={"deployment_mode": "service"}),

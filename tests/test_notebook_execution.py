@@ -12,7 +12,7 @@ import time
 
 import pyarrow.flight as fl
 
-from flight.client import QuiverClient
+from flight import QuiverClient
 from tests.fixtures_execution import Nb
 from tests.fixtures_flight import GATES
 from tests.polling import wait_until

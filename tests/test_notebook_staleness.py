@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from notebooks.manager import NotebookManager
-from notebooks.session import Session
+from notebooks import NotebookManager, Session
 from notebooks.staleness import CellFacts, Env, RunRecord, compute_staleness, env_changes
 
 

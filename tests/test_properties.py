@@ -17,11 +17,7 @@ import tomlkit
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from catalog.registry import ALIAS_PATTERN, TAG_KEY_PATTERN, validate_alias, validate_tag_key
-from catalog.uris import (
-    ARTIFACT_ID_PATTERN,
-    NAME_MAX_CHARS,
-    NAME_PATTERN,
+from catalog import (
     ArtifactRef,
     NameRef,
     TableRef,
@@ -29,12 +25,20 @@ from catalog.uris import (
     parse_uri,
     validate_name,
 )
+from catalog.registry import validate_alias, validate_tag_key
 from executors.scan import ScanExecutor, ScanParams
-from flight.uploads import PROVENANCE_HASH_PATTERN, check_provenance_hash
+from flight import PROVENANCE_HASH_PATTERN, check_provenance_hash
+from foundation import (
+    ALIAS_PATTERN,
+    ARTIFACT_ID_PATTERN,
+    NAME_MAX_CHARS,
+    NAME_PATTERN,
+    TAG_KEY_PATTERN,
+    InvalidArgument,
+)
 from notebooks.analysis import analyse
 from notebooks.disk import CellEntry, NotebookDir, slug
 from notebooks.paths import NAME_TEXT_PATTERN, NOTEBOOK_NAME_PATTERN, check_name
-from quiver.errors import InvalidArgument
 
 # -- text that looks like what it must be, and text that nearly does ----------------------
 

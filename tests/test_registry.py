@@ -17,11 +17,9 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 
-from catalog.records import ArtifactInfo
-from catalog.registry import Registry
-from catalog.store import ArtifactStore, InputVersion
-from flight.client import QuiverClient
-from quiver.errors import Conflict, InvalidArgument, NotFound
+from catalog import ArtifactInfo, ArtifactStore, InputVersion, Registry
+from flight import QuiverClient
+from foundation import Conflict, InvalidArgument, NotFound
 from tests.fixtures_flight import GATES, ServerFactory, act, gated_request
 from tests.fixtures_rest import Rest
 

@@ -22,7 +22,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 
-from flight.client import connect
+from flight import connect
 from tests.fixtures_flight import DEMO_ROWS, GATES, gated_request
 from tests.polling import wait_until
 from tests.servers import stalled_get
@@ -471,7 +471,7 @@ def upload(http: httpx.Client, table: pa.Table) -> tuple[str, str]:
 
 
 def test_explain_and_name_status(rest, tmp_path) -> None:
-    from catalog.demo import demo_batch, write_demo_warehouse
+    from catalog import demo_batch, write_demo_warehouse
     from tests.fixtures_iceberg import open_catalog
 
     http = rest.http
@@ -853,7 +853,7 @@ def test_put_by_provenance_refuses_a_value_flight_cannot_carry(make_rest, reques
 
 def test_upload_metadata_is_bounded_like_a_flight_command(rest) -> None:
     """A metadata part sent as a file is refused past 2 MiB before it is read and parsed."""
-    from flight.protocol import MAX_COMMAND_BYTES
+    from flight import MAX_COMMAND_BYTES
 
     pad = "x" * MAX_COMMAND_BYTES
     keyed = {"content_type": "text/plain", "pad": pad}
@@ -935,7 +935,7 @@ def test_cache_clear_drops_caches_and_keeps_artifacts(rest, demo_table) -> None:
 
 # --- health and metrics (§12.6) --------------------------------------------------------------
 def test_health_dependencies(rest, tmp_path) -> None:
-    from catalog.demo import write_demo_warehouse
+    from catalog import write_demo_warehouse
 
     http = rest.http
     empty = http.get("/health/dependencies")

@@ -8,8 +8,8 @@ import json
 import httpx
 import pyarrow as pa
 
+from flight import MAX_COMMAND_BYTES
 from flight.client import PUT_BATCH_BYTES, put_pieces
-from flight.protocol import MAX_COMMAND_BYTES
 from tests.fixtures_flight import GATES, gated_request
 from tests.polling import wait_until
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from catalog.uris import validate_name
-from quiver.settings import Settings
+from catalog import validate_name
+from foundation import Settings
 from rest.app import app_from_settings
 from tests.servers import serving
 

@@ -10,13 +10,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from catalog.uris import TableRef
-from catalog.warehouse import Warehouses
-from executors.base import RunContext
-from executors.registry import Registry
+from catalog import TableRef, Warehouses
+from executors import Registry, RunContext
 from executors.scan import TIMER_THREAD_NAME, ScanExecutor
-from quiver.errors import InvalidArgument, NotFound, QuiverError, Timeout, Unavailable
-from quiver.settings import Settings
+from foundation import InvalidArgument, NotFound, QuiverError, Settings, Timeout, Unavailable
 from tests.fixtures_iceberg import Evolved, ScanFn, WithDeletes, open_catalog, table_ref
 
 _OPS: dict[str, str] = {

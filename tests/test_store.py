@@ -27,7 +27,7 @@ from catalog.store import (
     InputVersion,
     chunked_sha256,
 )
-from quiver.errors import Conflict, InvalidArgument, NotFound
+from foundation import Conflict, InvalidArgument, NotFound
 from tests.polling import wait_until
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from catalog import owners
-from catalog.store import ArtifactStore
+from catalog import ArtifactStore, owners
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from catalog.uris import ACCEPTED_FORMS, ArtifactRef, NameRef, TableRef, parse_uri
-from quiver.errors import InvalidArgument
+from foundation import InvalidArgument
 
 
 @pytest.mark.parametrize(

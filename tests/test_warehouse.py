@@ -8,10 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from catalog.demo import write_demo_warehouse
-from catalog.uris import TableRef
-from catalog.warehouse import Predicate, Warehouses
-from quiver.errors import NotFound
+from catalog import Predicate, TableRef, Warehouses, write_demo_warehouse
+from foundation import NotFound
 from tests.fixtures_iceberg import Evolved, open_catalog, table_ref
 
 

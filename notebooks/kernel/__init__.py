@@ -1,0 +1,12 @@
+"""Kernels: one worker subprocess per session, run with the notebook's own interpreter.
+
+The public door: :class:`KernelProcess` (the server's side) and :class:`KernelDied`.
+The worker (``worker.py``) runs by its path in the notebook's interpreter and
+imports nothing of Quiver's.
+"""
+
+from __future__ import annotations
+
+from notebooks.kernel.process import KernelDied, KernelProcess
+
+__all__ = ["KernelDied", "KernelProcess"]

@@ -46,7 +46,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flight.client import QuiverClient, connect
+from flight import QuiverClient, connect
 from notebooks.paths import STALE_TEMP_S
 from tests.processes import start_quiver
 

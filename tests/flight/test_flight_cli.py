@@ -10,8 +10,8 @@ import pyarrow.flight as fl
 import pyarrow.parquet as pq
 import pytest
 
+from foundation import InvalidArgument
 from quiver.cli import main, parse_filter
-from quiver.errors import InvalidArgument
 from tests.fixtures_flight import DEMO_ROWS, act, cmd
 from tests.processes import start_quiver, stop
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from flight.client import connect
-from quiver import errors
+from flight import connect
+from foundation import errors
 from tests.fixtures_flight import DEMO_ROWS
 
 

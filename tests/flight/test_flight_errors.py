@@ -10,7 +10,7 @@ import pyarrow.flight as fl
 import pytest
 
 from flight.errors import from_flight_error, one_line
-from quiver import errors
+from foundation import errors
 from tests.fixtures_flight import GATES, act, cmd, gated_request
 
 

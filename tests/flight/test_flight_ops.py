@@ -17,8 +17,7 @@ import pytest
 
 from flight.security import check_bind
 from flight.streams import rechunk
-from quiver.errors import InvalidArgument
-from quiver.settings import Settings
+from foundation import InvalidArgument, Settings
 from tests.fixtures_flight import DEMO_ROWS, GATES, act, cmd, gated_request
 from tests.polling import wait_until
 
@@ -424,13 +423,11 @@ def test_cache_clear_action_keeps_artifacts(server, client, demo_table) -> None:
 def test_cache_clear_counts_each_cache_once_when_scan_shares_the_warehouses(
     tmp_path, demo_table
 ) -> None:
-    from catalog.store import ArtifactStore
-    from catalog.warehouse import Warehouses
+    from catalog import ArtifactStore, Warehouses
     from executors import load_registry
     from executors.scan import ScanExecutor
-    from flight.core import Core
-    from flight.server import QuiverFlightServer
-    from quiver.materialize import Materializer
+    from flight import Core, QuiverFlightServer
+    from materialize import Materializer
 
     settings = Settings(data_dir=tmp_path / "data", notebook_root=tmp_path / "nb", flight_port=0)
     warehouses = Warehouses()  # scan@v1 plans through the materializer's own

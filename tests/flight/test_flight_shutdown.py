@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 
-from flight.server import QuiverFlightServer
+from flight import QuiverFlightServer
 from tests.fixtures_flight import act, gated_request
 from tests.flight.test_flight_cli import start_serve
 from tests.processes import start_quiver, stop

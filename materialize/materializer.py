@@ -1,133 +1,34 @@
 """``materialize(inputs, transform) -> artifact``: the library-level core.
 
-1. Resolve every input to a version: a table to its current (or pinned)
-   snapshot, an artifact URI to itself, a name to what it points at.
-2. Provenance = sha256 over the executor, its canonical params identity and
-   the (input, version) pairs (sorted unless the executor's result depends on
-   input order, as ``sql@v1``'s does: it binds inputs by position).
-3. A ready artifact with that provenance is a hit: no work.
-4. On a miss exactly one build runs per provenance (single flight). The
-   executor validates and starts in the caller's thread, so bad params fail
-   the request itself; the batches are written in a build thread, and any
-   number of readers can follow the build as it grows.
+Planning (:mod:`materialize.plan`) resolves the inputs and hashes the
+provenance. A ready artifact with that provenance is a hit: no work. On a miss
+exactly one build runs per provenance (single flight, :mod:`materialize.flights`).
+The executor validates and starts in the caller's thread, so bad params fail
+the request itself; the batches are written in a build thread
+(:mod:`materialize.threads`), and any number of readers can follow the build as
+it grows.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.store import ArtifactInfo, ArtifactStore, Build, InputVersion
-from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri, validate_name
-from catalog.warehouse import Warehouses
-from executors import Executor, Registry, ResolvedInput, RunContext
-from quiver.build_threads import BuildThreads
-from quiver.errors import BuildFailed, Busy, Conflict, InvalidArgument, QuiverError, Unavailable
-from quiver.settings import Settings
+from catalog import ArtifactInfo, ArtifactStore, Build, Warehouses, validate_name
+from executors import Registry, RunContext
+from foundation import BuildFailed, InvalidArgument, QuiverError, Settings, Unavailable
+from materialize.flights import Flights, InFlight
+from materialize.plan import Plan, Planner
+from materialize.request import MaterializeRequest, MaterializeResult, Transform
+from materialize.threads import BuildThreads
 
 log = logging.getLogger(__name__)
-
-
-class _NotCached(Exception):
-    """Planning would have to open a catalog or load table metadata (see ``cached_only``)."""
-
-
-class Transform(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    executor: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class MaterializeRequest(BaseModel):
-    """The body of ``POST /v1/materialize`` and of the Flight ``materialize`` action."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    inputs: list[str]
-    transform: Transform
-    name: str | None = None
-    mode: str = "stream"
-    refresh: bool = False
-    stream_timeout_seconds: float | None = None
-
-
-@dataclass(slots=True)
-class Plan:
-    """A request resolved and validated, ready to hit the cache or build."""
-
-    executor: Executor
-    params: BaseModel
-    identity: Any
-    inputs: list[ResolvedInput]
-    versions: list[InputVersion]
-    provenance: str
-
-    @property
-    def input_versions(self) -> dict[str, str]:
-        return {v.uri: v.version for v in self.versions}
-
-
-@dataclass(slots=True)
-class MaterializeResult:
-    hit: bool
-    state: str
-    artifact_id: str
-    version: int
-    provenance: str
-    input_versions: dict[str, str]
-    info: ArtifactInfo | None = None
-    build: Build | None = None
-    name_uri: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def artifact_uri(self) -> str:
-        return artifact_uri(self.artifact_id, self.version)
-
-    @property
-    def schema(self) -> pa.Schema | None:
-        if self.info is not None:
-            return self.info.schema
-        return self.build.schema if self.build is not None else None
-
-    def to_json(self) -> dict[str, Any]:
-        info = self.info
-        schema = self.schema
-        return {
-            "hit": self.hit,
-            "state": self.state,
-            "artifact_uri": self.artifact_uri,
-            "artifact_id": self.artifact_id,
-            "version": self.version,
-            "provenance_hash": self.provenance,
-            "input_versions": self.input_versions,
-            "row_count": info.row_count if info else None,
-            "byte_size": info.byte_size if info else None,
-            "columns": schema.names if schema is not None else None,
-            "name_uri": self.name_uri,
-            "error": info.error if info and info.state == "failed" else None,
-        }
-
-
-class _InFlight:
-    """The single build of one provenance, as seen by requests that arrive meanwhile."""
-
-    def __init__(self) -> None:
-        self.ready = threading.Event()
-        self.build: Build | None = None
-        self.error: BaseException | None = None
-        self.ctx: RunContext | None = None
 
 
 def _hit_result(plan: Plan, info: ArtifactInfo) -> MaterializeResult:
@@ -156,119 +57,36 @@ class Materializer:
         self.store = store
         self.registry = registry
         self.warehouses = warehouses or Warehouses()
-        self._lock = threading.Lock()
-        self._inflight: dict[str, _InFlight] = {}
+        self.planner = Planner(settings, store, registry, self.warehouses, self._scan_table)
+        self._flights = Flights(settings)
+        self._lock = self._flights.lock  # the one lock: the flights and the counters
         self._threads = BuildThreads(settings.build_threads)
-        self._closed = False
         self.counters: dict[str, int] = {"hits": 0, "misses": 0, "builds_failed": 0}
 
     # --- planning -----------------------------------------------------------
-    def _resolve_artifact(self, ref: ArtifactRef | NameRef) -> tuple[ResolvedInput, InputVersion]:
-        if isinstance(ref, NameRef):
-            target = self.store.get_name(ref.name)
-            aid, ver = target.artifact_id, target.version
-        else:
-            aid, ver = ref.artifact_id, ref.version
-        info = self.store.get(aid, ver)
-        if info.state not in ("ready", "superseded"):
-            raise Conflict(
-                f"input {ref.uri} is not ready (state={info.state})",
-                detail={"input": ref.uri, "state": info.state},
-            )
-        uri = artifact_uri(aid, ver)
-        resolved = ResolvedInput(
-            uri=ref.uri,
-            kind="artifact",
-            version=uri,
-            open_table=lambda: self.store.open_table(aid, ver),
-            open_reader=lambda: self.store.open(aid, ver),
-            extra={"artifact_id": aid, "version": ver, "schema": info.schema},
-        )
-        return resolved, InputVersion(ref.uri, uri, aid, ver)
-
-    def _resolve_table(
-        self, ref: TableRef, snapshot_id: int | None, *, cached_only: bool = False
-    ) -> tuple[ResolvedInput, InputVersion]:
-        if cached_only:
-            cached = self.warehouses.resolve_cached(ref, snapshot_id)
-            if cached is None:
-                raise _NotCached
-            table = cached
-        else:
-            table = self.warehouses.resolve(ref, snapshot_id)
-        uri = ref.uri
-
-        def open_reader() -> pa.RecordBatchReader:
-            scan = self.registry.get("scan@v1")
-            return scan.run([resolved], scan.params_model(), RunContext(self.settings))
-
-        def open_table() -> pa.Table:
-            # A table read by another executor is materialized as a plain scan first:
-            # cached, shared, and memory-mapped rather than held in RAM.
-            params: dict[str, Any] = {}
-            if snapshot_id is not None:
-                params["snapshot_id"] = snapshot_id
-            res = self.materialize(
-                MaterializeRequest(
-                    inputs=[uri], transform=Transform(executor="scan@v1", params=params)
-                ),
-                wait=True,
-            )
-            return self.store.open_table(res.artifact_id, res.version)
-
-        resolved = ResolvedInput(
-            uri=uri,
-            kind="table",
-            version=table.version,
-            open_table=open_table,
-            open_reader=open_reader,
-            table=table,
-            snapshot_id=table.snapshot_id,
-            extra={"table_uuid": table.table_uuid},
-        )
-        return resolved, InputVersion(uri, table.version)
-
     def plan(self, request: MaterializeRequest, *, cached_only: bool = False) -> Plan:
-        """Resolve inputs and hash the provenance. ``cached_only`` raises :class:`_NotCached`
-        rather than open a catalog or load table metadata."""
-        executor = self.registry.get(request.transform.executor)
-        if not request.inputs and executor.name == "scan@v1":
-            raise InvalidArgument("scan@v1 transform requires exactly one input")
-        executor.check_inputs(request.inputs)
-        params = self.registry.parse_params(executor, request.transform.params)
-        identity = executor.identity(params)
-        snapshot_id = getattr(params, "snapshot_id", None)
-        inputs: list[ResolvedInput] = []
-        versions: list[InputVersion] = []
-        for raw in request.inputs:
-            ref = parse_uri(raw)
-            if isinstance(ref, TableRef):
-                resolved, version = self._resolve_table(ref, snapshot_id, cached_only=cached_only)
-            else:
-                resolved, version = self._resolve_artifact(ref)
-            inputs.append(resolved)
-            versions.append(version)
-        keyed = [
-            [v.uri, v.version, r.extra.get("table_uuid", "")]
-            for v, r in zip(versions, inputs, strict=True)
-        ]
-        if not executor.ordered_inputs:
-            keyed.sort()
-        blob = json.dumps(
-            {"executor": executor.name, "identity": identity, "inputs": keyed},
-            sort_keys=True,
-            separators=(",", ":"),
-            default=str,
+        """Resolve inputs and hash the provenance (:meth:`Planner.plan`)."""
+        return self.planner.plan(request, cached_only=cached_only)
+
+    def _scan_table(self, uri: str, snapshot_id: int | None) -> pa.Table:
+        # A table read by another executor is materialized as a plain scan first:
+        # cached, shared, and memory-mapped rather than held in RAM.
+        params: dict[str, Any] = {}
+        if snapshot_id is not None:
+            params["snapshot_id"] = snapshot_id
+        res = self.materialize(
+            MaterializeRequest(
+                inputs=[uri], transform=Transform(executor="scan@v1", params=params)
+            ),
+            wait=True,
         )
-        provenance = hashlib.sha256(blob.encode()).hexdigest()
-        return Plan(executor, params, identity, inputs, versions, provenance)
+        return self.store.open_table(res.artifact_id, res.version)
 
     def explain(self, request: MaterializeRequest) -> dict[str, Any]:
         """Would this request hit? With which input versions and provenance?"""
         plan = self.plan(request)
         ready = None if request.refresh else self.store.find_ready(plan.provenance)
-        with self._lock:
-            building = plan.provenance in self._inflight
+        building = self._flights.has(plan.provenance)
         return {
             "would_hit": ready is not None,
             "building": building,
@@ -300,7 +118,7 @@ class Materializer:
         """
         if request.refresh or request.name is not None:
             return None
-        store_lock = self.store._lock  # the store's one lock: every read of its index takes it
+        store_lock = self.store.lock  # the store's one lock: every read of its index takes it
         if not store_lock.acquire(blocking=False):
             return None
         try:
@@ -380,16 +198,15 @@ class Materializer:
                 if info is not None and self.store.verify(info):
                     return self._hit(plan, info)
             with self._lock:
-                if self._closed:
+                if self._flights.closed:
                     raise Unavailable("the service is shutting down")
-                flight = self._inflight.get(plan.provenance)
+                flight = self._flights.get(plan.provenance)
                 leader = flight is None
                 if leader:
                     # Re-check under the lock: a build may have just published.
                     info = None if request.refresh else self.store.find_ready(plan.provenance)
                     if info is None:
-                        self._check_room()
-                        flight = self._inflight[plan.provenance] = _InFlight()
+                        flight = self._flights.lead(plan.provenance)
                         self.counters["misses"] += 1
             if info is not None and leader:
                 return self._hit(plan, info)
@@ -403,24 +220,8 @@ class Materializer:
             # The leader failed before building anything unexpected: try ourselves.
             continue
 
-    def _check_room(self) -> None:
-        """Refuse a new build when the build threads are busy and the queue is full
-        (called under the lock). Requests that join a build in flight are never refused."""
-        most = self.settings.build_threads + self.settings.build_queue
-        if len(self._inflight) >= most:
-            raise Busy(
-                f"too many builds: {self.settings.build_threads} running and "
-                f"{self.settings.build_queue} waiting (QUIVER_BUILD_THREADS, "
-                "QUIVER_BUILD_QUEUE); retry later",
-                detail={
-                    "building": len(self._inflight),
-                    "build_threads": self.settings.build_threads,
-                    "build_queue": self.settings.build_queue,
-                },
-            )
-
     def _start_build(
-        self, plan: Plan, request: MaterializeRequest, flight: _InFlight
+        self, plan: Plan, request: MaterializeRequest, flight: InFlight
     ) -> MaterializeResult:
         ctx = RunContext(self.settings)
         try:
@@ -435,8 +236,7 @@ class Materializer:
             )
             build.start(reader.schema)
         except BaseException as exc:
-            with self._lock:
-                self._inflight.pop(plan.provenance, None)
+            self._flights.forget(plan.provenance)
             flight.error = exc
             flight.ready.set()
             if isinstance(exc, QuiverError):
@@ -487,8 +287,7 @@ class Materializer:
                 reader.close()
 
     def _forget(self, plan: Plan) -> None:
-        with self._lock:
-            self._inflight.pop(plan.provenance, None)
+        self._flights.forget(plan.provenance)
 
     def _finish_failed(self, plan: Plan, build: Build, exc: BaseException) -> None:
         if not isinstance(exc, QuiverError):
@@ -515,17 +314,11 @@ class Materializer:
 
     def open_artifact(self, artifact_id: str, version: int) -> pa.RecordBatchReader:
         """A ready artifact's batches, or a build in progress followed as it grows."""
-        with self._lock:
-            live = [
-                f.build
-                for f in self._inflight.values()
-                if f.build is not None
-                and (f.build.artifact_id, f.build.version) == (artifact_id, version)
-            ]
-        if live:
+        live = self._flights.of_version(artifact_id, version)
+        if live is not None and live.build is not None:
             # Outside the lock: follow() may wait for the build, whose publish
             # needs this lock (_forget) before it wakes anyone.
-            return live[0].follow()
+            return live.build.follow()
         info = self.store.get(artifact_id, version)
         if info.state == "failed":
             raise BuildFailed(
@@ -545,16 +338,7 @@ class Materializer:
         Waits up to ``wait`` seconds for the build to end. False when no such
         build is running here (unknown, finished, or not a materialize build).
         """
-        with self._lock:
-            flight = next(
-                (
-                    f
-                    for f in self._inflight.values()
-                    if f.build is not None
-                    and (f.build.artifact_id, f.build.version) == (artifact_id, version)
-                ),
-                None,
-            )
+        flight = self._flights.of_version(artifact_id, version)
         if flight is None or flight.build is None or flight.ctx is None or flight.build.done:
             return False
         flight.ctx.cancel()
@@ -564,8 +348,7 @@ class Materializer:
         return True
 
     def building(self) -> list[Build]:
-        with self._lock:
-            return [f.build for f in self._inflight.values() if f.build is not None]
+        return self._flights.builds()
 
     def close(self, *, cancel: bool = False, timeout: float | None = None) -> None:
         """Stop taking requests; let running builds finish (or cancel them), for a while.
@@ -576,11 +359,9 @@ class Materializer:
         marked failed, its followers wake with that failure, and nothing it
         writes later is ever published; its thread ends when the executor
         returns (the ``quiver`` commands exit without waiting for it:
-        :func:`quiver.build_threads.leave`).
+        :func:`materialize.threads.leave`).
         """
-        with self._lock:
-            self._closed = True
-            flights = list(self._inflight.values())
+        flights = self._flights.close()
         self._threads.close()
         if cancel:
             for flight in flights:
