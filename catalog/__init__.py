@@ -7,20 +7,32 @@ nothing of HTTP, gRPC or notebooks.
 
 from __future__ import annotations
 
+from catalog.build import Build
 from catalog.demo import demo_batch, write_demo_warehouse
 from catalog.dictionaries import has_dictionaries
+from catalog.hashing import ChunkedSha256, chunked_sha256
+from catalog.records import (
+    PROVISIONAL_PREFIX,
+    ArtifactInfo,
+    CorruptArtifact,
+    InputVersion,
+    NameInfo,
+)
 from catalog.registry import Registry
-from catalog.store import ArtifactInfo, ArtifactStore, Build, CorruptArtifact, InputVersion
+from catalog.store import ArtifactStore
 from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri, validate_name
 from catalog.warehouse import Predicate, ResolvedTable, Warehouses
 
 __all__ = [
+    "PROVISIONAL_PREFIX",
     "ArtifactInfo",
     "ArtifactRef",
     "ArtifactStore",
     "Build",
+    "ChunkedSha256",
     "CorruptArtifact",
     "InputVersion",
+    "NameInfo",
     "NameRef",
     "Predicate",
     "Registry",
@@ -28,6 +40,7 @@ __all__ = [
     "TableRef",
     "Warehouses",
     "artifact_uri",
+    "chunked_sha256",
     "demo_batch",
     "has_dictionaries",
     "parse_uri",

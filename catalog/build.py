@@ -1,7 +1,9 @@
 """One artifact version being written, and the readers that follow it.
 
 See :mod:`catalog.store` for the guarantees; a :class:`Build` is made by
-:meth:`catalog.store.ArtifactStore.begin_build`.
+:meth:`catalog.publish.Publisher.begin_build` and reports to it through the
+:class:`Ledger` protocol: it publishes, fails or discards there, and leases the
+version for its followers.
 """
 
 from __future__ import annotations
@@ -12,40 +14,42 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pyarrow as pa
 
 from catalog.dictionaries import DictionaryUnifier, has_dictionaries
-from catalog.hashing import _HashingFile
+from catalog.hashing import HashingFile
 from catalog.records import ArtifactInfo
 from catalog.uris import artifact_uri
 from foundation import BuildFailed
 
-if TYPE_CHECKING:
-    from catalog.store import ArtifactStore
+
+class Lease(Protocol):
+    def release(self) -> None: ...
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class Ledger(Protocol):
+    """What a build needs of its store (:class:`catalog.publish.Publisher` is one)."""
 
+    fsync_derived: bool
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    def find_ready(self, provenance: str) -> ArtifactInfo | None: ...
+
+    def verify(self, info: ArtifactInfo) -> bool: ...
+
+    def publish(self, build: Build, size: int, provenance: str | None) -> ArtifactInfo:
+        """Rename the file into place and mark the row ready (or answer the ready artifact
+        that already has ``provenance``; the build's row and file are then gone)."""
+        ...
+
+    def discard(self, build: Build) -> None: ...
+
+    def fail(self, build: Build, message: str) -> bool:
+        """Mark the row failed; False when it was no longer building."""
+        ...
+
+    def lease(self, artifact_id: str, version: int) -> Lease: ...
 
 
 class _GrowingFile:
@@ -104,7 +108,7 @@ class Build:
 
     def __init__(
         self,
-        store: ArtifactStore,
+        ledger: Ledger,
         artifact_id: str,
         version: int,
         tmp_path: Path,
@@ -114,7 +118,7 @@ class Build:
         provisional: bool = False,
         hash_content: bool = False,
     ) -> None:
-        self.store = store
+        self.ledger = ledger
         self.artifact_id = artifact_id
         self.version = version
         self.tmp_path = tmp_path
@@ -128,10 +132,10 @@ class Build:
         self.error: BaseException | None = None
         self.info: ArtifactInfo | None = None
         self._cond = threading.Condition()
-        self._raw: _HashingFile | None = None
+        self._raw: HashingFile | None = None
         self._sink: pa.NativeFile
         if hash_content:
-            self._raw = _HashingFile(tmp_path)
+            self._raw = HashingFile(tmp_path)
             self._sink = pa.PythonFile(self._raw, mode="w")
         else:
             self._sink = pa.OSFile(str(tmp_path), "wb")
@@ -219,16 +223,16 @@ class Build:
             raise RuntimeError("a build with a provisional provenance needs publish(provenance=)")
         self.seal()
         if provenance is not None:
-            existing = self.store.find_ready(provenance)
-            if existing is not None and self.store.verify(existing):
+            existing = self.ledger.find_ready(provenance)
+            if existing is not None and self.ledger.verify(existing):
                 return self._deduplicate(existing)  # no fsync, no rename
-        if self.durable or self.store.fsync_derived:
+        if self.durable or self.ledger.fsync_derived:
             os.fsync(self._raw.fileno() if self._raw is not None else self._sink.fileno())
         size = self._sink.tell()
         self._sink.close()
         if self._raw is not None:
             self._raw.close()
-        info = self.store._publish(self, size, provenance)
+        info = self.ledger.publish(self, size, provenance)
         if info.artifact_id != self.artifact_id or info.version != self.version:
             # Another build published the same provenance first; ours is gone.
             return self._deduplicate(info)
@@ -256,7 +260,7 @@ class Build:
         if self._done:
             return
         self._close_quietly()
-        self.store._discard(self)
+        self.ledger.discard(self)
         with self._cond:
             self.error = BuildFailed(f"build of {self.uri} was discarded")
             self._done = True
@@ -287,7 +291,7 @@ class Build:
         """
         if self._done:
             return
-        if not self.store._fail(self, str(error) or type(error).__name__):
+        if not self.ledger.fail(self, str(error) or type(error).__name__):
             return  # it published just now: its writer marks it done
         with self._cond:
             self.error = error
@@ -301,7 +305,7 @@ class Build:
             return
         self._close_quietly()
         message = str(error) or type(error).__name__
-        self.store._fail(self, message)
+        self.ledger.fail(self, message)
         if before_notify is not None:
             before_notify()
         with self._cond:
@@ -362,7 +366,7 @@ class Build:
                 if self.info is None:
                     self._raise_failure()
                 source = _GrowingFile(self, self.final_path)
-        lease = self.store._lease(self.artifact_id, self.version)
+        lease = self.ledger.lease(self.artifact_id, self.version)
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
@@ -381,15 +385,3 @@ class Build:
         # close its file when the generator goes (its lease releases itself).
         weakref.finalize(gen, source.close)
         return pa.RecordBatchReader.from_batches(schema, gen)
-
-
-class _Lease:
-    def __init__(self, store: ArtifactStore, key: tuple[str, int]) -> None:
-        self._store = store
-        self._key = key
-        self._released = False
-
-    def release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._store._unlease(self._key)

@@ -107,7 +107,7 @@ class ChunkedSha256:
         self._pieces = []
 
 
-class _HashingFile:
+class HashingFile:
     """A write-only raw file for ``pa.PythonFile`` that also hashes what it writes."""
 
     def __init__(self, path: Path) -> None:

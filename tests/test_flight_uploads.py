@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.flight as fl
 import pytest
 
-from catalog.store import chunked_sha256
+from catalog import chunked_sha256
 from flight import QuiverFlightServer
 from flight.uploads import UNRESOLVED, store_content, upload_provenance
 from foundation import InvalidArgument

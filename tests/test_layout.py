@@ -16,9 +16,6 @@ from tests.layout_rules import STACK, violations
 ROOT = Path(__file__).resolve().parents[1]
 
 KNOWN = {
-    "catalog.build",
-    "catalog.registry",
-    "catalog.store",
     "flight.actions",
     "notebooks.analysis",
     "notebooks.execution",

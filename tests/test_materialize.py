@@ -490,8 +490,8 @@ def test_cached_hit_never_waits_for_a_lock(
         writer = held(str(store.root / "store.db"), "IMMEDIATE")
 
         def store_lock_held() -> bool:
-            if store._lock.acquire(blocking=False):
-                store._lock.release()
+            if store.lock.acquire(blocking=False):
+                store.lock.release()
                 return False
             return True
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-import catalog.store
+import catalog.publish
 from catalog import ArtifactStore, Build
 from executors import load_registry
 from foundation import BuildFailed, Settings
@@ -65,7 +65,7 @@ def test_close_abandons_a_build_that_ignores_its_cancel(
 STUCK = textwrap.dedent(
     """
     import sys
-    from catalog.store import ArtifactStore
+    from catalog import ArtifactStore
     from executors import load_registry
     from materialize import Materializer
     from foundation import Settings
@@ -114,7 +114,7 @@ def started(store: ArtifactStore, provenance: str) -> Build:
     [
         (None, None),  # abandoned before the publish began
         (os, "replace"),  # ... as the publish renames its file
-        (catalog.store, "_fsync_dir"),  # ... between the rename and the commit
+        (catalog.publish, "fsync_dir"),  # ... between the rename and the commit
     ],
 )
 def test_an_abandoned_build_publishes_nothing(

@@ -370,9 +370,9 @@ def test_the_audit_is_append_only_filtered_and_survives_a_restart(tmp_path: Path
         reg.set_alias("m", "champion", *key(b))
         reg.set_tag(*key(a), "auc", "1")
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            store._db.execute("UPDATE registry_audit SET actor='mallory'")
+            store.db.execute("UPDATE registry_audit SET actor='mallory'")
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            store._db.execute("DELETE FROM registry_audit")
+            store.db.execute("DELETE FROM registry_audit")
         assert len(reg.audit()) == 4
         assert len(reg.audit(limit=2)) == 2 and reg.audit(limit=1)[0]["action"] == "tag.set"
         touching_a = reg.audit(artifact_id=a.artifact_id)  # to, from, and the tagged version

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from catalog.store import (
+from catalog import (
     PROVISIONAL_PREFIX,
     ArtifactStore,
     Build,
@@ -151,7 +151,7 @@ def test_a_name_never_points_at_a_version_gc_collected_meanwhile(store: Artifact
     a = put(store, "a")
     collect = lambda: store.gc(max_idle_s=0)  # noqa: E731
     with (
-        concurrently(store, store, "_tx", collect) as ran,  # as set_name writes
+        concurrently(store, store.db, "tx", collect) as ran,  # as set_name writes
         pytest.raises(NotFound, match=rf"artifact {a.uri} not found"),
     ):
         store.set_name("n", a.artifact_id, 1)
@@ -196,11 +196,13 @@ def test_bad_names_refused(store: ArtifactStore, name: str, message: str) -> Non
 
 
 def waiting_for_the_store_lock(thread: threading.Thread) -> bool:
-    """Whether ``thread`` is blocked entering a ``with self._lock`` of the store."""
+    """Whether ``thread`` is blocked entering a ``with ...lock`` of the store's parts."""
     frame = sys._current_frames().get(thread.ident or -1)
-    if frame is None or frame.f_code.co_filename != inspect.getsourcefile(ArtifactStore):
+    catalog_dir = Path(inspect.getsourcefile(ArtifactStore) or "").parent
+    if frame is None or Path(frame.f_code.co_filename).parent != catalog_dir:
         return False
-    return "with self._lock" in linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    return line.startswith("with ") and "lock" in line
 
 
 @contextlib.contextmanager
@@ -234,7 +236,7 @@ def concurrently(
         other = threading.Thread(target=run, daemon=True)
         threads.append(other)
         other.start()
-        if store._lock._is_owned():
+        if store.lock._is_owned():
             assert wait_until(lambda: not other.is_alive() or waiting_for_the_store_lock(other))
         else:
             other.join(30)
@@ -309,7 +311,7 @@ def test_publish_race_is_settled_in_the_commit(store: ArtifactStore) -> None:
     """The second publisher passes the early check; the transaction still catches it."""
     a, b = late(store, table(10)), late(store, table(10))
     info = a.publish(provenance="same")
-    store.find_ready = lambda provenance: None  # as if both checked at the same moment
+    store._publisher.find_ready = lambda provenance: None  # as if both checked at the same moment
     answer = b.publish(provenance="same")
     assert b.deduplicated and answer.uri == info.uri
     assert not b.final_path.exists() and not b.final_path.parent.exists()
@@ -320,7 +322,7 @@ def test_publish_replaces_a_damaged_artifact_of_the_same_provenance(store: Artif
     a = late(store, table(10)).publish(provenance="same")
     store.path_of(a.artifact_id, 1).write_bytes(b"junk")
     b = late(store, table(10))
-    store.find_ready = lambda provenance: None  # reach the check in the transaction
+    store._publisher.find_ready = lambda provenance: None  # reach the check in the transaction
     info = b.publish(provenance="same")
     assert not b.deduplicated and info.artifact_id == b.artifact_id
     assert store.get(a.artifact_id, 1).state == "failed"
@@ -698,7 +700,7 @@ def test_gc_between_a_reads_check_and_its_open_spares_the_version(
 ) -> None:
     a = put(store, "a", 100)
     collect = lambda: store.gc(max_idle_s=0, max_bytes=0)  # noqa: E731
-    with concurrently(store, store, "_open_file", collect) as ran:
+    with concurrently(store, store._reads, "_open_file", collect) as ran:
         read = getattr(store, how)(a.artifact_id, 1)
     assert read.read_all().equals(table(100)) if how == "open" else read.equals(table(100))
     assert ran and uris(ran[0]) == []  # it was being read: gc kept it
@@ -767,7 +769,7 @@ def test_gc_refuses_bad_limits(store: ArtifactStore, kw: dict, message: str) -> 
 CRASH_SCRIPT = textwrap.dedent(
     """
     import sys, pyarrow as pa
-    from catalog.store import ArtifactStore
+    from catalog import ArtifactStore
     store = ArtifactStore(sys.argv[1])
     mode = sys.argv[2]
     t = pa.table({"x": pa.array(range(50_000), pa.int64())})
@@ -781,7 +783,8 @@ CRASH_SCRIPT = textwrap.dedent(
         import os
         b = store.begin_build(provenance="crash", executor="x", params={}, inputs=[])
         b.write_reader(t.to_reader())
-        store._mark_ready = lambda *a: os.kill(os.getpid(), 9)  # die between rename and commit
+        # die between rename and commit
+        store._publisher._mark_ready = lambda *a: os.kill(os.getpid(), 9)
         print("publishing", flush=True)
         b.publish()
     elif mode == "upload-mid-write":
@@ -796,7 +799,8 @@ CRASH_SCRIPT = textwrap.dedent(
         b = store.begin_build(provenance=None, executor=None, params=None, inputs=[],
                               kind="upload", hash_content=True)
         b.write_reader(t.to_reader())
-        store._mark_ready = lambda *a: os.kill(os.getpid(), 9)  # die between rename and commit
+        # die between rename and commit
+        store._publisher._mark_ready = lambda *a: os.kill(os.getpid(), 9)
         print("publishing", flush=True)
         b.publish(provenance="crash")
     elif mode == "dedupe-before-unlink":
@@ -808,13 +812,13 @@ CRASH_SCRIPT = textwrap.dedent(
             return b
         upload().publish(provenance="crash")
         loser = upload()
-        store.find_ready = lambda provenance: None  # reach the check in the transaction
-        mark_ready = store._mark_ready
+        store._publisher.find_ready = lambda provenance: None  # reach the check in the transaction
+        mark_ready = store._publisher._mark_ready
         def mark_then_die(*a):
             winner = mark_ready(*a)
             assert winner is not None
             os.kill(os.getpid(), 9)  # our row is gone, our renamed file not yet
-        store._mark_ready = mark_then_die
+        store._publisher._mark_ready = mark_then_die
         print("publishing", flush=True)
         loser.publish(provenance="crash")
     elif mode == "uploads":

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WRITER = textwrap.dedent(
     """
     import sys, pyarrow as pa
-    from catalog.store import ArtifactStore
+    from catalog import ArtifactStore
     store = ArtifactStore(sys.argv[1])
     b = store.begin_build(provenance="crash", executor="x", params={}, inputs=[])
     b.write(pa.record_batch([pa.array(range(1000), pa.int64())], names=["x"]))

@@ -1,0 +1,174 @@
+"""Reading published versions: leases that keep them from gc, and memory-mapped files.
+
+A read takes a lease before it checks its version: gc and eviction plan and
+delete under the store's lock and spare leased versions, so between the check
+and the open a concurrent gc cannot delete the file. Once mapped, a file's data
+stays readable even if its version is deleted later. A damaged file (size or
+IPC footer) is marked failed and reported as :class:`CorruptArtifact`, so the
+caller rebuilds it instead of serving it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from catalog.database import Database
+from catalog.files import Files
+from catalog.index import Index
+from catalog.records import ArtifactInfo, CorruptArtifact
+from foundation import Conflict
+
+Key = tuple[str, int]
+
+
+class ReadLease:
+    """Keeps one version from gc and eviction while it is read (:meth:`Leases.take`).
+
+    Released by :meth:`release`, or when it is dropped unreleased: a reader that is
+    closed or dropped before its first batch never runs its generator's ``finally``,
+    and its lease must not pin the version for the life of the process.
+    """
+
+    __slots__ = ("__weakref__", "_release")
+
+    def __init__(self, leases: Leases, key: Key) -> None:
+        self._release = weakref.finalize(self, leases.give_back, key)
+        self._release.atexit = False
+
+    def release(self) -> None:
+        self._release()  # once: a finalizer runs at most once
+
+
+class Leases:
+    """The versions being read, counted; guarded by the store's lock."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock
+        self._held: Counter[Key] = Counter()
+
+    def take(self, artifact_id: str, version: int) -> ReadLease:
+        with self._lock:
+            self._held[(artifact_id, version)] += 1
+        return ReadLease(self, (artifact_id, version))
+
+    def give_back(self, key: Key) -> None:
+        with self._lock:
+            self._held[key] -= 1
+            if self._held[key] <= 0:
+                del self._held[key]
+
+    def count(self, artifact_id: str, version: int) -> int:
+        with self._lock:
+            return self._held.get((artifact_id, version), 0)
+
+    def held(self) -> set[Key]:
+        with self._lock:
+            return set(self._held)
+
+
+class Reads:
+    """Opens ready versions for reading, leased and memory-mapped."""
+
+    def __init__(self, db: Database, index: Index, files: Files, leases: Leases) -> None:
+        self.db = db
+        self.index = index
+        self.files = files
+        self.leases = leases
+
+    def _readable(self, artifact_id: str, version: int) -> tuple[ArtifactInfo, Path]:
+        info = self.index.get(artifact_id, version)
+        if info.state not in ("ready", "superseded"):
+            raise Conflict(
+                f"artifact {info.uri} is not ready (state={info.state})",
+                detail={"state": info.state, "error": info.error},
+            )
+        path = self.files.path_of(artifact_id, version)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = -1
+        if size != info.byte_size:
+            self._mark_corrupt(info, "file missing or truncated")
+        self.db.execute(
+            "UPDATE artifacts SET last_read_at=? WHERE artifact_id=? AND version=?",
+            (time.time(), artifact_id, version),
+        )
+        return info, path
+
+    def verify(self, info: ArtifactInfo) -> bool:
+        """Cheap check that a ready artifact's file is whole; marks it failed if not."""
+        try:
+            path = self.files.path_of(info.artifact_id, info.version)
+            ok = path.stat().st_size == info.byte_size
+        except FileNotFoundError:
+            ok = False
+        if not ok:
+            with contextlib.suppress(CorruptArtifact):
+                self._mark_corrupt(info, "file missing or truncated")
+        return ok
+
+    def _mark_corrupt(self, info: ArtifactInfo, why: str) -> None:
+        with self.db.tx() as db:
+            db.execute(
+                "UPDATE artifacts SET state='failed', error=? WHERE artifact_id=? AND version=?",
+                (f"integrity check failed: {why}", info.artifact_id, info.version),
+            )
+        raise CorruptArtifact(f"artifact {info.uri} failed its integrity check ({why})")
+
+    def _open_file(self, info: ArtifactInfo, path: Path) -> pa.ipc.RecordBatchFileReader:
+        try:
+            return pa.ipc.open_file(pa.memory_map(str(path), "r"))
+        except (pa.ArrowInvalid, OSError) as exc:
+            self._mark_corrupt(info, str(exc).splitlines()[0])
+            raise  # unreachable: _mark_corrupt raises
+
+    def _open_leased(
+        self, artifact_id: str, version: int
+    ) -> tuple[pa.ipc.RecordBatchFileReader, ReadLease]:
+        """The memory-mapped file of a readable version, and the lease that keeps it."""
+        lease = self.leases.take(artifact_id, version)
+        try:
+            info, path = self._readable(artifact_id, version)
+            return self._open_file(info, path), lease
+        except BaseException:
+            lease.release()
+            raise
+
+    def open_file(self, artifact_id: str, version: int) -> pa.ipc.RecordBatchFileReader:
+        """The memory-mapped IPC file reader of a ready artifact (random access)."""
+        file_reader, lease = self._open_leased(artifact_id, version)
+        lease.release()  # mapped: a later delete cannot take the data away
+        return file_reader
+
+    def open(
+        self, artifact_id: str, version: int, *, start: int = 0, stop: int | None = None
+    ) -> pa.RecordBatchReader:
+        """Stream batches ``[start, stop)`` of a ready artifact, memory-mapped, zero-copy.
+
+        The artifact is leased (never evicted) until the reader is exhausted or
+        closed.
+        """
+        file_reader, lease = self._open_leased(artifact_id, version)
+        n = file_reader.num_record_batches
+        stop = n if stop is None else min(stop, n)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                for i in range(start, stop):
+                    yield file_reader.get_batch(i)
+            finally:
+                lease.release()
+
+        return pa.RecordBatchReader.from_batches(file_reader.schema, batches())
+
+    def open_table(self, artifact_id: str, version: int) -> pa.Table:
+        """The whole artifact as a table backed by the memory map (no copy)."""
+        return self.open_file(artifact_id, version).read_all()

@@ -1,0 +1,97 @@
+"""Recovery on open: no ``ready`` row without its complete file.
+
+Rows of dead builds (their owner's lock is free, :mod:`catalog.owners`) become
+``failed``; their temp files and any orphan published file are removed; a
+ready row whose file is missing or truncated is marked failed, so the artifact
+is rebuilt rather than served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from catalog import owners
+from catalog.database import Database
+from catalog.files import Files
+
+
+def _owner_alive(owners_dir: Path, owner: str | None, pid: int | None) -> bool:
+    """Whether the process writing a build (or a temp file) still runs."""
+    if owner:
+        return owners.alive(owners_dir, owner)
+    # Written by an earlier version: only a pid to go by (a reused one fools it).
+    return owners.pid_alive(pid) and pid != os.getpid()
+
+
+def recover(db: Database, files: Files, owners_dir: Path) -> dict[str, int]:
+    """Restore consistency after a crash; returns what was repaired."""
+    report = {"failed_builds": 0, "temp_removed": 0, "missing_files": 0, "orphans": 0}
+    now = time.time()
+    with db.tx() as conn:
+        rows = conn.execute(
+            "SELECT artifact_id, version, build_pid, build_owner FROM artifacts "
+            "WHERE state='building'"
+        ).fetchall()
+        for r in rows:
+            if _owner_alive(owners_dir, r["build_owner"], r["build_pid"]):
+                continue
+            conn.execute(
+                "UPDATE artifacts SET state='failed', finished_at=?, error=? "
+                "WHERE artifact_id=? AND version=?",
+                (
+                    now,
+                    f"build interrupted: process {r['build_pid']} exited before publishing",
+                    r["artifact_id"],
+                    r["version"],
+                ),
+            )
+            report["failed_builds"] += 1
+            with contextlib.suppress(FileNotFoundError):
+                files.path_of(r["artifact_id"], r["version"]).unlink()
+        for r in conn.execute(
+            "SELECT artifact_id, version, byte_size FROM artifacts WHERE state IN "
+            "('ready', 'superseded')"
+        ).fetchall():
+            path = files.path_of(r["artifact_id"], r["version"])
+            try:
+                ok = path.stat().st_size == r["byte_size"]
+            except FileNotFoundError:
+                ok = False
+            if not ok:
+                conn.execute(
+                    "UPDATE artifacts SET state='failed', error=? "
+                    "WHERE artifact_id=? AND version=?",
+                    ("file missing or truncated", r["artifact_id"], r["version"]),
+                )
+                report["missing_files"] += 1
+        known = {
+            (r[0], r[1])
+            for r in conn.execute(
+                "SELECT artifact_id, version FROM artifacts WHERE state IN "
+                "('ready', 'superseded', 'building')"
+            )
+        }
+    for tmp in files.tmp_dir.glob("*.arrow"):
+        parts = tmp.name.rsplit(".", 2)
+        writer = parts[-2] if len(parts) == 3 else ""
+        if owners.is_token(writer):
+            live = _owner_alive(owners_dir, writer, None)
+        else:
+            live = writer.isdigit() and _owner_alive(owners_dir, None, int(writer))
+        if not live:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            report["temp_removed"] += 1
+    for path in files.artifacts_dir.glob("*/v*.arrow"):
+        try:
+            key = (path.parent.name, int(path.stem[1:]))
+        except ValueError:
+            continue
+        if key not in known:
+            path.unlink(missing_ok=True)
+            report["orphans"] += 1
+    owners.sweep(owners_dir)
+    return report
