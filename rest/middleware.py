@@ -274,7 +274,25 @@ class MetricsMiddleware:
         status = 500
         sent = 0
         streaming = False
+        recorded = False
         opened = self.metrics.open
+
+        def record() -> None:
+            """Count the request once, before its last byte leaves: a client that has read
+            the whole response finds it counted."""
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.child(self.metrics.requests, scope["method"], route, status).inc()
+            self.metrics.child(self.metrics.bytes_sent, route).inc(sent)
+            self.metrics.totals["requests"] += 1
+            self.metrics.totals["bytes_sent"] += sent
+            if status >= 500:
+                self.metrics.totals["errors"] += 1
+            elif status >= 400:
+                self.metrics.totals["client_errors"] += 1
 
         async def measuring_send(message: Message) -> None:
             nonlocal status, sent, streaming
@@ -289,6 +307,7 @@ class MetricsMiddleware:
                 if streaming and not message.get("more_body", False):
                     streaming = False
                     opened["http_streams"] -= 1
+                    record()
             await send(message)
 
         opened["http_requests"] += 1
@@ -298,12 +317,4 @@ class MetricsMiddleware:
             opened["http_requests"] -= 1
             if streaming:
                 opened["http_streams"] -= 1
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.child(self.metrics.requests, scope["method"], route, status).inc()
-            self.metrics.child(self.metrics.bytes_sent, route).inc(sent)
-            self.metrics.totals["requests"] += 1
-            self.metrics.totals["bytes_sent"] += sent
-            if status >= 500:
-                self.metrics.totals["errors"] += 1
-            elif status >= 400:
-                self.metrics.totals["client_errors"] += 1
+            record()  # a response cut short (or never started) counts too
