@@ -1,17 +1,18 @@
-"""Pluggable transforms. The public door: the protocol, its inputs, the registry."""
+"""Pluggable transforms. The public door: the protocol, its inputs, the registry, and the
+time limit every DuckDB query runs under."""
 
 from __future__ import annotations
 
 from executors.base import Executor, ResolvedInput, RunContext
-from executors.duck import Interrupter
+from executors.duck import TimeLimit
 from executors.registry import DuplicateExecutor, Registry, load_registry
 
 __all__ = [
     "DuplicateExecutor",
     "Executor",
-    "Interrupter",
     "Registry",
     "ResolvedInput",
     "RunContext",
+    "TimeLimit",
     "load_registry",
 ]

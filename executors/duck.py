@@ -1,4 +1,8 @@
-"""Shared DuckDB plumbing for executors: connections, time limits, error mapping."""
+"""Shared DuckDB plumbing: connections, the time limit and cancel of a query, error mapping.
+
+:class:`TimeLimit` is the one watchdog of a query: ``scan@v1``, ``sql@v1`` and the
+Flight table views all run their queries under it.
+"""
 
 from __future__ import annotations
 
@@ -61,13 +65,11 @@ def stream(
     the reader then raises :class:`Timeout` or :class:`Unavailable` (cancelled).
     The connection is closed when the reader ends.
     """
-    limit = ctx.settings.query_time_limit_s
     batch_size = ctx.settings.batch_size
-    timed_out = threading.Event()
 
-    def mapped(exc: BaseException) -> QuiverError:
-        if timed_out.is_set():
-            return Timeout(f"{what} exceeded the time limit of {limit:g} s")
+    def mapped(exc: BaseException, limit: TimeLimit | None = None) -> QuiverError:
+        if limit is not None and limit.timed_out:
+            return Timeout(f"{what} exceeded the time limit of {limit.limit_s:g} s")
         if ctx.cancelled:
             return Unavailable(f"{what} was cancelled")
         return InvalidArgument(f"{what} failed: {first_line(exc)}")
@@ -85,16 +87,9 @@ def stream(
         raise
 
     def batches() -> Iterator[pa.RecordBatch]:
-        interrupter = Interrupter(con)
-
-        def expire() -> None:
-            timed_out.set()
-            interrupter.start()
-
-        timer = threading.Timer(limit, expire)
-        timer.daemon = True
-        timer.start()
-        ctx.on_cancel(interrupter.start)
+        limit = TimeLimit(con, ctx.settings.query_time_limit_s)
+        limit.start()
+        limit.watch(ctx)
         try:
             if ctx.cancelled:
                 raise Unavailable(f"{what} was cancelled")
@@ -106,10 +101,9 @@ def stream(
                     return
                 yield batch
         except (duckdb.Error, pa.ArrowException) as exc:
-            raise mapped(exc) from None
+            raise mapped(exc, limit) from None
         finally:
-            timer.cancel()
-            interrupter.stop()
+            limit.close()
             con.close()
 
     return pa.RecordBatchReader.from_batches(schema, batches())
@@ -150,3 +144,46 @@ class Interrupter:
     def stop(self) -> None:
         with self._lock:
             self._done.set()
+
+
+class TimeLimit:
+    """The time limit and the cancel of one query on one connection.
+
+    Past ``limit_s`` seconds (from :meth:`start`), or once cancelled
+    (:meth:`stop`, or a :class:`RunContext` cancel after :meth:`watch`), the
+    connection is interrupted until the query is over (:class:`Interrupter`);
+    :attr:`stopped` says why, first reason first. :meth:`close` when the query ends.
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        limit_s: float,
+        *,
+        thread_name: str = "quiver-query-time-limit",
+    ) -> None:
+        self.limit_s = limit_s
+        self.stopped: dict[str, bool] = {}
+        self._interrupter = Interrupter(con)
+        self._timer = threading.Timer(limit_s, self.stop, args=("timeout",))
+        self._timer.name = thread_name
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def watch(self, ctx: RunContext) -> None:
+        """Stop the query when ``ctx`` is cancelled."""
+        ctx.on_cancel(lambda: self.stop("cancelled"))
+
+    def stop(self, why: str) -> None:
+        self.stopped.setdefault(why, True)
+        self._interrupter.start()
+
+    @property
+    def timed_out(self) -> bool:
+        return "timeout" in self.stopped
+
+    def close(self) -> None:
+        self._timer.cancel()
+        self._interrupter.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from flight.client import LocalActions, QuiverClient, connect
 from flight.core import Core
 from flight.protocol import MAX_COMMAND_BYTES, check_command_size
-from flight.queries import process_json
+from flight.runtime import process_json
 from flight.server import QuiverFlightServer, start
 from flight.uploads import (
     BLOB_COLUMN,

@@ -1,93 +1,25 @@
-"""The DoAction surface: each action's name, description and handler.
+"""The core actions: materialize, explain, status, names, lineage, delete, gc, cancel.
 
-A handler takes the :class:`Core` and the decoded JSON body and returns a
-JSON-able value; the server sends it as the one result of the action.
+Registered in :mod:`flight.dispatch`; the other actions are about the store
+(:mod:`flight.queries`), the server itself (:mod:`flight.runtime`), the
+registry (:mod:`flight.registry`) and table views (:mod:`flight.tables`).
 """
 
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog import ArtifactInfo, ArtifactRef, NameRef, artifact_uri, parse_uri
+from catalog import artifact_uri
+from flight.args import ArtifactArg, NameArg, build_id, info_json, parse_build_id, schema_json
 from flight.core import Core
-from flight.protocol import ArtifactTicket, encode_json, load_json, parse_model
+from flight.dispatch import action
+from flight.protocol import ArtifactTicket, parse_model
 from foundation import InvalidArgument
 from materialize import MaterializeRequest, MaterializeResult
-
-Handler = Callable[[Core, Any], Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ActionSpec:
-    name: str
-    description: str
-    handler: Handler
-
-
-ACTIONS: dict[str, ActionSpec] = {}
-
-
-def action(name: str, description: str) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        if name in ACTIONS:
-            raise RuntimeError(f"action {name!r} is defined twice")
-        ACTIONS[name] = ActionSpec(name, description, handler)
-        return handler
-
-    return register
-
-
-def run_action(core: Core, name: str, raw: bytes) -> bytes:
-    """Run the action ``name`` on its raw JSON body; its one result, JSON-encoded.
-
-    What ``DoAction`` does with an action, and what an in-process caller (the
-    REST app beside the server, :func:`local_core`) does without the gRPC hop.
-    """
-    spec = ACTIONS.get(name)
-    if spec is None:
-        raise InvalidArgument(
-            f"unknown action {name!r}; actions: {', '.join(ACTIONS)}",
-            detail={"action": name, "actions": list(ACTIONS)},
-        )
-    body = load_json(raw, f"body of action {name!r}")
-    return encode_json(spec.handler(core, body))
-
-
-class ArtifactArg(BaseModel):
-    """Names one artifact version: a URI (artifact or name) or an id and version."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    artifact_uri: str | None = None
-    artifact_id: str | None = None
-    version: int | None = Field(default=None, ge=1)
-
-    def resolve(self, core: Core) -> tuple[str, int]:
-        if self.artifact_uri is not None:
-            ref = parse_uri(self.artifact_uri)
-            if isinstance(ref, ArtifactRef):
-                return ref.artifact_id, ref.version
-            if isinstance(ref, NameRef):
-                target = core.store.get_name(ref.name)
-                return target.artifact_id, target.version
-            raise InvalidArgument("artifact_uri must be a strata://artifact/ or strata://name/ URI")
-        if self.artifact_id is None or self.version is None:
-            raise InvalidArgument('give "artifact_uri", or "artifact_id" and "version"')
-        ref = parse_uri(artifact_uri(self.artifact_id, self.version))
-        assert isinstance(ref, ArtifactRef)
-        return ref.artifact_id, ref.version
-
-
-class NameArg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
 
 
 class NameSetArg(ArtifactArg):
@@ -119,44 +51,6 @@ class GcArg(BaseModel):
     collect_latest: bool = False
     dry_run: bool = False
     failed_older_than_s: float = Field(default=3600.0, ge=0, allow_inf_nan=False)
-
-
-def schema_json(schema: Any) -> list[dict[str, Any]] | None:
-    if schema is None:
-        return None
-    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
-
-
-def info_json(info: ArtifactInfo) -> dict[str, Any]:
-    """An artifact's status; the fields of ``GET /v1/artifacts/{id}/v/{n}`` and more."""
-    return {
-        "artifact_id": info.artifact_id,
-        "version": info.version,
-        "artifact_uri": info.uri,
-        "state": info.state,
-        "kind": info.kind,
-        "executor": info.executor,
-        "params": info.params,
-        "schema": schema_json(info.schema),
-        "row_count": info.row_count,
-        "byte_size": info.byte_size,
-        "num_batches": info.num_batches,
-        "created_at": info.created_at,
-        "finished_at": info.finished_at,
-        "provenance_hash": info.provenance,
-        "error": info.error,
-        "metadata": info.metadata,
-        "ticket": ArtifactTicket(info.artifact_id, info.version).encode().decode(),
-    }
-
-
-def build_id(artifact_id: str, version: int) -> str:
-    """The id of the build of one version: the artifact id for v1, ``{id}.v{n}`` after.
-
-    Artifact ids never contain ``.``, so the two forms cannot collide. Stream ids
-    are the same ids: ``GET /v1/streams/{id}`` follows the build of that version.
-    """
-    return artifact_id if version == 1 else f"{artifact_id}.v{version}"
 
 
 def result_json(result: MaterializeResult, request: MaterializeRequest) -> dict[str, Any]:
@@ -353,8 +247,6 @@ class CancelArg(ArtifactArg):
     '"wait_seconds"? (5); answers cancelled, state, build_id, artifact_uri.',
 )
 def _cancel(core: Core, body: Any) -> Any:
-    from flight.queries import parse_build_id  # queries imports this module
-
     arg = parse_model(CancelArg, body, "cancel request")
     if arg.build_id is not None:
         found = parse_build_id(core, arg.build_id)

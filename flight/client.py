@@ -377,7 +377,7 @@ class LocalActions:
         core = self._local()
         if core is None:
             return self.client.action_raw(name, raw)
-        from flight.actions import run_action  # loaded already: the server is in this process
+        from flight.dispatch import run_action  # loaded already: the server is in this process
 
         try:
             answer = run_action(core, name, raw)

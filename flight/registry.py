@@ -14,8 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from catalog import ArtifactRef, Registry, artifact_uri, parse_uri
-from flight.actions import ArtifactArg, action
+from flight.args import ArtifactArg
 from flight.core import Core
+from flight.dispatch import action
 from flight.protocol import parse_model
 from foundation import MAX_ACTOR_CHARS, MAX_AUDIT_PAGE, NotFound
 

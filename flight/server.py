@@ -11,23 +11,20 @@ import contextlib
 import itertools
 import logging
 import math
-import os
-import socket
-import stat
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as fl
 
-import flight.queries  # noqa: F401  (registers its actions)
-import flight.registry as _registry_actions  # noqa: F401  (registers its actions)
-import flight.tables as _table_actions  # noqa: F401  (registers its actions)
 from catalog import ArtifactInfo, Build
-from flight.actions import ACTIONS, info_json, materialize, result_json, run_action
+from flight import queries, registry, runtime, tables  # noqa: F401  (register their actions)
+from flight.actions import materialize, result_json
+from flight.args import info_json
 from flight.core import Core
+from flight.dispatch import ACTIONS, run_action
 from flight.errors import guard
 from flight.protocol import (
     ArtifactPath,
@@ -46,6 +43,7 @@ from flight.security import (
     host_for_uri,
     tls_certificates,
 )
+from flight.sockets import drop_connections, listeners
 from flight.streams import SHUTTING_DOWN, data_stream, open_ticket
 from flight.uploads import stated_provenance, store_content, store_stated
 from foundation import BuildFailed, Conflict, InvalidArgument, Unavailable
@@ -76,7 +74,7 @@ class QuiverFlightServer(fl.FlightServerBase):
         middleware: dict[str, fl.ServerMiddlewareFactory] = {}
         if settings.token is not None:
             middleware["auth"] = BearerTokenMiddlewareFactory(settings.token.get_secret_value())
-        before = _listeners()
+        before = listeners()
         super().__init__(
             f"{scheme}://{host}:{settings.flight_port}",
             tls_certificates=tls,
@@ -89,7 +87,7 @@ class QuiverFlightServer(fl.FlightServerBase):
         # in this process that has the same port number on another address.
         self._listening = frozenset(
             address
-            for inode, address in _listeners().items()
+            for inode, address in listeners().items()
             if inode not in before and address[2] == self.port
         )
         # Uploads used to be spooled here before they were stored; remove what a
@@ -374,105 +372,6 @@ class QuiverFlightServer(fl.FlightServerBase):
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> list[fl.Result]:
         raw = action.body.to_pybytes() if action.body is not None else b""
         return [fl.Result(pa.py_buffer(run_action(self.core, action.type, raw)))]
-
-
-Address = tuple[int, str, int]
-"""A listening socket's family, host and port."""
-_ANY_HOST = ("0.0.0.0", "::")
-
-
-def _socket_fds() -> Iterator[tuple[int, int]]:
-    """``(descriptor, inode)`` of every socket this process has open.
-
-    Only looks: ``fstat`` neither opens nor closes anything. Closing *any*
-    descriptor of a file releases every POSIX lock this process holds on it, so
-    duplicating a descriptor that may be the store's ``store.db`` (or its WAL
-    index) and closing the duplicate would silently drop SQLite's locks.
-    """
-    fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
-    for name in os.listdir(fd_dir):
-        try:
-            fd = int(name)
-            st = os.fstat(fd)
-        except (OSError, ValueError):
-            continue  # closed meanwhile, or the listing's own descriptor
-        if stat.S_ISSOCK(st.st_mode):
-            yield fd, st.st_ino
-
-
-def _tcp_sockets() -> Iterator[tuple[socket.socket, int]]:
-    """Every TCP socket of this process, with its inode.
-
-    Each is borrowed on its own descriptor, never a duplicate, and released
-    (``detach``, never ``close``) after use: nothing here closes a descriptor.
-    A descriptor closed and reused meanwhile is skipped (its inode changed).
-    """
-    for fd, inode in _socket_fds():
-        try:
-            sock = socket.socket(fileno=fd)  # fails, closing nothing, if fd is no socket now
-        except OSError:
-            continue
-        try:
-            if os.fstat(fd).st_ino != inode:
-                continue
-            if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
-                yield sock, inode
-        except OSError:
-            continue
-        finally:
-            sock.detach()
-
-
-def _listeners() -> dict[int, Address]:
-    """This process's listening TCP sockets: inode → (family, host, port)."""
-    found: dict[int, Address] = {}
-    for sock, inode in _tcp_sockets():
-        try:
-            if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-                continue
-            host, port = sock.getsockname()[:2]
-        except OSError:
-            continue
-        found[inode] = (sock.family, host, port)
-    return found
-
-
-def _accepted_by(listening: Collection[Address], family: int, host: str) -> bool:
-    return any(lfamily == family and lhost in (host, *_ANY_HOST) for lfamily, lhost, _ in listening)
-
-
-def drop_connections(port: int, listening: Collection[Address] = ()) -> int:
-    """Shut down the TCP connections this process accepted on ``port``; how many.
-
-    pyarrow's ``FlightServerBase`` cannot cancel a call, and gRPC waits for
-    every call when shutting down without a deadline; a DoGet whose client
-    stopped reading waits inside gRPC for flow control that never comes.
-    Shutting its socket down (``shutdown``, not ``close``: gRPC's descriptor
-    stays valid and is closed by gRPC) fails that write and cancels the call:
-    the client sees ``FlightUnavailableError``.
-
-    Only connections accepted on one of the ``listening`` addresses (the
-    server's own, see ``QuiverFlightServer``) are touched: another server in
-    this process may use the same port number on another address, and a client
-    socket may have that number as its own port. Without ``listening`` (they
-    could not be seen), every accepted connection on ``port`` goes.
-    """
-    dropped = 0
-    for sock, _ in _tcp_sockets():
-        try:
-            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-                continue  # a listener
-            host, local_port = sock.getsockname()[:2]
-            if local_port != port:
-                continue
-            if listening and not _accepted_by(listening, sock.family, host):
-                continue
-            sock.getpeername()  # connected
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            continue
-        dropped += 1
-    return dropped
 
 
 def serve(core: Core) -> QuiverFlightServer:

@@ -32,9 +32,10 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from catalog import artifact_uri
-from executors import Interrupter
-from flight.actions import ArtifactArg, action
+from executors import TimeLimit
+from flight.args import ArtifactArg
 from flight.core import Core
+from flight.dispatch import action
 from flight.protocol import parse_model
 from foundation import InvalidArgument, Timeout
 
@@ -204,25 +205,16 @@ class _Scan:
         self.limit = core.settings.query_time_limit_s
 
     def rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        interrupter = Interrupter(self.con)
-        timed_out = threading.Event()
-
-        def expire() -> None:
-            timed_out.set()
-            interrupter.start()
-
-        timer = threading.Timer(self.limit, expire)
-        timer.daemon = True
-        timer.start()
+        limit = TimeLimit(self.con, self.limit)
+        limit.start()
         try:
             return self.con.execute(sql.replace("{t}", self.name), params).fetchall()
         except duckdb.Error as exc:
-            if timed_out.is_set():
+            if limit.timed_out:
                 raise Timeout(f"the query exceeded the time limit of {self.limit:g} s") from None
             raise InvalidArgument(f"the query failed: {str(exc).splitlines()[0]}") from None
         finally:
-            timer.cancel()
-            interrupter.stop()
+            limit.close()
 
     def close(self) -> None:
         self.con.unregister(self.name)

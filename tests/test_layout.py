@@ -16,7 +16,6 @@ from tests.layout_rules import STACK, violations
 ROOT = Path(__file__).resolve().parents[1]
 
 KNOWN = {
-    "flight.actions",
     "notebooks.analysis",
     "notebooks.execution",
 }

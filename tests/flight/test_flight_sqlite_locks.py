@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 
-from flight.server import drop_connections
+from flight.sockets import drop_connections
 from tests.fixtures_flight import DEMO_ROWS, GATES, act, cmd, gated_request
 from tests.flight.test_flight_cli import start_serve
 from tests.processes import start_quiver, stop

@@ -1,0 +1,112 @@
+"""The SQL ``scan@v1`` runs: Iceberg types read as DuckDB types, quoting, the query text.
+
+DuckDB reads the Parquet files with the snapshot's field ids mapped to names
+(``read_parquet(..., schema = MAP {...})``), so renamed, added and dropped
+columns read right; position deletes are an anti-join on file and row number.
+Every user value is a bound parameter, never pasted into the text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from catalog import Predicate
+
+if TYPE_CHECKING:
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import NestedField
+
+# Iceberg primitive type (as pyiceberg prints it) → DuckDB type used to read it.
+_DUCK_TYPES = {
+    "boolean": "BOOLEAN",
+    "int": "INTEGER",
+    "long": "BIGINT",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "date": "DATE",
+    "time": "TIME",
+    "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ",
+    "timestamp_ns": "TIMESTAMP_NS",
+    "timestamptz_ns": "TIMESTAMPTZ",
+    "string": "VARCHAR",
+    "uuid": "UUID",
+    "binary": "BLOB",
+}
+COMPARISONS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+UNARY = {"is_null": "IS NULL", "not_null": "IS NOT NULL"}
+
+
+def type_name(field: NestedField) -> str:
+    return str(field.field_type)
+
+
+def duck_type(field: NestedField) -> str | None:
+    name = type_name(field)
+    if name.startswith("decimal("):
+        precision, scale = field.field_type.precision, field.field_type.scale  # type: ignore[attr-defined]
+        return f"DECIMAL({int(precision)},{int(scale)})"
+    if name.startswith("fixed["):
+        return "BLOB"
+    return _DUCK_TYPES.get(name)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFilter:
+    """One filter as SQL with its bound values, and as a predicate for file pruning."""
+
+    sql: str
+    params: tuple[Any, ...]
+    predicate: Predicate
+
+
+def query_text(
+    schema: Schema,
+    out_fields: list[NestedField],
+    filters: list[CompiledFilter],
+    data_files: list[str],
+    delete_files: list[str],
+) -> tuple[str, list[Any]]:
+    """The query and its parameters: the projection over the data files, deletes applied."""
+    projection = ", ".join(quote_ident(f.name) for f in out_fields)
+    if not data_files:
+        casts = ", ".join(
+            f"CAST(NULL AS {duck_type(f)}) AS {quote_ident(f.name)}" for f in out_fields
+        )
+        return f"SELECT {casts} WHERE false", []
+    entries = ", ".join(
+        f"{f.field_id}: {{name: {quote_literal(f.name)}, type: {quote_literal(t)}, "
+        "default_value: NULL}"
+        for f in schema.fields
+        if (t := duck_type(f)) is not None
+    )
+    options = f"schema = MAP {{{entries}}}, hive_partitioning = false"
+    params: list[Any] = [data_files]
+    if delete_files:
+        options += ", filename = true, file_row_number = true"
+    source = f"read_parquet(?, {options})"
+    if delete_files:
+        # Position deletes name the data file by its location (a file:// URI
+        # or a path) and the row by its position in that file.
+        source = (
+            f"{source} AS d ANTI JOIN (SELECT CASE WHEN starts_with(file_path, 'file://') "
+            "THEN substr(file_path, 8) ELSE file_path END AS del_path, pos AS del_pos "
+            "FROM read_parquet(?, hive_partitioning = false)) AS del "
+            "ON d.filename = del.del_path AND d.file_row_number = del.del_pos"
+        )
+        params.append(delete_files)
+    sql = f"SELECT {projection} FROM {source}"
+    if filters:
+        sql += " WHERE " + " AND ".join(f"({c.sql})" for c in filters)
+        for c in filters:
+            params.extend(c.params)
+    return sql, params
