@@ -402,7 +402,7 @@ class Runner:
             self._hold("cell_status", status_payload(session, cell.id) | {"status": "idle"})
             return result
         if result.status == "error" and not result.displays:
-            result.displays = [error_output(result.error or "error")]
+            result.displays = [error_output(result.error or "error", result.traceback)]
         session.set_running(None)
         session.record_result(result, source_hash)
         if result.status == "ready":
@@ -418,7 +418,10 @@ class Runner:
             payload.pop("status", None)
             self._hold("cell_output", payload)
         else:
-            self._hold("cell_error", {"cell_id": cid, "error": result.error})
+            error: dict[str, Any] = {"cell_id": cid, "error": result.error}
+            if result.traceback:
+                error["traceback"] = result.traceback
+            self._hold("cell_error", error)
         self._hold("cell_status", status_payload(session, cid))
         after = session.status_view()
         for other, view in after.items():

@@ -51,6 +51,9 @@ def dag_update(session: Session, *, source_of: str | None = None) -> dict[str, A
         }
         if c.analysis.module_exports is not None:
             entry["module_exports"] = [{"name": n, "kind": k} for n, k in c.analysis.module_exports]
+        shadows = dag.shadow_warnings.get(c.id)
+        if shadows:
+            entry["shadow_warnings"] = list(shadows)
         editor = session.presence.last_editor(c.id)
         if editor is not None:
             entry["updated_by"] = editor

@@ -223,8 +223,12 @@ def markdown_output(source: str) -> dict[str, Any]:
     return {"content_type": "text/markdown", "markdown_text": source, "bytes": len(source)}
 
 
-def error_output(message: str) -> dict[str, Any]:
-    return {"content_type": "error", "error": message, "bytes": len(message)}
+def error_output(message: str, traceback: str | None = None) -> dict[str, Any]:
+    """A failed run's display: the error and, when the cell raised, the user's traceback."""
+    out: dict[str, Any] = {"content_type": "error", "error": message, "bytes": len(message)}
+    if traceback:
+        out["traceback"] = traceback
+    return out
 
 
 def input_spec(var: Mapping[str, Any], token: str) -> dict[str, Any]:

@@ -53,6 +53,25 @@ def test_an_edit_goes_to_disk_and_its_source_only_to_the_other_sockets(nb: Nb) -
     assert nb.run(b)["outputs"]["y"]["preview"] == 3  # the edit is what runs
 
 
+def test_an_edit_brings_shadow_warnings_and_a_failure_its_traceback(nb: Nb) -> None:
+    """What the web UI shows beside a cell without asking for the whole notebook again."""
+    a = nb.add("x = 1")
+    b = nb.add("y = 2")
+    with nb.socket() as ws:
+        ws.send("cell_source_update", cell_id=b, source="x = 3\nraise ValueError('no')")
+        update = ws.recv_until(of("dag_update"))[-1]
+        assert entry(update, b)["shadow_warnings"] == [
+            f"'x' redefines the variable produced by cell {a}"
+        ]
+        assert "shadow_warnings" not in entry(update, a)
+        ws.send("cell_execute_force", cell_id=b)
+        error = ws.recv_until(of("cell_error", b))[-1]["payload"]
+        assert error["error"] == "ValueError: no"
+        assert "line 2" in error["traceback"] and "ValueError: no" in error["traceback"]
+    shown = nb.cells()[b]["display_outputs"]
+    assert shown[-1]["content_type"] == "error" and "line 2" in shown[-1]["traceback"]
+
+
 def test_edit_refusals(nb: Nb) -> None:
     a = nb.add("x = 1")
     with nb.socket() as ws:
