@@ -32,6 +32,7 @@ from rest.middleware import (
 from rest.ops import ops_router
 from rest.registry import registry_router
 from rest.uploads import upload_router
+from rest.web import web_router
 
 Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
@@ -128,7 +129,7 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
     # The registry's /v1/names/{name}/aliases/... routes before core's /v1/names/{name:path}.
     routers = [registry_router(link, settings), core_router(link, metrics), upload_router(link)]
     app = create_app(
-        [*routers, ops_router(link, metrics), logs_router(ring), notebooks],
+        [*routers, ops_router(link, metrics), logs_router(ring), notebooks, web_router(settings)],
         lifespan=lifespan,
         settings=settings,
     )

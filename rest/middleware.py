@@ -150,12 +150,56 @@ class BodyLimit:
         return {"detail": f"request body exceeds the limit of {limit} bytes"}
 
 
+WEB_COOKIE = "quiver_web"
+"""The web UI's sign-in cookie (``rest/web.py``): a browser sends no bearer header on a page
+load or a WebSocket."""
+
+
+def web_credential(token: str) -> str:
+    """The cookie's value: derived from the token, so the cookie is no bearer token elsewhere."""
+    return hmac.new(token.encode(), b"quiver web ui", "sha256").hexdigest()
+
+
+def _same_origin(scope: Scope) -> bool:
+    origin = _header(scope, b"origin")
+    if origin is None:  # a page load, an image: never a cross-site write
+        return scope["type"] == "http" and scope.get("method") in ("GET", "HEAD")
+    host = _header(scope, b"host") or b""
+    return origin.partition(b"://")[2] == host
+
+
+def _cookie(scope: Scope, name: str) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"cookie":
+            for part in value.split(b";"):
+                k, _, v = part.strip().partition(b"=")
+                if k == name.encode():
+                    return v
+    return None
+
+
+def authorized(scope: Scope, token: str) -> bool:
+    """The bearer token, or the web UI's cookie on a same-origin request (SameSite=Strict
+    does not tell another port of the same host apart, the ``Origin`` header does)."""
+    given = _header(scope, b"authorization") or b""
+    scheme, _, credential = given.partition(b" ")
+    if scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), token.encode()):
+        return True
+    cookie = _cookie(scope, WEB_COOKIE)
+    return (
+        cookie is not None
+        and hmac.compare_digest(cookie, web_credential(token).encode())
+        and _same_origin(scope)
+    )
+
+
 class BearerAuth:
-    """With a token configured, ``/v1/*`` needs ``Authorization: Bearer <token>``."""
+    """With a token configured, ``/v1/*`` needs ``Authorization: Bearer <token>`` (or the web
+    UI's cookie, :func:`authorized`)."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
-        self.token = token.encode() if token else None
+        self.token = token or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.token is None or scope["type"] not in ("http", "websocket"):
@@ -165,11 +209,10 @@ class BearerAuth:
         if not path.startswith("/v1/") and path != "/v1":
             await self.app(scope, receive, send)
             return
-        given = _header(scope, b"authorization") or b""
-        scheme, _, credential = given.partition(b" ")
-        if scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), self.token):
+        if authorized(scope, self.token):
             await self.app(scope, receive, send)
             return
+        given = _header(scope, b"authorization") or b""
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 4401, "reason": "unauthenticated"})
             return
