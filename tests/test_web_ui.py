@@ -22,6 +22,9 @@ expect = sync_api.expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT_MS = 20_000
+"""Every wait's deadline: a notebook's first run starts its kernel, seconds on a busy machine
+(Playwright's assertions would give up after 5 s)."""
+expect.set_options(timeout=TIMEOUT_MS)
 TABLE = "import pyarrow as pa\nt = pa.table({'n': range(250), 's': [str(i) for i in range(250)]})"
 TABLE += "\nt"
 
@@ -273,6 +276,8 @@ def test_home_lists_and_artifacts_page(page: Any, server: str) -> None:
     page.get_by_role("link", name="Notebooks").click()
     expect(page.get_by_test_id("notebook-row").filter(has_text="Listed")).to_be_visible()
 
+    page.get_by_role("link", name="Logs").click()
+    expect(page.get_by_role("heading", name="Logs")).to_be_visible()
     page.get_by_role("link", name="Artifacts").click()
     rows = page.get_by_test_id("artifact-list").locator("tbody tr")
     expect(rows.first).to_be_visible()

@@ -3,6 +3,7 @@
 import { loadFeatures, onReachability } from "./api.js";
 import { artifactsPage } from "./artifacts.js";
 import { homePage } from "./home.js";
+import { logsPage } from "./logs.js";
 import { NotebookPage } from "./notebook.js";
 import { fill, h, toast } from "./ui.js";
 
@@ -54,6 +55,8 @@ async function route() {
   if (path.startsWith("/n/")) {
     current = new NotebookPage(main, path.slice(3), features);
     await current.open();
+  } else if (path === "/logs") {
+    current = logsPage(main);
   } else if (path.startsWith("/artifacts")) {
     await artifactsPage(main, path.slice("/artifacts".length), navigate);
   } else {

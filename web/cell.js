@@ -7,8 +7,24 @@ import { fill, formatMs, h } from "./ui.js";
 
 const LANG_LABEL = { python: "Python", sql: "SQL", markdown: "Markdown", prompt: "Prompt" };
 
-/** How a cell is named to a person: its first definition, else its id. */
-export const cellName = (cell) => (cell.defines && cell.defines[0]) || cell.id;
+/** How a cell is named to a person: its `@name`, else the first name it defines that is not
+ * an import (`sales`, not `pyarrow`), else its first definition, else its id. */
+export function cellName(cell) {
+  if (cell.annotations?.name) return cell.annotations.name;
+  const defines = cell.defines || [];
+  if (cell.language === "python" && defines.length > 1) {
+    const imported = new Set();
+    for (const m of (cell.source || "").matchAll(/^\s*(?:from\s+\S+\s+)?import\s+([^#\n]+)/gm)) {
+      for (const part of m[1].replace(/[()]/g, "").split(",")) {
+        const words = part.trim().split(/\s+/);
+        imported.add(words[words.length - 1].split(".")[0]);
+      }
+    }
+    const own = defines.find((d) => !imported.has(d));
+    if (own) return own;
+  }
+  return defines[0] || cell.id;
+}
 
 /** Why a cell is stale, in words, from its reasons and causality (docs/notebooks.md). */
 export function staleText(cell, nameOf) {
@@ -83,7 +99,7 @@ export class CellView {
       source: c.source,
       language: c.language,
       label: `Source of cell ${c.id}`,
-      onChange: () => { this.version++; p.scheduleSave(this); },
+      onChange: (source) => { this.version++; this.cell.source = source; p.scheduleSave(this); },
       onRun: (mode) => p.run(this.id, mode),
       onSave: () => p.saveNow(this),
       onMove: (delta) => p.move(this.id, delta),
@@ -141,7 +157,12 @@ export class CellView {
     const stale = status === "stale" ? staleText(c, (id) => this.page.nameOf(id)) : "";
     this.staleEl.hidden = !stale;
     this.staleEl.textContent = stale ? `Stale: ${stale}` : "";
-    this.renderMeta();
+    // An edit's dag_update names every cell: redraw only what changed (typing stays light).
+    const meta = JSON.stringify([c.defines, c.references, c.annotation_diagnostics, c.shadow_warnings]);
+    if (meta !== this.meta) {
+      this.meta = meta;
+      this.renderMeta();
+    }
   }
 
   renderMeta() {

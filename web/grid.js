@@ -6,6 +6,22 @@ import { debounce, fill, formatNumber, h, toast } from "./ui.js";
 
 const PAGE = 50;
 
+// The first page of a grid is asked for when the grid comes near the viewport: a notebook
+// with many table outputs opens without a request per table.
+const pending = new WeakMap();
+const seen = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    if (!e.isIntersecting) continue;
+    seen.unobserve(e.target);
+    pending.get(e.target)?.();
+    pending.delete(e.target);
+  }
+}, { rootMargin: "300px 0px" });
+const whenVisible = (el, fn) => {
+  pending.set(el, fn);
+  seen.observe(el);
+};
+
 export class TableGrid {
   /** @param {object} o {sessionId, cellId, output (a display output), index} */
   constructor(o) {
@@ -52,7 +68,7 @@ export class TableGrid {
     );
     // The preview that came with the output paints at once; the first page replaces it.
     this.render({ columns: this.columns, rows: (o.output.preview || []).slice(0, PAGE).map((r) => this.columns.map((c) => r[c])), total: this.total, offset: 0 });
-    if (this.uri) this.load();
+    if (this.uri) whenVisible(this.el, () => this.load());
     else this.status.textContent = `Preview: first ${(o.output.preview || []).length} of ${formatNumber(this.total)} rows`;
   }
 

@@ -65,7 +65,7 @@ export async function homePage(root, features, navigate) {
             toast(`Could not delete: ${err.message}`, "error");
           }
         },
-      }, "🗑") : null;
+      }, "Delete") : null;
       const row = h("div.nb-row", { dataset: { testid: "notebook-row" } },
         h("a.nb-link", { href, onclick: (ev) => { ev.preventDefault(); navigate(href); } }, nb.name),
         h("span.muted.nb-path", {}, href.slice(3)),
