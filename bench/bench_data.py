@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +24,8 @@ import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.flight as fl
+
+from bench.common import quiver_serve
 
 ROWS = 5_000_000
 CELL = f"""\
@@ -82,20 +80,7 @@ def whole_page(blob: Path, view: dict[str, Any], offset: int) -> list[list[Any]]
 
 @contextlib.contextmanager
 def data_setup(root: Path) -> Iterator[DataBench]:
-    quiver = shutil.which("quiver", path=str(Path(sys.executable).parent)) or "quiver"
-    proc = subprocess.Popen(
-        [quiver, "serve", "--data-dir", str(root / "data"), "--notebook-root", str(root / "nb"),
-         "--flight-port", "0", "--rest-port", "0"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "QUIVER_LOG_LEVEL": "warning"},
-    )  # fmt: skip
-    try:
-        seen: dict[str, str] = {}
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            key, _, value = line.strip().partition(": ")
-            seen[key] = value
-            if line.startswith("ready"):
-                break
+    with quiver_serve(root) as (proc, seen):
         http = httpx.Client(base_url=seen["rest"], timeout=300)
         nb = http.post("/v1/notebooks/create", json={"parent_path": ".", "name": "pages"}).json()
         base = f"/v1/notebooks/{nb['session_id']}"
@@ -113,10 +98,6 @@ def data_setup(root: Path) -> Iterator[DataBench]:
         del table
         yield DataBench(http, psutil.Process(proc.pid), base, cell, uri, blob)
         http.close()
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(30)
 
 
 def p50_ms(fn: Callable[[int], object], rounds: int) -> float:

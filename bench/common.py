@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -63,3 +68,28 @@ def median_time(fn: Callable[[], object], rounds: int) -> float:
         fn()
         samples.append(time.perf_counter() - t0)
     return statistics.median(samples)
+
+
+@contextlib.contextmanager
+def quiver_serve(root: Path) -> Iterator[tuple[subprocess.Popen, dict[str, str]]]:
+    """A ``quiver serve`` process of its own (data and notebooks under ``root``), on free
+    ports: the process and its ``key: value`` start-up lines (``rest``, ``flight``)."""
+    quiver = shutil.which("quiver", path=str(Path(sys.executable).parent)) or "quiver"
+    proc = subprocess.Popen(
+        [quiver, "serve", "--data-dir", str(root / "data"), "--notebook-root", str(root / "nb"),
+         "--flight-port", "0", "--rest-port", "0"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "QUIVER_LOG_LEVEL": "warning"},
+    )  # fmt: skip
+    try:
+        seen: dict[str, str] = {}
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            key, _, value = line.strip().partition(": ")
+            seen[key] = value
+            if line.startswith("ready"):
+                break
+        yield proc, seen
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(30)

@@ -374,6 +374,32 @@ def data_figures(rounds: int = 30) -> list[Row]:
     return rows
 
 
+def web_figures(rounds: int = 15) -> list[Row]:
+    """Issue 19: the web UI in Chromium: first paint of 200 cells, the save round trip."""
+    from bench.bench_web import first_paints, p50, save_round_trips, web_setup
+
+    with tempfile.TemporaryDirectory() as tmp, web_setup(Path(tmp)) as b:
+        big = first_paints(b, b.big, rounds)
+        small = first_paints(b, b.small, rounds)
+        saves, bare = save_round_trips(b, 3 * rounds)
+    return [
+        (
+            "web UI: first paint of a 200-cell notebook, p50",
+            f"{p50(big):.0f} ms",
+            f"{p50(small):.0f} ms (a 1-cell notebook)",
+            f"{p50(big) / p50(small):.1f}x",
+            f"<= 1000 ms (max {max(big):.0f} ms)",
+        ),
+        (
+            "web UI: save round trip while typing (cell 100 of 200), p50",
+            f"{p50(saves):.1f} ms",
+            f"{p50(bare):.1f} ms (bare socket round trip)",
+            f"{p50(saves) / p50(bare):.1f}x",
+            f"<= 50 ms (p90 {sorted(saves)[int(0.9 * len(saves))]:.0f} ms)",
+        ),
+    ]
+
+
 GROUPS: dict[str, Callable[[], list[Row]]] = {
     "core": core_figures,
     "flight": flight_figures,
@@ -381,6 +407,7 @@ GROUPS: dict[str, Callable[[], list[Row]]] = {
     "execution": execution_figures,
     "rest": rest_figures,
     "data": data_figures,
+    "web": web_figures,
 }
 
 
