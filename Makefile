@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint demo clean wheels browser
+.PHONY: run test bench lint demo clean wheels browser ui-screenshots
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,10 @@ test: $(STAMP) wheels browser
 bench: $(STAMP)
 	$(BIN)/python -m pytest bench -q -p no:cacheprovider -o python_files='bench_*.py' --benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
 	$(BIN)/python bench/side_by_side.py
+
+# The web UI's screenshots in docs/ui/, taken in Chromium from a demo notebook.
+ui-screenshots: $(STAMP) browser
+	$(BIN)/python tools/ui_screenshots.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
