@@ -51,11 +51,13 @@ async function route() {
   for (const a of document.querySelectorAll("nav.top a")) {
     a.toggleAttribute("aria-current", path === a.getAttribute("href") || (a.getAttribute("href") !== "/" && path.startsWith(a.getAttribute("href"))));
   }
-  const features = await loadFeatures();
   if (path.startsWith("/n/")) {
-    current = new NotebookPage(main, path.slice(3), features);
+    current = new NotebookPage(main, path.slice(3), loadFeatures());
     await current.open();
-  } else if (path === "/logs") {
+    return;
+  }
+  const features = await loadFeatures();
+  if (path === "/logs") {
     current = logsPage(main);
   } else if (path.startsWith("/artifacts")) {
     await artifactsPage(main, path.slice("/artifacts".length), navigate);

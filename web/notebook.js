@@ -10,6 +10,7 @@ import { confirmDialog, debounce, dialog, fill, formatMs, h, toast } from "./ui.
 const SAVE_DEBOUNCE_MS = 250;
 
 export class NotebookPage {
+  /** @param features the server's features, or a promise of them (asked for beside the notebook) */
   constructor(root, path, features) {
     this.root = root;
     this.path = path;
@@ -23,11 +24,29 @@ export class NotebookPage {
 
   // ---- opening -------------------------------------------------------------------------------
 
+  /** The notebook's state: this tab's live session again after a reload (personal mode keeps
+   * sessions listable), else `open` by path, which (re)reads the notebook from disk. */
+  async load() {
+    const key = `quiver:session:${this.path}`;
+    const known = sessionStorage.getItem(key);
+    if (known) {
+      try {
+        const state = await api.get(`/v1/notebooks/sessions/${known}`);
+        if (state.session_id === known) return state;
+      } catch {
+        /* closed, restarted, or service mode: open it */
+      }
+    }
+    const state = await api.post("/v1/notebooks/open", { path: this.path });
+    sessionStorage.setItem(key, state.session_id);
+    return state;
+  }
+
   async open() {
     fill(this.root, h("p.loading-page", {}, "Opening the notebook…"));
     let state;
     try {
-      state = await api.post("/v1/notebooks/open", { path: this.path });
+      [state, this.features] = await Promise.all([this.load(), this.features]);
     } catch (err) {
       fill(this.root, h("div.page-error", { role: "alert" }, h("h2", {}, "This notebook could not be opened"),
         h("p", {}, err.message), h("p", {}, h("a", { href: "/" }, "Back to the notebooks"))));
@@ -66,7 +85,8 @@ export class NotebookPage {
   /** The server no longer knows our session (restarted, closed): open the notebook again. */
   async reopen() {
     try {
-      const state = await api.post("/v1/notebooks/open", { path: this.path });
+      sessionStorage.removeItem(`quiver:session:${this.path}`);
+      const state = await this.load();
       this.sessionId = state.session_id;
       this.applyState(state);
       this.connect();
