@@ -38,6 +38,7 @@ def test_pages_answer_the_app_with_a_strict_policy(rest) -> None:
         assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
         nonce = re.search(r"'nonce-([^']+)'", policy).group(1)
         assert f'content="{nonce}"' in res.text  # the editor's styles carry it
+        assert 'rel="modulepreload"' in res.text and "vendor/" not in res.text.split("<body")[0]
     assert http.head("/").status_code == 200
     assert http.get("/").headers["content-security-policy"] != policy  # a nonce per page
     assert http.get("/nothing-here").status_code == 404
