@@ -41,6 +41,10 @@ STACK = (
 )
 """The packages from the ground up; a package imports only packages below it."""
 
+FILES_ONLY = ("web",)
+"""Packages that carry files, not code (the web UI's): listed in pyproject.toml so a wheel
+ships them, outside the stack since nothing imports them."""
+
 THROUGH_FLIGHT = ("catalog", "executors", "materialize")
 """What the notebooks and the REST facade never import: they reach data through Flight."""
 
@@ -309,5 +313,8 @@ def _unpackaged(root: Path, modules: dict[str, Module]) -> list[str]:
     listed = set(tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"])
     doors = {m.name for m in modules.values() if m.is_door}
     out = [f"packaging: {p} is not listed in pyproject.toml" for p in sorted(doors - listed)]
-    out += [f"packaging: pyproject.toml lists {p}, which is no package" for p in listed - doors]
+    files = {p for p in FILES_ONLY if (root / p / "__init__.py").exists()}
+    out += [
+        f"packaging: pyproject.toml lists {p}, which is no package" for p in listed - doors - files
+    ]
     return out
