@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnected
 
 from foundation import Conflict, QuiverError, Settings
 from notebooks import Executions, NotebookManager, Runner, Session, caller, identity
@@ -274,7 +275,10 @@ async def serve_socket(
                 continue
             session.touch()
             await asyncio.to_thread(talk.handle, message)
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, WebSocketDisconnected):
+        # WebSocketDisconnected: the send loop's write failed first (the peer
+        # reset the connection), which marks the socket closed before the
+        # receive side has seen the disconnect message.
         pass
     finally:
         hub.leave(client)
