@@ -9,13 +9,20 @@ before it reaches a session. Data moves through the ``flight`` client only.
 from __future__ import annotations
 
 from notebooks.analysis import LANGUAGES
-from notebooks.disk import TOML, requested_python, set_requested_python
-from notebooks.execution import MODES, Executions, FlightConfig, Runner
+from notebooks.executions import Executions
 from notebooks.frames import dag_update, impact_preview, profiling_summary, status_payload
 from notebooks.manager import NotebookManager
-from notebooks.owner import caller
-from notebooks.paths import NAME_TEXT_PATTERN, NOTEBOOK_NAME_PATTERN, confine
+from notebooks.model import (
+    NAME_TEXT_PATTERN,
+    NOTEBOOK_NAME_PATTERN,
+    TOML,
+    caller,
+    confine,
+    requested_python,
+    set_requested_python,
+)
 from notebooks.presence import LOCAL, identity
+from notebooks.runner import MODES, FlightConfig, Runner
 from notebooks.serialize import (
     cell_json,
     cells_json,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from notebooks.kernel import KernelDied, KernelProcess
+from notebooks.execution import KernelDied, KernelProcess
 from notebooks.session import Session
 
 EVAL_TIMEOUT_S = 10.0

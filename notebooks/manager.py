@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from foundation import Conflict, InvalidArgument, NotFound, Settings, Unauthorized
-from notebooks import interpreters, owner
-from notebooks.disk import TOML, NotebookDir, iso, slug
-from notebooks.paths import check_name, confine
+from notebooks.execution import discover
+from notebooks.model import TOML, NotebookDir, caller, check_name, confine, iso, slug, visible
 from notebooks.session import Session
 
 NOT_FOUND = "Notebook not found"
@@ -58,7 +57,7 @@ class NotebookManager:
         return bool(self.settings.personal_mode_user_header)
 
     def visible(self, session: Session) -> bool:
-        return owner.visible(session.nb.get("owner"), self.gated)
+        return visible(session.nb.get("owner"), self.gated)
 
     def require_personal(self) -> None:
         if not self.personal:
@@ -66,7 +65,7 @@ class NotebookManager:
 
     def python_versions(self) -> dict[str, Path]:
         if self._python_versions is None:
-            self._python_versions = interpreters.discover()
+            self._python_versions = discover()
         return self._python_versions
 
     def runtime_config(self) -> dict[str, Any]:
@@ -169,7 +168,7 @@ class NotebookManager:
             nb = NotebookDir.create(target, name, version)
         except PermissionError as exc:
             raise Unauthorized(f"Permission denied: {exc.filename or target}") from exc
-        creator = owner.caller.get()
+        creator = caller.get()
         if self.gated and creator:
             nb.doc["owner"] = creator
             nb.save()
@@ -188,7 +187,7 @@ class NotebookManager:
                 if existing is not None:
                     self.close(existing.id)  # its directory is gone
                 raise
-            if not owner.visible(nb.get("owner"), self.gated):
+            if not visible(nb.get("owner"), self.gated):
                 raise NotFound(NOT_FOUND)
             if existing is not None:
                 if not (existing.executing or existing.env_busy):
@@ -224,7 +223,7 @@ class NotebookManager:
         target = confine(self.root, path, "path")
         if not (target / TOML).is_file():
             raise NotFound(f"No notebook found at {path}")
-        if not owner.visible(NotebookDir.open(target).get("owner"), self.gated):
+        if not visible(NotebookDir.open(target).get("owner"), self.gated):
             raise NotFound(f"No notebook found at {path}")
         existing = self._by_path(target)
         if existing is not None:
@@ -241,7 +240,7 @@ class NotebookManager:
                 dirs.clear()  # a notebook's own folders hold no notebooks
                 try:
                     nb = NotebookDir.open(Path(folder))
-                    if not owner.visible(nb.get("owner"), self.gated):
+                    if not visible(nb.get("owner"), self.gated):
                         continue
                     found.append(
                         {

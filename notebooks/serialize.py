@@ -7,8 +7,8 @@ import json
 import tomllib
 from typing import Any
 
-from notebooks.dag import Dag
-from notebooks.outputs import EMPTY_CELL_FIELDS
+from notebooks.analysis import Dag
+from notebooks.model import EMPTY_CELL_FIELDS
 from notebooks.session import CellState, Derived, Session
 
 

@@ -20,14 +20,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foundation import Conflict, InvalidArgument, NotFound
-from notebooks.analysis import EXTENSIONS, CellAnalysis, Diagnostic, analyse
-from notebooks.dag import Dag, build_dag
-from notebooks.disk import CellEntry, NotebookDir, iso, now
-from notebooks.outputs import CellResult, ResultStore
-from notebooks.paths import check_name
+from notebooks.analysis import (
+    EXTENSIONS,
+    CellAnalysis,
+    CellFacts,
+    Dag,
+    Diagnostic,
+    Env,
+    Staleness,
+    analyse,
+    build_dag,
+    compute_staleness,
+    source_hash,
+)
+from notebooks.model import (
+    CellEntry,
+    CellResult,
+    NotebookDir,
+    ResultStore,
+    RuntimeState,
+    check_name,
+    iso,
+    now,
+    read_env,
+)
 from notebooks.presence import LOCAL, Presence
-from notebooks.runtime import RuntimeState, read_env
-from notebooks.staleness import CellFacts, Env, Staleness, compute_staleness, source_hash
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,12 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     for i, name in enumerate(STACK)
 }
 
+INNER_STACKS: dict[str, tuple[str, ...]] = {
+    "notebooks": ("analysis", "model", "execution"),
+}
+"""Sub-packages from the ground up inside a package: each imports only those below it in
+its package, never the package's own top-level modules (the coordinators above them)."""
+
 MAX_LINES = 600
 
 STDLIB_PRIVATE = frozenset({"_asdict", "_replace", "_fields", "_make", "_exit", "_getframe"})
@@ -271,6 +277,9 @@ def violations(root: Path, packages: tuple[str, ...] = STACK) -> list[str]:
             theirs = target.split(".")[0]
             if theirs != mine and theirs not in MAY_IMPORT.get(mine, frozenset()):
                 out.append(f"layers: {module.name} imports {target} (line {line})")
+            inner = _inner_breach(module.name, target)
+            if inner:
+                out.append(f"layers: {module.name} imports {target} (line {line}), {inner}")
             breach = _door_breach(module, target, modules)
             if breach:
                 out.append(f"doors: {module.name} {breach} (line {line})")
@@ -279,6 +288,20 @@ def violations(root: Path, packages: tuple[str, ...] = STACK) -> list[str]:
     out.extend(_part_cycles(graph, modules))
     out.extend(_unpackaged(root, modules))
     return sorted(set(out))
+
+
+def _inner_breach(source: str, target: str) -> str | None:
+    """Why ``source`` may not import ``target`` by :data:`INNER_STACKS` (None: it may)."""
+    src, dst = source.split("."), target.split(".")
+    stack = INNER_STACKS.get(src[0])
+    if stack is None or dst[0] != src[0] or len(src) < 3 or src[1] not in stack:
+        return None
+    if len(dst) < 2 or dst[1] == src[1]:
+        return None
+    below = stack[: stack.index(src[1])]
+    if dst[1] in below:
+        return None
+    return f"above {src[0]}.{src[1]} in its package"
 
 
 def _part_cycles(graph: dict[str, set[str]], modules: dict[str, Module]) -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pyarrow.flight as fl
 import pytest
 
-from notebooks.kernel.process import KernelDied, KernelProcess
+from notebooks.execution.kernel.process import KernelDied, KernelProcess
 
 
 @pytest.fixture

@@ -15,10 +15,7 @@ from tests.layout_rules import STACK, violations
 
 ROOT = Path(__file__).resolve().parents[1]
 
-KNOWN = {
-    "notebooks.analysis",
-    "notebooks.execution",
-}
+KNOWN: set[str] = set()
 """Modules the restructuring has not reached yet: their breaches are known, for now."""
 
 
@@ -131,6 +128,30 @@ def test_a_clean_tree_passes(tmp_path: Path) -> None:
             {"catalog/reader.py": "def read(store):\n    return store._rows()\n"},
             "private: catalog.reader uses store._rows (line 2)",
             id="a private attribute of another module's object",
+        ),
+        pytest.param(
+            {
+                "notebooks/__init__.py": "",
+                "notebooks/session.py": "class Session:\n    pass\n",
+                "notebooks/model/__init__.py": "from notebooks.model.disk import Disk\n",
+                "notebooks/model/disk.py": "class Disk:\n    pass\n",
+                "notebooks/analysis/__init__.py": "",
+                "notebooks/analysis/dag.py": "from notebooks.model import Disk\n",
+            },
+            "layers: notebooks.analysis.dag imports notebooks.model (line 1), "
+            "above notebooks.analysis in its package",
+            id="a notebooks sub-package imports one above it",
+        ),
+        pytest.param(
+            {
+                "notebooks/__init__.py": "",
+                "notebooks/session.py": "class Session:\n    pass\n",
+                "notebooks/model/__init__.py": "from notebooks.model.disk import Disk\n",
+                "notebooks/model/disk.py": "from notebooks.session import Session\n",
+            },
+            "layers: notebooks.model.disk imports notebooks.session (line 1), "
+            "above notebooks.model in its package",
+            id="a notebooks sub-package imports a coordinator",
         ),
         pytest.param(
             {"catalog/long.py": "x = 1\n" * 601},

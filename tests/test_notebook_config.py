@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from notebooks import interpreters
+from notebooks.execution import interpreters
 
 
 def fresh() -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from notebooks.analysis import analyse
-from notebooks.dag import build_dag, cycles, topological_sort
+from notebooks.analysis.dag import build_dag, cycles, topological_sort
 
 
 def dag_of(*cells: tuple[str, str] | tuple[str, str, str]):

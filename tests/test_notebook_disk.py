@@ -11,8 +11,8 @@ import pytest
 import tomlkit
 
 from foundation import Conflict, InvalidArgument, NotFound
-from notebooks import paths
-from notebooks.paths import atomic_write, confine
+from notebooks.model import paths
+from notebooks.model.paths import atomic_write, confine
 from tests.fixtures_notebooks import STRATA_CELLS, STRATA_TOML, write_strata_notebook
 
 UNTOUCHED = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notebooks import owner
+from notebooks.model import owner
 
 
 @pytest.fixture

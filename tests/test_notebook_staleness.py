@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from notebooks import NotebookManager, Session
-from notebooks.staleness import CellFacts, Env, RunRecord, compute_staleness, env_changes
+from notebooks.analysis.staleness import CellFacts, Env, RunRecord, compute_staleness, env_changes
 
 
 def three_cells(manager: NotebookManager) -> tuple[Session, list[str]]:

@@ -38,8 +38,8 @@ from foundation import (
     InvalidArgument,
 )
 from notebooks.analysis import analyse
-from notebooks.disk import CellEntry, NotebookDir, slug
-from notebooks.paths import NAME_TEXT_PATTERN, NOTEBOOK_NAME_PATTERN, check_name
+from notebooks.model.disk import CellEntry, NotebookDir, slug
+from notebooks.model.paths import NAME_TEXT_PATTERN, NOTEBOOK_NAME_PATTERN, check_name
 
 # -- text that looks like what it must be, and text that nearly does ----------------------
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from notebooks.interpreters import discover
+from notebooks.execution.interpreters import discover
 from tests.fixtures_flight import DEMO_ROWS
 
 ROOT = Path(__file__).resolve().parents[1]

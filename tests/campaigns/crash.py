@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flight import QuiverClient, connect
-from notebooks.paths import STALE_TEMP_S
+from notebooks.model.paths import STALE_TEMP_S
 from tests.processes import start_quiver
 
 KINDS = ("upload", "build", "name", "save", "run")

@@ -23,22 +23,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 from flight import QuiverClient
-from foundation import Conflict, InvalidArgument, NotFound, QuiverError, Unavailable
+from foundation import Conflict, InvalidArgument, NotFound, QuiverError
+from notebooks.analysis import provenance
+from notebooks.execution import (
+    KernelDied,
+    KernelProcess,
+    SqlBuild,
+    SqlCellError,
+    notebook_python,
+    run_sql,
+)
 from notebooks.frames import status_payload
-from notebooks.inspect import Inspections
-from notebooks.kernel import KernelDied, KernelProcess
-from notebooks.manager import NotebookManager
-from notebooks.outputs import (
+from notebooks.model import (
     CellResult,
     clip,
     display_output,
@@ -48,8 +52,6 @@ from notebooks.outputs import (
     pickle_size,
 )
 from notebooks.session import CellState, Session
-from notebooks.sqlcell import SqlCellError, run_sql
-from notebooks.staleness import provenance
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ class Runner:
         self.client = client
         self.default_timeout = default_timeout
         self.emit = emit
-        self.python = python or _interpreter(session.nb.path)
+        self.python = python or notebook_python(session.nb.path)
         self._run_lock = threading.Lock()
         self._kernel_lock = threading.Lock()
         self._kernel: KernelProcess | None = None
@@ -101,7 +103,7 @@ class Runner:
         self.current: str | None = None
         self._cancel = threading.Event()
         self._sql_lock = threading.Lock()
-        self._sql: _SqlBuild | None = None
+        self._sql: SqlBuild | None = None
         self._closed = False
         self._frames = threading.Lock()
         self._held: list[tuple[str, dict[str, Any]]] = []
@@ -544,7 +546,7 @@ class Runner:
             for name, spec in specs.items()
         }
         variable = cell.analysis.defines[0] if cell.analysis.defines else f"sql_{cell.id}"
-        sql = _SqlBuild(self.client)
+        sql = SqlBuild(self.client)
         with self._sql_lock:
             self._sql = sql
         if self._cancel.is_set():  # a cancel that came before self._sql was set
@@ -564,139 +566,3 @@ class Runner:
         shown = display_output(display)
         result.displays = [shown] if shown else []
         return result
-
-
-class _SqlBuild:
-    """The Flight client as one SQL cell run uses it, able to cancel the cell's build.
-
-    ``run_sql`` materializes the query (the build starts on the server and the
-    call answers at once) and then follows the build to its end. Standing in
-    for the client, this learns which build that is, so that :meth:`cancel`
-    from another thread can stop it with the Flight ``cancel`` action: the
-    DuckDB query is interrupted, the build fails and nothing is published,
-    and the follow ends with an error. A cancel before the build exists stops
-    the run from starting one, or stops it as soon as it is known.
-    """
-
-    def __init__(self, client: QuiverClient) -> None:
-        self._client = client
-        self._lock = threading.Lock()
-        self._uri: str | None = None
-        self._sent = False
-        self.cancelled = False
-
-    def materialize(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        if self.cancelled:
-            raise Unavailable("the run was cancelled")
-        res = self._client.materialize(*args, **kwargs)
-        if res.get("state") == "building":
-            with self._lock:
-                self._uri = res["artifact_uri"]
-            if self.cancelled:
-                self._stop()
-        return res
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        self._stop()
-
-    def _stop(self) -> None:
-        with self._lock:
-            uri, sent = self._uri, self._sent
-            self._sent = self._sent or uri is not None
-        if uri is None or sent:
-            return
-        try:  # the build then fails, and the follow in run_sql ends with its error
-            self._client.action("cancel", {"artifact_uri": uri, "wait_seconds": 0})
-        except QuiverError as exc:
-            log.warning("could not cancel the build of %s: %s", uri, exc)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
-def _interpreter(path: Path) -> str:
-    venv = path / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
-
-
-class Executions:
-    """The runners of a manager's sessions: made on first use, closed with their session."""
-
-    def __init__(
-        self,
-        manager: NotebookManager,
-        flight: FlightConfig,
-        *,
-        default_timeout: float | None = None,
-        emit: Callable[[str, str, dict[str, Any]], None] | None = None,
-    ) -> None:
-        self.manager = manager
-        self.flight = flight
-        self.default_timeout = default_timeout
-        self.client = QuiverClient(flight.location, token=flight.token)
-        self._emit = emit
-        self._runners: dict[str, Runner] = {}
-        self._inspections: dict[str, Inspections] = {}
-        self._lock = threading.Lock()
-        manager.on_close.append(self._session_closed)
-
-    def set_emitter(self, emit: Callable[[str, str, dict[str, Any]], None]) -> None:
-        self._emit = emit
-
-    def emit(self, session_id: str, kind: str, payload: dict[str, Any]) -> None:
-        if self._emit is not None:
-            try:
-                self._emit(session_id, kind, payload)
-            except Exception:  # a transport failure must never fail a run
-                log.exception("dropping a %s frame", kind)
-
-    def runner(self, session: Session) -> Runner:
-        with self._lock:
-            runner = self._runners.get(session.id)
-            if runner is None:
-                sid = session.id
-                runner = Runner(
-                    session,
-                    self.flight,
-                    self.client,
-                    default_timeout=self.default_timeout,
-                    emit=lambda kind, payload: self.emit(sid, kind, payload),
-                )
-                self._runners[sid] = runner
-        return runner
-
-    def inspections(self, session: Session) -> Inspections:
-        """The session's inspect REPLs (``notebooks.inspect``), closed with the session."""
-        runner = self.runner(session)
-        with self._lock:
-            found = self._inspections.get(session.id)
-            if found is None:
-                flight = {"location": self.flight.location, "token": self.flight.token}
-                found = self._inspections[session.id] = Inspections(session, runner.python, flight)
-        return found
-
-    def get(self, session_id: str) -> Runner | None:
-        with self._lock:
-            return self._runners.get(session_id)
-
-    def _session_closed(self, session: Session) -> None:
-        with self._lock:
-            runner = self._runners.pop(session.id, None)
-            inspections = self._inspections.pop(session.id, None)
-        if inspections is not None:
-            inspections.close_all()
-        if runner is not None:
-            runner.close()
-
-    def close(self, ids: Iterable[str] | None = None) -> None:
-        with self._lock:
-            chosen = list(self._runners) if ids is None else list(ids)
-            runners = [self._runners.pop(i) for i in chosen if i in self._runners]
-            inspections = [self._inspections.pop(i) for i in chosen if i in self._inspections]
-        for inspection in inspections:
-            inspection.close_all()
-        for runner in runners:
-            runner.close()
-        if ids is None:
-            self.client.close()

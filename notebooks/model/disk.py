@@ -21,7 +21,7 @@ from tomlkit.items import AoT, Array, InlineTable, Table
 
 from foundation import InvalidArgument, NotFound
 from notebooks.analysis import EXTENSIONS
-from notebooks.paths import atomic_write, inside, remove_stale_temps
+from notebooks.model.paths import atomic_write, inside, remove_stale_temps
 
 TOML = "notebook.toml"
 PYPROJECT = "pyproject.toml"

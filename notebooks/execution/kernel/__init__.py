@@ -7,6 +7,6 @@ imports nothing of Quiver's.
 
 from __future__ import annotations
 
-from notebooks.kernel.process import KernelDied, KernelProcess
+from notebooks.execution.kernel.process import KernelDied, KernelProcess
 
 __all__ = ["KernelDied", "KernelProcess"]

@@ -78,3 +78,9 @@ def discover() -> dict[str, Path]:
             found.setdefault(ver, path)
     ordered = [own, *sorted(v for v in found if v != own)]
     return {f"{v[0]}.{v[1]}": found[v] for v in ordered if v >= MIN_VERSION}
+
+
+def notebook_python(path: Path) -> str:
+    """The notebook's own ``.venv`` interpreter once it exists, else the server's."""
+    venv = path / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable

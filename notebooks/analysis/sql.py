@@ -14,7 +14,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from notebooks.analysis import CellAnalysis, Diagnostic, parse_annotations
+from notebooks.analysis.cells import CellAnalysis, Diagnostic, parse_annotations
 
 _WRITES = (exp.Create, exp.Insert, exp.Update, exp.Delete, exp.Drop, exp.Merge)
 

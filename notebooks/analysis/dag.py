@@ -22,7 +22,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from notebooks.analysis import CellAnalysis, Diagnostic
+from notebooks.analysis.cells import CellAnalysis, Diagnostic
 
 
 @dataclass(frozen=True)

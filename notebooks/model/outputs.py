@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from notebooks.paths import atomic_write, remove_stale_temps
+from notebooks.model.paths import atomic_write, remove_stale_temps
 
 log = logging.getLogger(__name__)
 

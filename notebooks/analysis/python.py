@@ -27,7 +27,7 @@ import ast
 import builtins
 from collections.abc import Iterable
 
-from notebooks.analysis import CellAnalysis, Diagnostic, parse_annotations
+from notebooks.analysis.cells import CellAnalysis, Diagnostic, parse_annotations
 
 BUILTINS = frozenset(dir(builtins))
 

@@ -11,7 +11,9 @@ provenance like any other table; no kernel is involved.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +23,10 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from flight import QuiverClient
-from foundation import QuiverError
-from notebooks.outputs import clip
+from foundation import QuiverError, Unavailable
+from notebooks.model import clip
+
+log = logging.getLogger(__name__)
 
 SQL_EXECUTOR = "sql@v1"
 PREVIEW_ROWS = 20
@@ -142,3 +146,52 @@ def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import json
 
     return json.loads(json.dumps(rows, default=str))
+
+
+class SqlBuild:
+    """The Flight client as one SQL cell run uses it, able to cancel the cell's build.
+
+    ``run_sql`` materializes the query (the build starts on the server and the
+    call answers at once) and then follows the build to its end. Standing in
+    for the client, this learns which build that is, so that :meth:`cancel`
+    from another thread can stop it with the Flight ``cancel`` action: the
+    DuckDB query is interrupted, the build fails and nothing is published,
+    and the follow ends with an error. A cancel before the build exists stops
+    the run from starting one, or stops it as soon as it is known.
+    """
+
+    def __init__(self, client: QuiverClient) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._uri: str | None = None
+        self._sent = False
+        self.cancelled = False
+
+    def materialize(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self.cancelled:
+            raise Unavailable("the run was cancelled")
+        res = self._client.materialize(*args, **kwargs)
+        if res.get("state") == "building":
+            with self._lock:
+                self._uri = res["artifact_uri"]
+            if self.cancelled:
+                self._stop()
+        return res
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._stop()
+
+    def _stop(self) -> None:
+        with self._lock:
+            uri, sent = self._uri, self._sent
+            self._sent = self._sent or uri is not None
+        if uri is None or sent:
+            return
+        try:  # the build then fails, and the follow in run_sql ends with its error
+            self._client.action("cancel", {"artifact_uri": uri, "wait_seconds": 0})
+        except QuiverError as exc:
+            log.warning("could not cancel the build of %s: %s", uri, exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from notebooks.paths import atomic_write
-from notebooks.staleness import Env, RunRecord
+from notebooks.analysis import Env, RunRecord
+from notebooks.model.paths import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,75 @@
+"""The notebook as data: its folder on disk, names and paths, cell results, runtime state.
+
+Everything here reads and writes a notebook's files (atomically) and nothing
+runs code. The door: :class:`NotebookDir` and its TOML, the name and path
+checks, the result store with its output shapes, the runtime state, and the
+caller's identity that owns a notebook.
+"""
+
+from __future__ import annotations
+
+from notebooks.model.disk import (
+    TOML,
+    CellEntry,
+    NotebookDir,
+    iso,
+    now,
+    requested_python,
+    set_requested_python,
+    slug,
+)
+from notebooks.model.outputs import (
+    EMPTY_CELL_FIELDS,
+    CellResult,
+    ResultStore,
+    clip,
+    display_output,
+    error_output,
+    input_spec,
+    markdown_output,
+    pickle_size,
+)
+from notebooks.model.owner import caller, visible
+from notebooks.model.paths import (
+    NAME_TEXT_PATTERN,
+    NOTEBOOK_NAME_PATTERN,
+    STALE_TEMP_S,
+    atomic_write,
+    check_name,
+    confine,
+    inside,
+    remove_stale_temps,
+)
+from notebooks.model.runtime import RuntimeState, read_env
+
+__all__ = [
+    "EMPTY_CELL_FIELDS",
+    "NAME_TEXT_PATTERN",
+    "NOTEBOOK_NAME_PATTERN",
+    "STALE_TEMP_S",
+    "TOML",
+    "CellEntry",
+    "CellResult",
+    "NotebookDir",
+    "ResultStore",
+    "RuntimeState",
+    "atomic_write",
+    "caller",
+    "check_name",
+    "clip",
+    "confine",
+    "display_output",
+    "error_output",
+    "input_spec",
+    "inside",
+    "iso",
+    "markdown_output",
+    "now",
+    "pickle_size",
+    "read_env",
+    "remove_stale_temps",
+    "requested_python",
+    "set_requested_python",
+    "slug",
+    "visible",
+]
