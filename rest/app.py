@@ -18,17 +18,14 @@ from fastapi import APIRouter, FastAPI
 from flight import QuiverClient
 from foundation import Settings, __version__
 from rest import errors, openapi
-from rest.core import FlightLink, core_router
+from rest.artifacts import artifacts_router
+from rest.core import core_router
 from rest.fastpath import MaterializeFastPath
+from rest.link import FlightLink
 from rest.logs import LogRing, logs_router
-from rest.middleware import (
-    ASGIApp,
-    BearerAuth,
-    BodyLimit,
-    Metrics,
-    MetricsMiddleware,
-    RequestId,
-)
+from rest.metrics import Metrics, MetricsMiddleware
+from rest.middleware import ASGIApp, BearerAuth, BodyLimit, RequestId
+from rest.names import names_router
 from rest.ops import ops_router
 from rest.registry import registry_router
 from rest.uploads import upload_router
@@ -127,7 +124,13 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
             client.close()
 
     # The registry's /v1/names/{name}/aliases/... routes before core's /v1/names/{name:path}.
-    routers = [registry_router(link, settings), core_router(link, metrics), upload_router(link)]
+    routers = [
+        registry_router(link, settings),
+        core_router(link, metrics),
+        artifacts_router(link),
+        names_router(link),
+        upload_router(link),
+    ]
     app = create_app(
         [*routers, ops_router(link, metrics), logs_router(ring), notebooks, web_router(settings)],
         lifespan=lifespan,

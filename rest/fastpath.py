@@ -19,8 +19,10 @@ from pydantic import ValidationError
 from flight import MaterializeRequest, check_command_size
 from foundation import QuiverError
 from rest import errors
-from rest.core import FlightLink, materialize_response
-from rest.middleware import ASGIApp, Message, Metrics, Receive, Scope, Send
+from rest.core import materialize_response
+from rest.link import FlightLink
+from rest.metrics import Metrics
+from rest.middleware import ASGIApp, Message, Receive, Scope, Send
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flight import process_json
 from foundation import QuiverError, Unavailable
-from rest.core import FlightLink, json_response
-from rest.middleware import Metrics
+from rest.link import FlightLink, json_response
+from rest.metrics import Metrics
 
 PROCESS_KEYS = ("pid", "arrow_memory", "gc", "gc_pauses", "resource_limits")
 """The per-process keys of ``/metrics`` (the REST process; the Flight server's under

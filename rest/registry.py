@@ -35,7 +35,7 @@ from foundation import (
     Settings,
     Unavailable,
 )
-from rest.core import FlightLink, json_response
+from rest.link import FlightLink, json_response
 from rest.openapi import Alias, ArtifactId, Name, TagKey, Version, name_field, raises
 
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flight import BLOB_COLUMN, BLOB_MARKER, MAX_COMMAND_BYTES, check_provenance_hash
 from foundation import Conflict, InvalidArgument, NotFound, TooLarge, Unavailable
-from rest.core import FlightLink, data_url, json_response
+from rest.link import FlightLink, data_url, json_response
 from rest.middleware import UPLOAD_ROUTE
 from rest.openapi import VALIDATION, ProvenanceHash, name_field, raises
 from rest.streaming import ARROW_STREAM
