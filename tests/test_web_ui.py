@@ -250,6 +250,78 @@ def test_two_pages_stay_in_sync(page: Any, browser: Any, server: str, watch: Wat
         other.context.close()
 
 
+def menu(cell: Any, action: str) -> None:
+    cell.get_by_label("More actions").click()
+    cell.get_by_role("menuitem", name=action).click()
+
+
+def test_cells_warn_undo_reorder_delete_and_rename(page: Any, server: str, watch: Watch) -> None:
+    create_notebook(page, server, "Shapes")
+    cells = page.get_by_test_id("cell")
+    add_cell(page, "python", "items = [1, 2]")
+    mutate = add_cell(page, "python", "items.append(3)")
+    shadow = add_cell(page, "python", "items = [0]")
+    expect(mutate.get_by_test_id("diagnostic")).to_contain_text("mutates upstream variable 'items'")
+    expect(shadow.get_by_test_id("diagnostic")).to_contain_text("redefines the variable")
+
+    # Reorder by keys (Alt+Up) and by dragging a cell's handle above the first cell.
+    shadow.locator(".cm-content").click()
+    page.keyboard.press("Alt+ArrowUp")
+    expect(cells.nth(1)).to_contain_text("items = [0]")
+    cells.nth(2).locator(".handle").drag_to(cells.nth(0), target_position={"x": 40, "y": 4})
+    expect(cells.nth(0)).to_contain_text("items.append(3)")
+    expect(cells.nth(1)).to_contain_text("items = [1, 2]")
+
+    # Force runs the cell alone (no cascade prompt): its upstream never ran, so it fails.
+    menu(cells.nth(0), "Force (no upstream runs)")
+    expect(cells.nth(0).locator(".output.error")).to_contain_text("NameError")
+    expect(page.get_by_test_id("cascade-prompt")).to_have_count(0)
+    menu(cells.nth(1), "Rerun (ignore the cache)")
+    expect(status(cells.nth(1))).to_have_text("ready")
+
+    menu(cells.nth(2), "Delete cell")  # the last cell: its menu reaches past it
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(cells).to_have_count(2)
+
+    note = add_cell(page, "markdown", "# Findings\n\nSome *text*")
+    note.get_by_role("button", name="Done").click()
+    expect(note.locator(".md-rendered h1")).to_have_text("Findings")
+    add_cell(page, "prompt", "Summarise items")
+    expect(cells.nth(3).locator(".lang")).to_have_text("Prompt")
+
+    page.get_by_role("button", name="Shapes").click()  # the name: click to rename
+    page.get_by_label("Notebook name").fill("Shapes, renamed")
+    page.get_by_role("button", name="Rename").click()
+    expect(page.locator("h1.nb-name")).to_have_text("Shapes, renamed")
+
+    page.reload()
+    expect(page.locator("h1.nb-name")).to_have_text("Shapes, renamed")
+    expect(cells).to_have_count(4)
+    expect(cells.nth(0)).to_contain_text("items.append(3)")
+    expect(cells.nth(2).locator(".md-rendered h1")).to_have_text("Findings")
+
+    # Undo in the editor (a fresh one: its history starts at the loaded source), then
+    # Ctrl/Cmd+S saves at once what the editor holds.
+    editor = cells.nth(1).locator(".cm-content")
+    editor.click()
+    page.keyboard.press("End")
+    page.keyboard.insert_text("  # a note")
+    expect(editor).to_contain_text("# a note")
+    page.keyboard.press("ControlOrMeta+z")
+    expect(editor).to_have_text("items = [1, 2]")
+    page.keyboard.press("ControlOrMeta+s")
+    expect(cells.nth(1).locator(".save-state")).to_have_text("saved")
+
+    page.get_by_role("link", name="Notebooks").click()
+    row = page.get_by_test_id("notebook-row").filter(has_text="Shapes, renamed")
+    row.get_by_role("button", name="Delete Shapes, renamed").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(row).to_have_count(0)
+    page.reload()
+    expect(page.get_by_test_id("notebook-list")).not_to_contain_text("Loading")
+    expect(row).to_have_count(0)
+
+
 def test_server_errors_reach_the_user(page: Any, server: str) -> None:
     create_notebook(page, server, "Errors")
     page.goto(server + "/")
