@@ -9,6 +9,19 @@ before it reaches a session. Data moves through the ``flight`` client only.
 from __future__ import annotations
 
 from notebooks.analysis import LANGUAGES
+from notebooks.env import (
+    Environment,
+    EnvJob,
+    Parsed,
+    busy,
+    declared,
+    name_of,
+    package_problem,
+    parse_environment_yaml,
+    parse_requirements,
+    requirement,
+    resolved,
+)
 from notebooks.executions import Executions
 from notebooks.frames import dag_update, impact_preview, profiling_summary, status_payload
 from notebooks.manager import NotebookManager
@@ -41,11 +54,15 @@ __all__ = [
     "NAME_TEXT_PATTERN",
     "NOTEBOOK_NAME_PATTERN",
     "TOML",
+    "EnvJob",
+    "Environment",
     "Executions",
     "FlightConfig",
     "NotebookManager",
+    "Parsed",
     "Runner",
     "Session",
+    "busy",
     "caller",
     "cell_json",
     "cells_json",
@@ -53,12 +70,19 @@ __all__ = [
     "confine",
     "dag_dict",
     "dag_update",
+    "declared",
     "dumps",
     "environment_dict",
     "identity",
     "impact_preview",
+    "name_of",
+    "package_problem",
+    "parse_environment_yaml",
+    "parse_requirements",
     "profiling_summary",
     "requested_python",
+    "requirement",
+    "resolved",
     "set_requested_python",
     "state_dict",
     "status_payload",

@@ -73,6 +73,16 @@ class Executions:
                 found = self._inspections[session.id] = Inspections(session, runner.python, flight)
         return found
 
+    def environment_changed(self, session_id: str) -> None:
+        """Kernels and inspect REPLs of the session restart on its changed environment."""
+        runner = self.get(session_id)
+        if runner is not None:
+            runner.reset_kernel()
+        with self._lock:
+            inspections = self._inspections.pop(session_id, None)
+        if inspections is not None:
+            inspections.close_all()
+
     def get(self, session_id: str) -> Runner | None:
         with self._lock:
             return self._runners.get(session_id)

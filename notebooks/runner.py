@@ -33,12 +33,12 @@ from typing import Any, cast
 from flight import QuiverClient
 from foundation import Conflict, InvalidArgument, NotFound, QuiverError
 from notebooks.analysis import provenance
+from notebooks.env import ensure_venv
 from notebooks.execution import (
     KernelDied,
     KernelProcess,
     SqlBuild,
     SqlCellError,
-    notebook_python,
     run_sql,
 )
 from notebooks.frames import status_payload
@@ -94,7 +94,7 @@ class Runner:
         self.client = client
         self.default_timeout = default_timeout
         self.emit = emit
-        self.python = python or notebook_python(session.nb.path)
+        self.python = python or _interpreter(session.nb.path)
         self._run_lock = threading.Lock()
         self._kernel_lock = threading.Lock()
         self._kernel: KernelProcess | None = None
@@ -127,6 +127,11 @@ class Runner:
                 self._kernel_id = uuid.uuid4().hex[:12]
                 self._kernel_used = False
             return self._kernel
+
+    def reset_kernel(self) -> None:
+        """The environment changed: the next run starts a kernel on the notebook's venv."""
+        self.python = _interpreter(self.session.nb.path)
+        self._drop_kernel()
 
     def _drop_kernel(self) -> None:
         with self._kernel_lock:
@@ -566,3 +571,12 @@ class Runner:
         shown = display_output(display)
         result.displays = [shown] if shown else []
         return result
+
+
+def _interpreter(path: Path) -> str:
+    """The notebook's venv interpreter (made now if missing); the server's if it cannot be."""
+    try:
+        return str(ensure_venv(path))
+    except Exception as exc:  # no uv, no interpreter of that version: run on the server's
+        log.warning("notebook %s runs on the server's interpreter: %s", path, exc)
+        return sys.executable

@@ -46,6 +46,7 @@ from notebooks import (
 )
 from rest.notebook_config import notebook_config_router
 from rest.notebook_data import notebook_data_router
+from rest.notebook_env import EnvService, notebook_env_router
 from rest.notebook_ws import Handler, serve_socket
 from rest.openapi import DATA, DataFormat, raises
 from rest.streaming import check_format, stream_response
@@ -171,7 +172,6 @@ def notebook_router(
     router = APIRouter(prefix="/v1/notebooks", tags=["notebooks"], dependencies=[Depends(identify)])
     max_source = settings.notebook_max_source_chars
     hub = hub or Hub()
-    messages = ws_handlers(ws_extra)
     if executions is not None:
         executions.set_emitter(hub.publish)
 
@@ -383,6 +383,9 @@ def notebook_router(
 
     router.include_router(notebook_data_router(manager, settings, executions))
     router.include_router(notebook_config_router(manager, settings, executions, changed))
+    environments = EnvService(manager, executions, hub, changed)
+    router.include_router(notebook_env_router(manager, environments))
+    messages = ws_handlers({**environments.ws_handlers(), **(ws_extra or {})})
 
     @router.websocket("/ws/{session_id}")
     async def socket(websocket: WebSocket, session_id: str) -> None:

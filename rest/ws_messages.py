@@ -26,8 +26,6 @@ UNSUPPORTED: dict[str, str] = {
     "variant_add": "Cell variants (variant_add)",
     "widget_update": "Widgets (widget_update)",
     "read_confirm": "Large-read confirmation (read_confirm)",
-    "dependency_add": "Environment management (dependency_add)",
-    "dependency_remove": "Environment management (dependency_remove)",
 }
 """Message types of Strata 0.11's client for features this server does not have."""
 

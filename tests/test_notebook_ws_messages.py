@@ -241,8 +241,6 @@ def test_impact_preview_uses_the_cascade_planner(nb: Nb) -> None:
         ("variant_add", "Cell variants"),
         ("widget_update", "Widgets"),
         ("read_confirm", "Large-read confirmation"),
-        ("dependency_add", "Environment management"),
-        ("dependency_remove", "Environment management"),
     ],
 )
 def test_features_this_server_lacks_answer_unsupported(nb: Nb, kind: str, feature: str) -> None:

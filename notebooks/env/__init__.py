@@ -1,5 +1,48 @@
-"""Room for a notebook's Python environment, managed with uv (API.md §7, §14.1).
+"""A notebook's Python environment, managed with uv (API.md §7, §2.4, §14.1).
 
-Its job model, the uv runner, lock and sync live here when they land; the
-REST routes stay in ``rest/``. Nothing here yet.
+The door of the room: the uv runner (``uv``), jobs and their history
+(``jobs``), requirement parsing (``requirements``) and the environment
+itself (``environment``).
 """
+
+from __future__ import annotations
+
+from notebooks.env.environment import (
+    EnvFailed,
+    Environment,
+    busy,
+    declared,
+    ensure_venv,
+    interpreter_for,
+    resolved,
+)
+from notebooks.env.jobs import HISTORY, EnvJob
+from notebooks.env.requirements import (
+    Parsed,
+    name_of,
+    package_problem,
+    parse_environment_yaml,
+    parse_requirements,
+    requirement,
+)
+from notebooks.env.uv import Log, uv_binary
+
+__all__ = [
+    "HISTORY",
+    "EnvFailed",
+    "EnvJob",
+    "Environment",
+    "Log",
+    "Parsed",
+    "busy",
+    "declared",
+    "ensure_venv",
+    "interpreter_for",
+    "name_of",
+    "package_problem",
+    "parse_environment_yaml",
+    "parse_requirements",
+    "requirement",
+    "resolved",
+    "uv_binary",
+]

@@ -9,6 +9,7 @@ caller's identity that owns a notebook.
 from __future__ import annotations
 
 from notebooks.model.disk import (
+    STATE,
     TOML,
     CellEntry,
     NotebookDir,
@@ -47,6 +48,7 @@ __all__ = [
     "NAME_TEXT_PATTERN",
     "NOTEBOOK_NAME_PATTERN",
     "STALE_TEMP_S",
+    "STATE",
     "TOML",
     "CellEntry",
     "CellResult",

@@ -1,0 +1,272 @@
+"""One notebook's Python environment: ``pyproject.toml`` + ``uv.lock`` + ``.venv/``.
+
+The two files are the truth; the venv is made from them. A change (add,
+remove, sync, import) runs uv on *copies* of the files in a scratch folder
+under ``.quiver/``, builds a fresh venv there, and only when every uv step
+succeeded swaps venv, lock and pyproject into place: a failed uv run leaves
+the notebook exactly as it was. One change at a time (:class:`EnvBusy`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from foundation import Conflict, InvalidArgument
+from notebooks.env.jobs import EnvJob, JobHistory, now_ms
+from notebooks.env.requirements import name_of
+from notebooks.env.uv import Line, Log, make_venv, run, server_python_version, venv_python
+from notebooks.execution import discover
+from notebooks.model import STATE, requested_python
+
+PYPROJECT, LOCK, VENV = "pyproject.toml", "uv.lock", ".venv"
+
+
+class EnvFailed(InvalidArgument):
+    """A uv step failed; ``detail`` carries uv's own lines and the operation log."""
+
+
+def interpreter_for(version: str | None) -> str:
+    """An installed interpreter of ``version`` (``X.Y``); the server's own when unset."""
+    found = discover()
+    chosen = found.get(version or server_python_version())
+    if chosen is None:
+        raise InvalidArgument(
+            f"Python {version} is not installed on this server "
+            f"(installed: {', '.join(found)}); interpreters are never downloaded"
+        )
+    return str(chosen)
+
+
+def ensure_venv(path: Path) -> Path:
+    """The notebook's venv interpreter, made now if missing (a bare venv that sees the
+    server's packages: no resolution, no network). Raises when it cannot be made."""
+    python = venv_python(path / VENV)
+    if python.exists():
+        return python
+    version = requested_python(path)
+    aside = path / STATE / f"venv-new-{os.getpid()}-{threading.get_ident()}"
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    made = make_venv(aside, interpreter_for(version), share_server=_shares(version))
+    if not made.ok:
+        shutil.rmtree(aside, ignore_errors=True)
+        raise InvalidArgument(f"cannot make the notebook's venv: {made.error_lines()}")
+    try:
+        os.rename(aside, path / VENV)
+    except OSError:  # made meanwhile by another thread: theirs stands
+        shutil.rmtree(aside, ignore_errors=True)
+    return python
+
+
+def _shares(version: str | None) -> bool:
+    return version is None or version == server_python_version()
+
+
+def declared(path: Path) -> list[str]:
+    try:
+        data = tomllib.loads((path / PYPROJECT).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    deps = data.get("project", {}).get("dependencies", [])
+    return [str(d) for d in deps] if isinstance(deps, list) else []
+
+
+def resolved(path: Path) -> list[dict[str, Any]]:
+    """The packages of ``uv.lock`` (the notebook's own virtual project left out)."""
+    try:
+        data = tomllib.loads((path / LOCK).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    out = []
+    for pkg in data.get("package", []):
+        source = pkg.get("source", {}) if isinstance(pkg, dict) else {}
+        if not isinstance(pkg, dict) or "virtual" in source or "editable" in source:
+            continue
+        out.append({"name": pkg.get("name"), "version": pkg.get("version"), "specifier": None})
+    return out
+
+
+class Environment:
+    """The environment of the notebook at ``path``: its job, its history, its sync record."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.history = JobHistory(path / STATE)
+        self.job: EnvJob | None = None
+        self.sync_state = "ready" if (path / LOCK).is_file() else "unknown"
+        self.sync_error: str | None = None
+        self.last_synced_at: int | None = None
+        self.last_sync_duration_ms: int | None = None
+        self._lock = threading.Lock()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def dependencies(self) -> list[dict[str, Any]]:
+        return [{"name": name_of(d), "version": None, "specifier": d} for d in declared(self.path)]
+
+    def state(self) -> dict[str, Any]:
+        """API.md §2.4 ``EnvState``."""
+        version = requested_python(self.path)
+        lock = self.path / LOCK
+        lock_hash = _hash(lock)
+        python = venv_python(self.path / VENV)
+        deps = declared(self.path)
+        return {
+            "requested_python_version": version,
+            "runtime_python_version": version or server_python_version(),
+            "python_version": version or server_python_version(),
+            "lockfile_hash": lock_hash,
+            "package_count": len(deps),
+            "declared_package_count": len(deps),
+            "resolved_package_count": len(resolved(self.path)),
+            "sync_state": "pending" if self.job is not None else self.sync_state,
+            "sync_error": self.sync_error,
+            "sync_notice": None,
+            "last_synced_at": self.last_synced_at,
+            "last_sync_duration_ms": self.last_sync_duration_ms,
+            "has_lockfile": lock_hash is not None,
+            "venv_python": str(python) if python.exists() else None,
+            "interpreter_source": "venv" if python.exists() else "path",
+        }
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def begin(self, action: str, command: str, package: str | None = None) -> EnvJob:
+        """The new running job; 409 ``ENVIRONMENT_BUSY`` while another runs."""
+        with self._lock:
+            if self.job is not None:
+                raise busy(f"Environment operation in progress: {self.job.command}", self.job)
+            self.job = EnvJob(action, command, package)
+            return self.job
+
+    def end(self, job: EnvJob, error: str | None) -> None:
+        job.finish(error)
+        with self._lock:
+            self.history.add(job)
+            if self.job is job:
+                self.job = None
+
+    def change(
+        self,
+        job: EnvJob,
+        *,
+        add: str | None = None,
+        remove: str | None = None,
+        replace: list[str] | None = None,
+        python: str | None = None,
+        on_line: Line | None = None,
+    ) -> bool:
+        """Run ``job``'s uv steps on copies and swap them in; whether the lock changed.
+        Raises :class:`EnvFailed` (nothing changed) with uv's error lines."""
+        version = python or requested_python(self.path)
+        interpreter = interpreter_for(version)
+        scratch = self.path / STATE / "env-work" / job.id
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        logs: list[Log] = []
+        started = time.monotonic()
+
+        def uv(*args: str) -> None:
+            label = "uv " + " ".join(args)
+            done = run(
+                ["--directory", str(scratch), *args],
+                scratch,
+                python=interpreter,
+                label=label,
+                on_line=on_line,
+                cancel=job.cancel,
+            )
+            logs.append(done)
+            job.take(logs)
+            if not done.ok:
+                lines = done.error_lines()
+                detail = {"message": lines, "operation_log": done.as_dict()}
+                raise EnvFailed(lines, detail=detail)
+
+        try:
+            for name in (PYPROJECT, LOCK):
+                if (self.path / name).is_file():
+                    shutil.copy2(self.path / name, scratch / name)
+            if add is not None:
+                uv("add", "--no-sync", add)
+            elif remove is not None:
+                uv("remove", "--no-sync", remove)
+            else:
+                if replace is not None or python is not None:
+                    _rewrite(scratch / PYPROJECT, replace, python)
+                uv("lock")
+            made = make_venv(scratch / VENV, interpreter, share_server=_shares(version))
+            logs.append(made)
+            if not made.ok:
+                raise EnvFailed(made.error_lines(), detail={"message": made.error_lines()})
+            uv("sync", "--frozen", "--no-install-project")
+            before = _hash(self.path / LOCK)
+            self._swap(scratch)
+            self.sync_state, self.sync_error = "ready", None
+            return before != _hash(self.path / LOCK)
+        except EnvFailed as exc:
+            if job.action == "sync":
+                self.sync_state, self.sync_error = "failed", exc.message
+            raise
+        finally:
+            self.last_synced_at = now_ms()
+            self.last_sync_duration_ms = int((time.monotonic() - started) * 1000)
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _swap(self, scratch: Path) -> None:
+        old = scratch / ".venv-old"
+        if (self.path / VENV).exists():
+            os.rename(self.path / VENV, old)
+        os.rename(scratch / VENV, self.path / VENV)
+        for name in (LOCK, PYPROJECT):
+            if (scratch / name).is_file():
+                os.replace(scratch / name, self.path / name)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(old)
+
+
+def _rewrite(pyproject: Path, deps: list[str] | None, python: str | None) -> None:
+    doc = tomlkit.parse(pyproject.read_text(encoding="utf-8"))
+    project = doc.setdefault("project", tomlkit.table())
+    if deps is not None:
+        array = tomlkit.array()
+        array.extend(deps)
+        array.multiline(True)
+        project["dependencies"] = array
+    if python is not None:
+        project["requires-python"] = f"=={python}.*"
+    pyproject.write_text(tomlkit.dumps(doc), encoding="utf-8")
+
+
+def _hash(file: Path) -> str | None:
+    import hashlib
+
+    try:
+        return hashlib.sha256(file.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def busy(message: str, job: EnvJob | None) -> Conflict:
+    """409 ``ENVIRONMENT_BUSY`` (API.md §1.1)."""
+    return Conflict(
+        message,
+        detail={
+            "message": message,
+            "code": "ENVIRONMENT_BUSY",
+            "environment_job": job.as_dict() if job is not None else None,
+        },
+    )
+
+
+OnLine = Callable[[str, str], None]
