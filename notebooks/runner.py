@@ -33,7 +33,7 @@ from typing import Any, cast
 from flight import QuiverClient
 from foundation import Conflict, InvalidArgument, NotFound, QuiverError
 from notebooks.analysis import provenance
-from notebooks.env import ensure_venv
+from notebooks.env import kernel_python
 from notebooks.execution import (
     KernelDied,
     KernelProcess,
@@ -94,7 +94,7 @@ class Runner:
         self.client = client
         self.default_timeout = default_timeout
         self.emit = emit
-        self.python = python or _interpreter(session.nb.path)
+        self.python = python or kernel_python(session.nb.path)
         self._run_lock = threading.Lock()
         self._kernel_lock = threading.Lock()
         self._kernel: KernelProcess | None = None
@@ -130,7 +130,7 @@ class Runner:
 
     def reset_kernel(self) -> None:
         """The environment changed: the next run starts a kernel on the notebook's venv."""
-        self.python = _interpreter(self.session.nb.path)
+        self.python = kernel_python(self.session.nb.path)
         self._drop_kernel()
 
     def _drop_kernel(self) -> None:
@@ -571,12 +571,3 @@ class Runner:
         shown = display_output(display)
         result.displays = [shown] if shown else []
         return result
-
-
-def _interpreter(path: Path) -> str:
-    """The notebook's venv interpreter (made now if missing); the server's if it cannot be."""
-    try:
-        return str(ensure_venv(path))
-    except Exception as exc:  # no uv, no interpreter of that version: run on the server's
-        log.warning("notebook %s runs on the server's interpreter: %s", path, exc)
-        return sys.executable

@@ -44,9 +44,10 @@ from notebooks import (
     identity,
     state_dict,
 )
+from rest.env_jobs import EnvService
 from rest.notebook_config import notebook_config_router
 from rest.notebook_data import notebook_data_router
-from rest.notebook_env import EnvService, notebook_env_router
+from rest.notebook_env import notebook_env_router
 from rest.notebook_ws import Handler, serve_socket
 from rest.openapi import DATA, DataFormat, raises
 from rest.streaming import check_format, stream_response

@@ -25,6 +25,11 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quiver"))
 
+# No test reaches a package index through uv (notebook environments): tests that need
+# packages make wheels and point uv at them (tests/wheels.py).
+os.environ["UV_OFFLINE"] = "1"
+os.environ["UV_NO_INDEX"] = "1"
+
 pytest_plugins = [
     "tests.fixtures_iceberg",
     "tests.fixtures_flight",

@@ -14,6 +14,7 @@ from notebooks.env.environment import (
     declared,
     ensure_venv,
     interpreter_for,
+    kernel_python,
     resolved,
 )
 from notebooks.env.jobs import HISTORY, EnvJob
@@ -38,6 +39,7 @@ __all__ = [
     "declared",
     "ensure_venv",
     "interpreter_for",
+    "kernel_python",
     "name_of",
     "package_problem",
     "parse_environment_yaml",

@@ -10,8 +10,10 @@ the notebook exactly as it was. One change at a time (:class:`EnvBusy`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import sys
 import threading
 import time
 import tomllib
@@ -27,6 +29,8 @@ from notebooks.env.requirements import name_of
 from notebooks.env.uv import Line, Log, make_venv, run, server_python_version, venv_python
 from notebooks.execution import discover
 from notebooks.model import STATE, requested_python
+
+log = logging.getLogger(__name__)
 
 PYPROJECT, LOCK, VENV = "pyproject.toml", "uv.lock", ".venv"
 
@@ -66,6 +70,16 @@ def ensure_venv(path: Path) -> Path:
     except OSError:  # made meanwhile by another thread: theirs stands
         shutil.rmtree(aside, ignore_errors=True)
     return python
+
+
+def kernel_python(path: Path) -> str:
+    """The interpreter a kernel of the notebook runs: its venv's (made now if missing), or
+    the server's own when the venv cannot be made (no uv, no such Python)."""
+    try:
+        return str(ensure_venv(path))
+    except Exception as exc:
+        log.warning("notebook %s runs on the server's interpreter: %s", path, exc)
+        return sys.executable
 
 
 def _shares(version: str | None) -> bool:
