@@ -22,6 +22,7 @@ from notebooks.env import (
     requirement,
     resolved,
 )
+from notebooks.exchange import parse_mounts
 from notebooks.executions import Executions
 from notebooks.frames import dag_update, impact_preview, profiling_summary, status_payload
 from notebooks.manager import NotebookManager
@@ -78,6 +79,7 @@ __all__ = [
     "name_of",
     "package_problem",
     "parse_environment_yaml",
+    "parse_mounts",
     "parse_requirements",
     "profiling_summary",
     "requested_python",

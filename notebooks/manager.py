@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from foundation import Conflict, InvalidArgument, NotFound, Settings, Unauthorized
+from notebooks.exchange import MountProbe
 from notebooks.execution import discover
 from notebooks.model import TOML, NotebookDir, caller, check_name, confine, iso, slug, visible
 from notebooks.session import Session
@@ -45,6 +46,8 @@ class NotebookManager:
         """Called with each session that is closed or evicted (e.g. to stop its kernel)."""
         self._lock = threading.Lock()
         self._open_lock = threading.Lock()
+        self.mounts = MountProbe()
+        """Fingerprints the mounts of every session's cells (their provenance)."""
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -172,7 +175,7 @@ class NotebookManager:
         if self.gated and creator:
             nb.doc["owner"] = creator
             nb.save()
-        session = Session(nb, clock=self.clock)
+        session = Session(nb, clock=self.clock, mounts=self.mounts)
         if starter_cell:
             session.add_cell("python")
         return self._register(session)
@@ -194,7 +197,7 @@ class NotebookManager:
                     existing.reload()
                 existing.touch()
                 return existing
-            return self._register(Session(nb, clock=self.clock))
+            return self._register(Session(nb, clock=self.clock, mounts=self.mounts))
 
     def close(self, session_id: str) -> None:
         with self._lock:

@@ -32,8 +32,10 @@ from typing import Any, cast
 
 from flight import QuiverClient
 from foundation import Conflict, InvalidArgument, NotFound, QuiverError
-from notebooks.analysis import provenance
+from notebooks.analysis import mount_inputs, provenance
 from notebooks.env import kernel_python
+from notebooks.exchange import HELPER as MOUNT_HELPER
+from notebooks.exchange import cell_mounts, kernel_spec
 from notebooks.execution import (
     KernelDied,
     KernelProcess,
@@ -375,6 +377,9 @@ class Runner:
             result.displays = [markdown_output(cell.source)]
             return result
         specs, consumed = self._inputs(cell)
+        mounted = session.mount_fingerprints(cell, fresh=True)
+        consumed.update(mount_inputs(mounted))
+        use_cache = use_cache and "rw" not in mounted.values()  # rw mounts: never cached
         prov = provenance(
             cell.source_hash,
             session.env.hash,
@@ -505,6 +510,10 @@ class Runner:
                 "inputs": upstream_uris,
             },
         }
+        mounts = cell_mounts(session.nb.get("mounts") or [], cell.entry.mounts)
+        if mounts:
+            request["mounts"] = [kernel_spec(m) for m in mounts]
+            request["mount_helper"] = MOUNT_HELPER
         timeout = session.cell_timeout(cell) or self.default_timeout
         try:
             kernel = self.start_kernel()

@@ -118,11 +118,27 @@ def _merged_env(notebook_env: tuple[tuple[str, str], ...], cell: CellState) -> d
     return merged
 
 
+MountFacts = Callable[[Sequence[Any], Sequence[Any], Mapping[str, str], bool], dict[str, str]]
+"""(notebook mounts, cell mounts, env, fresh) -> mount name -> fingerprint (``exchange``)."""
+
+
+def _named(mount: Any) -> Any:
+    return mount.get("name") if isinstance(mount, Mapping) else None
+
+
 class Session:
     """One open notebook. Thread-safe: every public method takes the session lock."""
 
-    def __init__(self, nb: NotebookDir, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        nb: NotebookDir,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        mounts: MountFacts | None = None,
+    ) -> None:
         self.id = str(uuid.uuid4())
+        self.mount_facts = mounts
+        self._fresh_mounts = False  # a reload lists remote mounts again
         self.nb = nb
         self.clock = clock
         self.lock = threading.RLock()
@@ -166,7 +182,11 @@ class Session:
                 result = self.result_store.get(last) if isinstance(last, str) else None
                 if result is not None and result.cell_id == c.id:
                     self.results[c.id] = result
-            self._derive(cells)
+            self._fresh_mounts = True
+            try:
+                self._derive(cells)
+            finally:
+                self._fresh_mounts = False
 
     def refresh_env(self) -> None:
         with self.lock:
@@ -185,6 +205,7 @@ class Session:
                 c.analysis.annotations.name,
                 c.analysis.annotations.worker or c.entry.worker or default_worker,
                 _merged_env(nb_env, c),
+                self.mount_fingerprints(c, env=_merged_env(nb_env, c)),
             )
             for c in ordered
         }
@@ -204,6 +225,18 @@ class Session:
         """The environment variables ``cell`` runs with: the notebook's ``[env]``, then the
         cell's own ``env`` on top."""
         return _merged_env(self.derived.notebook_env, cell)
+
+    def mount_fingerprints(
+        self, cell: CellState, *, fresh: bool = False, env: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Fingerprints of the mounts ``cell`` reads (``fresh``: no remote listing held over)."""
+        refs = set(cell.analysis.references)
+        notebook = [m for m in self.nb.get("mounts") or [] if _named(m) in refs]
+        own = [m for m in cell.entry.mounts if _named(m) in refs]
+        if self.mount_facts is None or not (notebook or own):
+            return {}
+        env = self.cell_env(cell) if env is None else env
+        return self.mount_facts(notebook, own, env, fresh or self._fresh_mounts)
 
     def cell_worker(self, cell: CellState) -> str | None:
         return cell.analysis.annotations.worker or cell.entry.worker or self.nb.get("worker")

@@ -48,6 +48,7 @@ from rest.env_jobs import EnvService
 from rest.notebook_config import notebook_config_router
 from rest.notebook_data import notebook_data_router
 from rest.notebook_env import notebook_env_router
+from rest.notebook_exchange import notebook_exchange_router
 from rest.notebook_ws import Handler, serve_socket
 from rest.openapi import DATA, DataFormat, raises
 from rest.streaming import check_format, stream_response
@@ -387,6 +388,7 @@ def notebook_router(
     environments = EnvService(manager, executions, hub, changed)
     router.include_router(notebook_env_router(manager, environments))
     messages = ws_handlers({**environments.ws_handlers(), **(ws_extra or {})})
+    router.include_router(notebook_exchange_router(manager, settings, changed))
 
     @router.websocket("/ws/{session_id}")
     async def socket(websocket: WebSocket, session_id: str) -> None:

@@ -23,6 +23,8 @@ from notebooks.analysis.staleness import (
     Staleness,
     compute_staleness,
     env_changes,
+    is_mount,
+    mount_inputs,
     provenance,
     source_hash,
 )
@@ -43,6 +45,8 @@ __all__ = [
     "compute_staleness",
     "cycles",
     "env_changes",
+    "is_mount",
+    "mount_inputs",
     "parse_annotations",
     "provenance",
     "source_hash",

@@ -12,8 +12,8 @@ when something the cell's result depends on changed. Statuses:
 - ``stale`` — it ran, and since then at least one reason holds:
   ``self`` (its source changed), ``env`` (the environment changed) or
   ``upstream`` (an upstream cell changed, is not ready, or the set of
-  upstream cells changed). Each reason comes with causality details naming
-  the cell or the package.
+  upstream cells changed, or a mount's contents changed). Each reason comes
+  with causality details naming the cell, the package or the mount.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ class CellFacts:
     worker: str | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
     """Environment variables the cell runs with (see :func:`provenance`)."""
+    mounts: Mapping[str, str] = field(default_factory=dict)
+    """Mount name -> fingerprint; ``rw`` for a writable mount (never cached: ``idle``)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,19 @@ def provenance(
     return h.hexdigest()
 
 
+MOUNT = "mount:"
+"""Prefix of a mount's entry among a run's inputs (its fingerprint, beside upstream cells)."""
+
+
+def is_mount(key: str) -> bool:
+    return key.startswith(MOUNT)
+
+
+def mount_inputs(mounts: Mapping[str, str]) -> dict[str, str]:
+    """A cell's mount fingerprints as provenance inputs."""
+    return {f"{MOUNT}{name}": fp for name, fp in mounts.items()}
+
+
 def env_changes(old: Mapping[str, str] | None, new: Mapping[str, str]) -> list[dict[str, Any]]:
     """One ``env_changed`` detail per package added, removed or changed in version."""
     if old is None:
@@ -143,9 +158,10 @@ def compute_staleness(
             continue
         ups = upstream.get(cid, ())
         inputs = {up: out[up].provenance_hash if up in out else "" for up in ups}
+        inputs.update(mount_inputs(facts.mounts))
         prov = provenance(facts.source_hash, env.hash, inputs, facts.worker, facts.variables)
         run = runs.get(cid)
-        if run is None:
+        if run is None or "rw" in facts.mounts.values():
             out[cid] = Staleness("idle", prov)
             continue
         reasons: list[str] = []
@@ -163,7 +179,14 @@ def compute_staleness(
             or out[up].status != "ready"
             or run.inputs.get(up) != out[up].provenance_hash
         ]
-        changed += [up for up in run.inputs if up not in inputs]
+        changed += [up for up in run.inputs if up not in inputs and not is_mount(up)]
+        mounts = sorted(
+            k for k in {*inputs, *run.inputs} if is_mount(k) and run.inputs.get(k) != inputs.get(k)
+        )
+        if mounts and "upstream" not in reasons:
+            reasons.append("upstream")
+        if mounts:
+            details.extend({"type": "mount_changed", "mount": k[len(MOUNT) :]} for k in mounts)
         if changed:
             reasons.append("upstream")
             for up in changed:

@@ -9,7 +9,8 @@ with length-prefixed JSON frames (4-byte big-endian length, UTF-8 JSON).
 Server → worker:
     {"op": "execute", "id", "cell_id", "source", "inputs": {name: spec},
      "exports": [names], "env": {name: value}, "flight": {"location", "token"?},
-     "put_metadata": {...}}
+     "put_metadata": {...}, "mounts"?: [spec], "mount_helper"?: path}
+  ``mounts`` become variables, built by the helper module at ``mount_helper``.
   ``env`` is set in os.environ for the run only, then put back as it was.
     {"op": "forget", "names": [...]}     {"op": "shutdown"}
   An input spec is {"token": str, "kind": "arrow", "uri": str, "format": str}
@@ -362,6 +363,8 @@ class Kernel:
         try:
             for name, spec in request.get("inputs", {}).items():
                 namespace[name] = self._load(name, spec, request.get("flight"))
+            if request.get("mounts"):
+                namespace.update(_mounts(request["mount_helper"], request["mounts"]))
             tree = ast.parse(request["source"], filename=filename)
             tail = None
             if tree.body and isinstance(tree.body[-1], ast.Expr):
@@ -472,6 +475,22 @@ class _Capped(io.TextIOBase):
     def text(self) -> str:
         out = "".join(self.parts)
         return out if self.size <= self.limit else out + f"\n… [{self.size - self.limit} more]"
+
+
+_MOUNT_HELPERS: dict[str, Any] = {}
+
+
+def _mounts(helper: str, specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cell's mount variables, made by the server's mount helper (loaded by path once)."""
+    module = _MOUNT_HELPERS.get(helper)
+    if module is None:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("quiver_mountpath", helper)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        _MOUNT_HELPERS[helper] = module
+    return module.make_mounts(specs)
 
 
 def _set_env(variables: dict[str, str]) -> dict[str, str | None]:

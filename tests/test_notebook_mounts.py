@@ -1,0 +1,164 @@
+"""Mounts (API.md §8, §2.6): specs checked, cells see them, ``ro`` holds, fingerprints stale.
+
+Real engines: a real local directory for ``file://`` and a real S3-compatible
+server (moto's server mode on an ephemeral loopback port) for ``s3://``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures_execution import Nb
+
+
+def put_mounts(nb: Nb, *mounts: dict[str, Any], status: int = 200) -> dict[str, Any]:
+    r = nb.client.put(f"{nb.base}/mounts", json={"mounts": list(mounts)})
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"name": "d", "uri": "ftp://host/x"}, "unknown scheme 'ftp'"),
+        ({"name": "d", "uri": "/no/scheme"}, "unknown scheme '(none)'"),
+        ({"name": "d", "uri": "file:///data/../etc"}, "path traversal"),
+        ({"name": "d", "uri": "file://host/x"}, "name no host"),
+        ({"name": "d", "uri": "s3:///key"}, "needs a bucket"),
+        ({"name": "1bad", "uri": "file:///x"}, "name"),
+        ({"name": "d", "uri": "file:///x", "mode": "rx"}, "mode"),
+        ({"name": "d", "uri": "s3://b", "options": {"secret": "x"}}, "looks like a credential"),
+        ({"name": "d", "uri": "s3://b", "options": {"key_env": "1 no"}}, "environment variable"),
+    ],
+)
+def test_bad_mount_specs_are_refused_with_a_precise_422(
+    nb: Nb, spec: dict[str, Any], expected: str
+) -> None:
+    r = nb.client.put(f"{nb.base}/mounts", json={"mounts": [spec]})
+    assert r.status_code == 422, r.text
+    assert expected in str(r.json()["detail"])
+    assert not nb.client.get(f"{nb.base}/cells").json()["cells"]  # nothing else moved
+    toml = (Path(nb.manager.get(nb.sid).path) / "notebook.toml").read_text()
+    assert "mounts" not in toml
+
+
+def test_duplicate_mount_names_are_refused(nb: Nb) -> None:
+    spec = {"name": "d", "uri": "file:///tmp"}
+    r = nb.client.put(f"{nb.base}/mounts", json={"mounts": [spec, spec]})
+    assert r.status_code == 422
+    assert "used twice" in str(r.json()["detail"])
+
+
+def test_file_mount_is_a_read_only_path_and_its_changes_make_cells_stale(
+    nb: Nb, tmp_path: Path
+) -> None:
+    data = tmp_path / "ext_data"
+    data.mkdir()
+    (data / "a.txt").write_text("hello")
+    body = put_mounts(nb, {"name": "src", "uri": data.as_uri(), "options": {}})
+    assert body["mounts"] == [{"name": "src", "uri": data.as_uri(), "mode": "ro"}]
+    toml = (Path(nb.manager.get(nb.sid).path) / "notebook.toml").read_text()
+    assert "[[mounts]]" in toml and "options" not in toml
+
+    cid = nb.add(
+        "import pathlib\ntext = (src / 'a.txt').read_text()\n"
+        "kind = isinstance(src, pathlib.Path)\n(text, kind)"
+    )
+    out = nb.run(cid)
+    assert out["status"] == "ready", out
+    assert "hello" in str(out["displays"]) and "True" in str(out["displays"])
+    assert nb.cells()[cid]["status"] == "ready"
+
+    writer = nb.add("(src / 'b.txt').write_text('no')")
+    failed = nb.run(writer)
+    assert failed["status"] == "error"
+    assert "PermissionError" in failed["error"] and "read-only" in failed["error"]
+    assert not (data / "b.txt").exists()
+
+    (data / "a.txt").write_text("changed")
+    r = nb.client.post("/v1/notebooks/open", json={"path": nb.manager.get(nb.sid).path})
+    assert r.status_code == 200, r.text
+    cell = nb.cells()[cid]
+    assert cell["status"] == "stale"
+    assert {"type": "mount_changed", "mount": "src"} in cell["causality"]["details"]
+    again = nb.run(cid)
+    assert "changed" in str(again["displays"]) and again["cache_hit"] is False
+
+
+def test_pin_replaces_the_listing_and_rw_cells_are_never_cached(nb: Nb, tmp_path: Path) -> None:
+    data = tmp_path / "ext_out"
+    data.mkdir()
+    put_mounts(
+        nb,
+        {"name": "pinned", "uri": data.as_uri(), "pin": "v1"},
+        {"name": "sink", "uri": (tmp_path / "ext_sink").as_uri(), "mode": "rw"},
+    )
+    (tmp_path / "ext_sink").mkdir()
+    reader = nb.add("n = len(list(pinned.iterdir()))\nn")
+    assert nb.run(reader)["status"] == "ready"
+    (data / "new.txt").write_text("x")  # pinned: the listing is not looked at
+    nb.client.post("/v1/notebooks/open", json={"path": nb.manager.get(nb.sid).path})
+    assert nb.cells()[reader]["status"] == "ready"
+
+    writer = nb.add("(sink / 'w.txt').write_text('ok')\nw = 1")
+    first = nb.run(writer)
+    assert first["status"] == "ready", first
+    assert (tmp_path / "ext_sink" / "w.txt").read_text() == "ok"
+    assert nb.cells()[writer]["status"] == "idle"
+    assert nb.run(writer)["cache_hit"] is False
+
+
+@pytest.fixture
+def s3() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_s3_mount_reads_through_fsspec_and_refuses_writes(nb: Nb, s3: str) -> None:
+    import boto3
+
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+             "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    client.create_bucket(Bucket="lake")
+    client.put_object(Bucket="lake", Key="raw/a.csv", Body=b"x,y\n1,2\n")
+    client.put_object(Bucket="lake", Key="raw/b.csv", Body=b"x,y\n3,4\n")
+    r = nb.client.put(f"{nb.base}/env", json={"env": creds})
+    assert r.status_code == 200, r.text
+    put_mounts(nb, {"name": "lake", "uri": "s3://lake/raw", "options": {"endpoint_url": s3}})
+
+    cid = nb.add(
+        "names = sorted(p.name for p in lake.glob('*.csv'))\n"
+        "first = (lake / 'a.csv').read_text()\n"
+        "listed = [p.name for p in lake.iterdir()]\n"
+        "(names, first, listed, lake.fs.protocol)"
+    )
+    out = nb.run(cid)
+    assert out["status"] == "ready", out
+    shown = str(out["displays"])
+    assert "a.csv" in shown and "b.csv" in shown and "1,2" in shown
+    assert nb.cells()[cid]["status"] == "ready"
+
+    writer = nb.add("(lake / 'c.csv').write_text('no')")
+    failed = nb.run(writer)
+    assert "PermissionError" in failed["error"] and "read-only" in failed["error"]
+
+    client.put_object(Bucket="lake", Key="raw/c.csv", Body=b"x,y\n5,6\n")
+    nb.client.post("/v1/notebooks/open", json={"path": nb.manager.get(nb.sid).path})
+    cell = nb.cells()[cid]
+    assert cell["status"] == "stale"
+    assert {"type": "mount_changed", "mount": "lake"} in cell["causality"]["details"]
+    assert "AWS_SECRET_ACCESS_KEY" not in os.environ or os.environ["AWS_SECRET_ACCESS_KEY"]
