@@ -6,30 +6,51 @@ why), the work is ``notebooks.exchange``'s.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+import pyarrow as pa
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from foundation import InvalidArgument, NotFound, Settings, Unavailable
+from foundation import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    QuiverError,
+    Settings,
+    TooLarge,
+    Unavailable,
+)
 from notebooks import (
+    IPYNB_LIMIT,
+    MOUNT_SECRET_PATTERN,
+    MOUNT_URI_PATTERN,
     Executions,
     NotebookManager,
     Session,
     bundle_entries,
     cells_list,
     check_format,
+    confine,
+    dumps,
     html_page,
     markdown,
+    open_archive,
     parse_mounts,
     picture,
+    read_ipynb,
+    restore_archive,
     safe_name,
     selected_cells,
     snapshot_entries,
+    write_notebook,
     zip_chunks,
 )
+from rest.middleware import UPLOAD_ROUTE
 from rest.openapi import content, raises
 from rest.streaming import body as arrow_body
 
@@ -41,6 +62,8 @@ EXPORT = content(
 )
 
 MOUNT_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+FORMATS = ["zip", "snapshot", "markdown", "html"]
+INCLUDES = ["all", "selected", "none"]
 
 
 class MountSpec(BaseModel):
@@ -49,10 +72,25 @@ class MountSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=MOUNT_NAME, max_length=100)
-    uri: str = Field(min_length=1, max_length=4096, description="file://, s3://, gs:// or az://")
+    uri: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="file:///path, s3://bucket/prefix, gs://…, az://…; no '..'",
+        json_schema_extra={"pattern": MOUNT_URI_PATTERN},  # checked by the validator below
+    )
     mode: Literal["ro", "rw"] = "ro"
     pin: str | None = Field(default=None, max_length=200)
-    options: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=50)
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="fsspec storage options; <option>_env names the variable holding a secret",
+        json_schema_extra={
+            "propertyNames": {
+                "anyOf": [{"pattern": "_env$"}, {"not": {"pattern": MOUNT_SECRET_PATTERN}}]
+            },
+            "patternProperties": {"_env$": {"type": "string", "pattern": MOUNT_NAME}},
+        },
+    )
 
 
 class MountsBody(BaseModel):
@@ -75,8 +113,10 @@ def notebook_exchange_router(
     settings: Settings,
     executions: Executions | None,
     changed: Callable[[Session], None],
+    opened: Callable[[Session], dict[str, Any]],
 ) -> APIRouter:
-    """The routes; ``changed(session)`` tells the session's sockets its state moved."""
+    """The routes; ``changed(session)`` tells the session's sockets its state moved,
+    ``opened(session)`` is the answer of ``open`` (an import answers it too)."""
     router = APIRouter()
 
     @router.put("/{session_id}/mounts", responses=raises(NotFound))
@@ -107,9 +147,9 @@ def notebook_exchange_router(
     )
     def export(
         session_id: str,
-        fmt: str = "zip",
-        include: str = "all",
-        cells: str = "",
+        fmt: Annotated[str, Query(json_schema_extra={"enum": FORMATS})] = "zip",
+        include: Annotated[str, Query(json_schema_extra={"enum": INCLUDES})] = "all",
+        cells: Annotated[str, Query(max_length=4096, description="cell ids, comma-separated")] = "",
         app_view: bool = False,
         include_inactive_variants: bool = False,
     ) -> Response:
@@ -132,6 +172,87 @@ def notebook_exchange_router(
             return _download(text, "text/markdown; charset=utf-8", f"{stem}.md")
         page = "".join(html_page(pic, app_view=app_view))
         return _download(page, "text/html; charset=utf-8", f"{stem}.html")
+
+    def answer(target: Path, extra: dict[str, Any], started: float) -> Response:
+        body = opened(manager.open(str(target)))
+        body.update(extra)
+        timing = f"total;dur={(time.perf_counter() - started) * 1000:.1f}"
+        return Response(
+            dumps(body), media_type="application/json", headers={"Server-Timing": timing}
+        )
+
+    @router.post(
+        "/import",
+        response_model=None,
+        responses=raises(InvalidArgument, Conflict, TooLarge),
+        openapi_extra={UPLOAD_ROUTE: True},
+    )
+    def import_jupyter(
+        file: Annotated[UploadFile, File(description="A Jupyter notebook (.ipynb), at most 50 MB")],
+        name: Annotated[str | None, Form(max_length=255)] = None,
+        parent_path: Annotated[str | None, Form(max_length=4096)] = None,
+    ) -> Response:
+        """Import a Jupyter notebook: a new notebook, opened; plus ``import_report``."""
+        started = time.perf_counter()
+        data = file.file.read(IPYNB_LIMIT + 1)
+        if len(data) > IPYNB_LIMIT:
+            raise TooLarge(f"the .ipynb is larger than {IPYNB_LIMIT // 1024**2} MB")
+        converted = read_ipynb(data)
+        stem = Path(file.filename or "").stem
+        title = (name or converted.title or safe_name(stem, "") or "Imported notebook").strip()
+        parent = confine(manager.root, parent_path or ".", "parent_path")
+        version = next(iter(manager.python_versions()), None)
+        if version is None:
+            raise Unavailable("No Python interpreter is available for notebooks")
+        deps = list(converted.report["captured_deps"])
+        target = write_notebook(parent, title, version, converted.cells, deps)
+        return answer(target, {"import_report": converted.report}, started)
+
+    def put_artifact(path: Path) -> str:
+        if executions is None:
+            raise Unavailable("Artifacts cannot be restored: no Flight service is configured")
+        with pa.memory_map(str(path)) as source:
+            try:
+                reader = pa.ipc.open_stream(source)
+            except pa.ArrowInvalid as exc:
+                raise InvalidArgument(
+                    f"an artifact in the archive is not Arrow IPC: {exc}"
+                ) from None
+            return str(executions.client.put(reader, metadata={"imported": True})["artifact_uri"])
+
+    def known(uri: str) -> bool:
+        if executions is None:
+            return False
+        try:
+            return executions.client.status(uri).get("state") in ("ready", "superseded")
+        except QuiverError:
+            return False
+
+    @router.post(
+        "/import-snapshot",
+        response_model=None,
+        responses=raises(InvalidArgument, Conflict, TooLarge),
+        openapi_extra={UPLOAD_ROUTE: True},
+    )
+    def import_snapshot(
+        file: Annotated[UploadFile, File(description="A snapshot or zip export")],
+        name: Annotated[str | None, Form(max_length=255)] = None,
+        parent_path: Annotated[str | None, Form(max_length=4096)] = None,
+    ) -> Response:
+        """Restore a ``snapshot`` (or ``zip``) export as a new notebook, opened; cells whose
+        results came along (artifacts verified by digest) are ready."""
+        started = time.perf_counter()
+        parent = confine(manager.root, parent_path or ".", "parent_path")
+        with open_archive(file.file) as zf:
+            target, report = restore_archive(
+                zf,
+                parent,
+                name,
+                max_bytes=4 * settings.rest_max_body_bytes,
+                put_artifact=put_artifact,
+                known=known,
+            )
+        return answer(target, {"import_report": report}, started)
 
     return router
 

@@ -388,7 +388,11 @@ def notebook_router(
     environments = EnvService(manager, executions, hub, changed)
     router.include_router(notebook_env_router(manager, environments))
     messages = ws_handlers({**environments.ws_handlers(), **(ws_extra or {})})
-    router.include_router(notebook_exchange_router(manager, settings, executions, changed))
+    router.include_router(
+        notebook_exchange_router(
+            manager, settings, executions, changed, lambda s: opened(s, dag=True)
+        )
+    )
 
     @router.websocket("/ws/{session_id}")
     async def socket(websocket: WebSocket, session_id: str) -> None:

@@ -28,14 +28,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from foundation import InvalidArgument
 
 MOUNT_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 SCHEMES = ("file", "s3", "gs", "az")
 MODES = ("ro", "rw")
-SECRET_OPTION = re.compile(r"(key|secret|token|password|credential|sas|signature)", re.I)
+MOUNT_URI_PATTERN = (
+    r"^(?:file://(?:localhost)?/|(?:s3|gs|az)://[^/.\x00])(?:[^.\x00]|\.[^.\x00])*\.?$"
+)
+"""Every URI :func:`check_uri` accepts (for the API document): a known scheme, a bucket or
+an absolute path, no NUL and no ``..`` anywhere."""
+SECRET_WORDS = ("key", "secret", "token", "password", "credential", "sas", "signature")
+MOUNT_SECRET_PATTERN = "|".join("".join(f"[{c}{c.upper()}]" for c in w) for w in SECRET_WORDS)
+SECRET_OPTION = re.compile(MOUNT_SECRET_PATTERN)
+"""An option name that says it holds a credential (spelled out: no Unicode case folding)."""
 LISTING_LIMIT = 10_000
 """Entries a fingerprint lists at most (beyond: the count so far and a marker)."""
 REMOTE_TTL_S = 30.0
@@ -53,7 +61,7 @@ class Mount:
 
     @property
     def scheme(self) -> str:
-        return urlsplit(self.uri).scheme
+        return self.uri.split("://", 1)[0]
 
     def dump(self) -> dict[str, Any]:
         """As written in ``notebook.toml`` and answered by REST (empty options omitted)."""
@@ -64,25 +72,23 @@ class Mount:
 
 def check_uri(uri: str, label: str = "uri") -> str:
     """A mount URI's scheme and confinement; the URI as given, or InvalidArgument."""
-    if not isinstance(uri, str) or not uri.strip():
+    if not isinstance(uri, str) or not uri:
         raise InvalidArgument(f"mount {label} must be a non-empty string")
     if "\x00" in uri:
         raise InvalidArgument(f"mount {label} holds a NUL byte")
-    parts = urlsplit(uri)
-    if parts.scheme not in SCHEMES:
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme not in SCHEMES:
         allowed = ", ".join(f"{s}://" for s in SCHEMES)
-        scheme = parts.scheme or "(none)"
-        raise InvalidArgument(f"mount {label} {uri!r}: unknown scheme {scheme!r}; use {allowed}")
-    segments = unquote(parts.path).split("/")
-    if ".." in segments:
+        shown = scheme or "(none)"
+        raise InvalidArgument(f"mount {label} {uri!r}: unknown scheme {shown!r}; use {allowed}")
+    if ".." in uri:
         raise InvalidArgument(f"mount {label} {uri!r}: path traversal ('..') not allowed")
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise InvalidArgument(f"mount {label} {uri!r}: file:// URIs name no host")
-        if not parts.path.startswith("/"):
-            raise InvalidArgument(f"mount {label} {uri!r}: file:// needs an absolute path")
-    elif not parts.netloc:
-        raise InvalidArgument(f"mount {label} {uri!r}: {parts.scheme}:// needs a bucket")
+    if scheme == "file" and not re.match(r"file://(?:localhost)?/", uri):
+        raise InvalidArgument(
+            f"mount {label} {uri!r}: file:// takes an absolute path and no host (file:///path)"
+        )
+    if not re.fullmatch(MOUNT_URI_PATTERN, uri):
+        raise InvalidArgument(f"mount {label} {uri!r}: {scheme}:// needs a bucket (or container)")
     return uri
 
 
@@ -91,7 +97,7 @@ def parse_mount(raw: Mapping[str, Any]) -> Mount:
     if not isinstance(raw, Mapping):
         raise InvalidArgument("a mount must be a table {name, uri, mode, pin, options}")
     name = raw.get("name")
-    if not isinstance(name, str) or not MOUNT_NAME.match(name):
+    if not isinstance(name, str) or not MOUNT_NAME.fullmatch(name):
         raise InvalidArgument(f"mount name {name!r} must match {MOUNT_NAME.pattern}")
     uri = check_uri(raw.get("uri"), "uri")  # type: ignore[arg-type]
     mode = raw.get("mode") or "ro"
@@ -103,7 +109,7 @@ def parse_mount(raw: Mapping[str, Any]) -> Mount:
     options = dict(raw.get("options") or {})
     for key, value in options.items():
         if key.endswith("_env"):
-            if not isinstance(value, str) or not MOUNT_NAME.match(value):
+            if not isinstance(value, str) or not MOUNT_NAME.fullmatch(value):
                 raise InvalidArgument(
                     f"mount {name}: option {key} must name an environment variable"
                 )
@@ -116,13 +122,13 @@ def parse_mount(raw: Mapping[str, Any]) -> Mount:
 
 
 def parse_mounts(raws: Sequence[Mapping[str, Any]]) -> list[Mount]:
-    mounts = [parse_mount(r) for r in raws]
-    seen: set[str] = set()
-    for m in mounts:
-        if m.name in seen:
-            raise InvalidArgument(f"mount name {m.name!r} is used twice")
-        seen.add(m.name)
-    return mounts
+    """Specs checked; a name given twice keeps its last spec (as a cell's narrows a notebook's)."""
+    merged: dict[str, Mount] = {}
+    for raw in raws:
+        mount = parse_mount(raw)
+        merged.pop(mount.name, None)
+        merged[mount.name] = mount
+    return list(merged.values())
 
 
 def cell_mounts(
@@ -212,7 +218,7 @@ def fingerprint(mount: Mount, env: Mapping[str, str]) -> str:
         return f"pin:{mount.pin}"
     try:
         if mount.scheme == "file":
-            root = Path(unquote(urlsplit(mount.uri).path))
+            root = Path(unquote(mount.uri.split("://", 1)[1].removeprefix("localhost")))
             if not root.exists():
                 return "missing"
             return _listing_digest(_local_listing(root))
