@@ -162,6 +162,26 @@ class Settings(BaseSettings):
         "this many seconds; then open streams end with 'server shutting down', builds are "
         "cancelled, and the process exits.",
     )
+    workers: list[dict[str, Any]] = Field(
+        default=[],
+        description="Server-configured workers every notebook sees (API.md §2.6 WorkerSpec), as "
+        'a JSON array, e.g. [{"name": "dask", "backend": "executor", "config": {"transport": '
+        '"dask", "url": "tcp://10.0.0.5:8786"}}] (docs/workers.md). Tokens by config.token_env.',
+    )
+    worker_probe_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds between background health probes of the workers notebooks list; "
+        "0 probes only on demand (GET workers?refresh=true and before a cell runs).",
+    )
+    worker_probe_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        description="Time limit of one worker health probe, in seconds.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level."
     )

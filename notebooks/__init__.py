@@ -65,6 +65,7 @@ from notebooks.serialize import (
     state_dict,
 )
 from notebooks.session import Session
+from notebooks.workers import Workers, WorkerSpec, check_for_notebook
 
 __all__ = [
     "IPYNB_LIMIT",
@@ -84,12 +85,15 @@ __all__ = [
     "Parsed",
     "Runner",
     "Session",
+    "WorkerSpec",
+    "Workers",
     "bundle_entries",
     "busy",
     "caller",
     "cell_json",
     "cells_json",
     "cells_list",
+    "check_for_notebook",
     "check_format",
     "confine",
     "dag_dict",

@@ -13,6 +13,7 @@ from notebooks.inspect import Inspections
 from notebooks.manager import NotebookManager
 from notebooks.runner import FlightConfig, Runner
 from notebooks.session import Session
+from notebooks.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,10 @@ class Executions:
         *,
         default_timeout: float | None = None,
         emit: Callable[[str, str, dict[str, Any]], None] | None = None,
+        workers: Workers | None = None,
     ) -> None:
         self.manager = manager
+        self.workers = workers
         self.flight = flight
         self.default_timeout = default_timeout
         self.client = QuiverClient(flight.location, token=flight.token)
@@ -59,6 +62,7 @@ class Executions:
                     self.client,
                     default_timeout=self.default_timeout,
                     emit=lambda kind, payload: self.emit(sid, kind, payload),
+                    workers=self.workers,
                 )
                 self._runners[sid] = runner
         return runner

@@ -54,6 +54,7 @@ from notebooks.model import (
     pickle_size,
 )
 from notebooks.session import CellState, Session
+from notebooks.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,10 @@ class Runner:
         default_timeout: float | None = None,
         emit: Emit = _no_emit,
         python: str | None = None,
+        workers: Workers | None = None,
     ) -> None:
         self.session = session
+        self.workers = workers
         self.flight = flight
         self.client = client
         self.default_timeout = default_timeout
@@ -515,13 +518,22 @@ class Runner:
             request["mounts"] = [kernel_spec(m) for m in mounts]
             request["mount_helper"] = MOUNT_HELPER
         timeout = session.cell_timeout(cell) or self.default_timeout
+        worker = session.cell_worker(cell)
+        remote = self.workers.remote(session.nb.get("workers"), worker) if self.workers else None
         try:
-            kernel = self.start_kernel()
-            result.execution_method = "warm" if self._kernel_used else "cold"
-            self._kernel_used = True
-            answer = kernel.execute(request, on_console=on_console, timeout=timeout)
+            if remote is not None:  # another engine runs it (notebooks.workers)
+                result.execution_method = "executor"
+                answer = remote.execute(
+                    request, on_console=on_console, timeout=timeout, cancel=self._cancel
+                )
+            else:
+                kernel = self.start_kernel()
+                result.execution_method = "warm" if self._kernel_used else "cold"
+                self._kernel_used = True
+                answer = kernel.execute(request, on_console=on_console, timeout=timeout)
         except KernelDied as exc:
-            self._drop_kernel()
+            if remote is None:
+                self._drop_kernel()
             result.stdout, result.stderr = clip("".join(out)), clip("".join(err))
             if self._cancel.is_set() and not exc.timed_out:
                 result.status, result.error = "cancelled", "Execution cancelled"
@@ -532,7 +544,7 @@ class Runner:
             )
             return result
         result.stdout, result.stderr = clip("".join(out)), clip("".join(err))
-        result.kernel = self._kernel_id
+        result.kernel = self._kernel_id if remote is None else None
         if answer.get("status") == "cancelled":
             result.status, result.error = "cancelled", "Execution cancelled"
             return result

@@ -91,14 +91,17 @@ def notebook_routes(settings: Settings, flight_uri: str) -> tuple[APIRouter, Cal
     """The notebook router and what closes it. The one place that knows its constructor."""
     from notebooks import Executions, FlightConfig, NotebookManager
     from rest.notebooks import notebook_router
+    from rest.workers import worker_model
 
     token = settings.token.get_secret_value() if settings.token is not None else None
     manager = NotebookManager(settings)
-    executions = Executions(manager, FlightConfig(flight_uri, token))
+    workers = worker_model(settings)
+    executions = Executions(manager, FlightConfig(flight_uri, token), workers=workers)
     router = notebook_router(manager, settings, executions=executions)
 
     def close() -> None:
         executions.close()
+        workers.close()
         manager.close_all()
 
     return router, close

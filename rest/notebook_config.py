@@ -1,7 +1,7 @@
 """Notebook-level settings and listings Strata 0.11's browser client calls (API.md §16).
 
 ``PUT env``, ``PUT timeout``, ``PUT python-version``, ``POST close``, ``POST
-recents/validate``, ``GET workers`` and ``GET artifacts`` (the registry names
+recents/validate`` and ``GET artifacts`` (the registry names
 that point at this notebook's cell outputs), under ``/v1/notebooks``.
 """
 
@@ -158,18 +158,6 @@ def notebook_config_router(
             except (QuiverError, OSError, ValueError):
                 continue
         return {"valid": valid}
-
-    @router.get("/{session_id}/workers", responses=raises(NotFound))
-    def workers(session_id: str, refresh: bool = False) -> dict[str, Any]:
-        """The worker catalog: the built-in ``local`` worker (Quiver runs cells locally)."""
-        manager.get(session_id)
-        local = {
-            "name": "local", "backend": "local", "runtime_id": None, "config": {},
-            "source": "builtin", "health": "healthy", "allowed": True, "enabled": True,
-            "transport": "local", "health_url": None, "health_checked_at": None,
-            "last_error": None, "health_history": [],
-        }  # fmt: skip
-        return {"workers": [local], "definitions_editable": False, "health_checked_at": None}
 
     @router.get("/{session_id}/artifacts", responses=raises(NotFound))
     def artifacts(session_id: str) -> dict[str, Any]:

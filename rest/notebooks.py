@@ -52,6 +52,7 @@ from rest.notebook_exchange import notebook_exchange_router
 from rest.notebook_ws import Handler, serve_socket
 from rest.openapi import DATA, DataFormat, raises
 from rest.streaming import check_format, stream_response
+from rest.workers import worker_model, workers_router
 from rest.ws_hub import Hub
 from rest.ws_messages import handlers as ws_handlers
 
@@ -392,6 +393,9 @@ def notebook_router(
         notebook_exchange_router(
             manager, settings, executions, changed, lambda s: opened(s, dag=True)
         )
+    found = executions.workers if executions is not None else None
+    router.include_router(
+        workers_router(manager, settings, found or worker_model(settings), changed)
     )
 
     @router.websocket("/ws/{session_id}")

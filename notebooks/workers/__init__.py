@@ -1,5 +1,32 @@
-"""Room for workers: running a cell on a Dask cluster or another Quiver node (API.md §8).
+"""Workers: running a cell on a Dask cluster or another Quiver node (API.md §8).
 
-The worker catalog with its health probes and the backends live here when they
-land; the runner dispatches to them. Nothing here yet.
+The door: :class:`Workers` (the catalog with its health probes, and how a cell
+assigned to a worker runs), the worker spec with its validation, and the
+transports Quiver runs and accepts. The runner (above) decides *that* a cell
+runs; this room says *where* and carries it there.
 """
+
+from __future__ import annotations
+
+from notebooks.workers.pool import Remote, Workers
+from notebooks.workers.spec import (
+    LOCAL,
+    NAME_PATTERN,
+    RUNNABLE,
+    TRANSPORTS,
+    WorkerSpec,
+    check_for_notebook,
+    valid_name,
+)
+
+__all__ = [
+    "LOCAL",
+    "NAME_PATTERN",
+    "RUNNABLE",
+    "TRANSPORTS",
+    "Remote",
+    "WorkerSpec",
+    "Workers",
+    "check_for_notebook",
+    "valid_name",
+]

@@ -1,0 +1,286 @@
+"""Workers (API.md §8): the catalog and its probes over REST, and cells run on a real Dask
+``distributed.LocalCluster`` (2 worker processes) and checked against a real Flight server."""
+
+from __future__ import annotations
+
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from foundation import Settings
+from notebooks import Executions, FlightConfig, NotebookManager, Workers
+from rest.app import create_app
+from rest.notebooks import notebook_router
+from tests.fixtures_execution import Nb
+from tests.fixtures_flight import ServerFactory
+from tests.fixtures_notebooks import PYTHONS
+from tests.polling import wait_until
+from tests.servers import serve_asgi
+
+
+@pytest.fixture(scope="module")
+def dask_cluster() -> Iterator[str]:
+    """A LocalCluster of 2 worker processes, one thread each: a cell swaps its process's
+    sys.stdout while it runs, which processes keep apart (threads would mix consoles,
+    and processes=False would capture the test server's own output)."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+        host="127.0.0.1", protocol="tcp",
+    )  # fmt: skip
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close(timeout=30)
+
+
+@pytest.fixture
+def make_workers_nb(
+    settings: Settings, flight_server: Any
+) -> Iterator[Callable[..., tuple[Nb, Workers]]]:
+    closers: list[Callable[[], None]] = []
+
+    def make(server_workers: list[dict[str, Any]] | None = None) -> tuple[Nb, Workers]:
+        workers = Workers(server_workers or [], probe_interval=0, probe_timeout=2)
+        manager = NotebookManager(settings, python_versions=dict(PYTHONS))
+        executions = Executions(manager, FlightConfig(flight_server.location), workers=workers)
+        app = create_app([notebook_router(manager, settings, executions=executions)])
+        url, stop = serve_asgi(app, lifespan="off")
+        client = httpx.Client(base_url=url, timeout=120)
+        r = client.post("/v1/notebooks/create", json={"parent_path": ".", "name": "w"})
+        assert r.status_code == 200, r.text
+        nb = Nb(client, manager, executions, r.json()["session_id"], flight_server.location, url)
+
+        def close() -> None:
+            executions.close()
+            workers.close()
+            client.close()
+            stop()
+
+        closers.append(close)
+        return nb, workers
+
+    yield make
+    for close in closers:
+        close()
+
+
+def dask_spec(url: str, name: str = "cluster") -> dict[str, Any]:
+    return {"name": name, "backend": "executor", "config": {"transport": "dask", "url": url}}
+
+
+def by_name(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {w["name"]: w for w in body["workers"]}
+
+
+# -- catalog and routes -------------------------------------------------------------------
+
+
+def test_catalog_definitions_and_default(
+    make_workers_nb: Callable[..., tuple[Nb, Workers]], make_flight_server: ServerFactory,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    other = make_flight_server(data_dir=tmp_path / "other")  # a second node
+    server = {"name": "shared", "backend": "executor",
+              "config": {"transport": "flight", "url": other.location}}  # fmt: skip
+    nb, _ = make_workers_nb([server])
+    specs = [
+        {"name": "node2", "backend": "executor",
+         "config": {"url": other.location, "token_env": "NODE2_TOKEN"}},
+        {"name": "strata-box", "backend": "executor",
+         "config": {"transport": "signed", "url": "http://127.0.0.1:9/v1/execute"}},
+        {"name": "nowhere", "backend": "executor",
+         "config": {"transport": "dask", "url": "tcp://127.0.0.1:9"}},
+    ]  # fmt: skip
+    r = nb.client.put(f"{nb.base}/workers", json={"workers": specs})
+    assert r.status_code == 200, r.text
+    assert [w["name"] for w in r.json()["configured_workers"]] == ["node2", "strata-box", "nowhere"]
+    toml = tomllib.loads((Path(nb.manager.get(nb.sid).path) / "notebook.toml").read_text())
+    assert [w["name"] for w in toml["workers"]] == ["node2", "strata-box", "nowhere"]
+
+    cell = nb.add("# @worker ghost\nx = 1")
+    body = nb.client.get(f"{nb.base}/workers", params={"refresh": "true"}).json()
+    assert body["definitions_editable"] is True and body["health_checked_at"] > 0
+    names = [w["name"] for w in body["workers"]]
+    assert names == ["local", "shared", "node2", "strata-box", "nowhere", "ghost"]
+    w = by_name(body)
+    assert w["shared"]["source"] == "server" and w["node2"]["source"] == "notebook"
+    assert w["node2"]["transport"] == "flight" and w["node2"]["health"] == "healthy"
+    assert w["strata-box"]["transport"] == "signed"
+    assert w["strata-box"]["health_url"] == "http://127.0.0.1:9/health"
+    assert w["strata-box"]["health"] == "unavailable"
+    assert w["nowhere"]["health"] == "unavailable" and w["nowhere"]["last_error"]
+    assert w["nowhere"]["unavailable_probe_count"] == 1 and w["nowhere"]["probe_count"] == 1
+    assert len(w["nowhere"]["health_history"]) == 1
+    assert w["ghost"]["source"] == "referenced" and w["ghost"]["allowed"] is False
+    for entry in body["workers"]:
+        assert {"probe_count", "consecutive_failures", "last_probe_duration_ms"} <= set(entry)
+
+    # a cell on a worker that cannot run it fails at once, saying why
+    answer = nb.run(cell)
+    assert answer["status"] == "error" and "'ghost' is not defined" in answer["error"]
+    nb.edit(cell, "# @worker strata-box\nx = 1")
+    answer = nb.run(cell)
+    assert answer["status"] == "error" and "transport" in answer["error"]
+    assert "dask, flight" in answer["error"]
+    nb.edit(cell, "# @worker nowhere\nx = 1")
+    started = time.monotonic()
+    answer = nb.run(cell)
+    assert answer["status"] == "error" and "'nowhere' is unavailable" in answer["error"]
+    assert time.monotonic() - started < 10
+
+    # the notebook default worker; "local" clears it
+    r = nb.client.put(f"{nb.base}/worker", json={"worker": "node2"})
+    assert r.status_code == 200 and r.json()["worker"] == "node2" and r.json()["cells"]
+    r = nb.client.put(f"{nb.base}/worker", json={"worker": " local "})
+    assert r.status_code == 200 and r.json()["worker"] is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ({"name": "-bad", "backend": "executor"}, "pattern"),
+        ({"name": "a", "backend": "gpu"}, "backend"),
+        ({"name": "a", "backend": "executor", "config": {"transport": "ssh"}},
+         "accepted: dask, flight, direct, signed, manifest, build"),
+        ({"name": "a", "backend": "executor", "config": {"token": "s3cr3t"}}, "token_env"),
+    ],
+)  # fmt: skip
+def test_bad_definitions_answer_422(
+    make_workers_nb: Callable[..., tuple[Nb, Workers]], spec: dict[str, Any], words: str
+) -> None:
+    nb, _ = make_workers_nb()
+    r = nb.client.put(f"{nb.base}/workers", json={"workers": [spec]})
+    assert r.status_code == 422 and words in r.text, r.text
+    assert "s3cr3t" not in (Path(nb.manager.get(nb.sid).path) / "notebook.toml").read_text()
+
+
+def test_health_follows_a_server_stopped_and_restarted(
+    make_workers_nb: Callable[..., tuple[Nb, Workers]], make_flight_server: ServerFactory,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    node = make_flight_server(data_dir=tmp_path / "node")
+    port = node.port
+    nb, _ = make_workers_nb()
+    spec = {"name": "node", "backend": "executor", "config": {"url": node.location}}
+    assert nb.client.put(f"{nb.base}/workers", json={"workers": [spec]}).status_code == 200
+
+    def health() -> dict[str, Any]:
+        body = nb.client.get(f"{nb.base}/workers", params={"refresh": "true"}).json()
+        return by_name(body)["node"]
+
+    assert health()["health"] == "healthy"
+    node.close()
+    down = health()
+    assert down["health"] == "unavailable" and down["last_error"]
+    assert down["consecutive_failures"] == 1 and down["last_status_change_at"] is not None
+    again = make_flight_server(data_dir=tmp_path / "node", flight_port=port)
+    assert again.port == port
+    up = health()
+    assert up["health"] == "healthy" and up["consecutive_failures"] == 0
+    assert [h["health"] for h in up["health_history"]] == ["healthy", "unavailable", "healthy"]
+    assert up["healthy_probe_count"] == 2 and up["unavailable_probe_count"] == 1
+
+
+# -- the Dask backend ---------------------------------------------------------------------
+
+
+def test_dask_cells_read_and_write_tables_and_stream_their_console(
+    make_workers_nb: Callable[..., tuple[Nb, Workers]], dask_cluster: str
+) -> None:
+    nb, _ = make_workers_nb([dask_spec(dask_cluster)])
+    up = nb.add("import pyarrow as pa\nt = pa.table({'k': [1, 2, 1, 2], 'v': [1, 2, 3, 4]})")
+    agg = nb.add(
+        "# @worker cluster\nimport os\nimport pyarrow.compute as pc\n"
+        "print('on', os.getpid(), flush=True)\n"
+        "s = t.group_by('k').aggregate([('v', 'sum')]).sort_by('k')\n"
+        "n = int(pc.sum(s['v_sum']).as_py())"
+    )
+    assert nb.run(up)["status"] == "ready"
+    with nb.socket() as ws:
+        ws.send("cell_execute", cell_id=agg)
+        frames = ws.recv_until(lambda f: f["type"] in ("cell_output", "cell_error"))
+    kinds = [f["type"] for f in frames]
+    assert frames[-1]["type"] == "cell_output", frames[-1]
+    console = [f for f in frames if f["type"] == "cell_console" and f["payload"]["cell_id"] == agg]
+    assert "on " in "".join(f["payload"]["text"] for f in console)
+    assert kinds.index("cell_console") < kinds.index("cell_output")
+    cell = nb.cells()[agg]
+    assert cell["status"] == "ready" and cell["execution_method"] in ("executor", None)
+    out = nb.run(agg)  # a cache hit now
+    assert out["cache_hit"] is True and out["outputs"]["n"]["preview"] == 10
+    import os as _os
+
+    assert f"on {_os.getpid()}" not in out["stdout"]  # it ran in a Dask worker process
+    uri = out["artifact_uris"]["s"]
+    page = nb.client.get(f"{nb.base}/cells/{agg}/data", params={"artifact_uri": uri}).json()
+    assert page["columns"] == ["k", "v_sum"] and page["rows"] == [[1, 4], [2, 6]]
+
+    # a local cell downstream reads the Dask cell's table
+    down = nb.add("total = int(s.num_rows)")
+    assert nb.run(down)["outputs"]["total"]["preview"] == 2
+
+
+def test_dask_cell_failure_timeout_cancel_and_missing_packages(
+    make_workers_nb: Callable[..., tuple[Nb, Workers]], dask_cluster: str
+) -> None:
+    nb, _ = make_workers_nb([dask_spec(dask_cluster)])
+    bad = nb.add("# @worker cluster\nraise ValueError('no good')")
+    answer = nb.run(bad)
+    assert answer["status"] == "error" and answer["error"] == "ValueError: no good"
+
+    missing = nb.add("# @worker cluster\nimport no_such_package_here\nx = 1")
+    answer = nb.run(missing)
+    assert answer["status"] == "error" and "no_such_package_here" in answer["error"]
+    assert "'cluster' cannot run this cell" in answer["error"]
+
+    slow = nb.add("# @worker cluster\n# @timeout 1\nimport time\nwhile True:\n    time.sleep(0.02)")
+    started = time.monotonic()
+    answer = nb.run(slow)
+    assert answer["status"] == "error" and answer["error"].startswith("TimeoutError"), answer
+    assert time.monotonic() - started < 15
+
+    spin = nb.add(
+        "# @worker cluster\nimport time\nprint('spinning', flush=True)\n"
+        "while True:\n    time.sleep(0.02)"
+    )
+    results: list[dict[str, Any]] = []
+    runner = nb.executions.runner(nb.manager.get(nb.sid))
+    seen = threading.Event()
+    original = runner.emit
+
+    def watch(kind: str, payload: dict[str, Any]) -> None:
+        if kind == "cell_console" and "spinning" in payload["text"]:
+            seen.set()
+        original(kind, payload)
+
+    runner.emit = watch
+    t = threading.Thread(target=lambda: results.append(nb.run(spin)))
+    t.start()
+    assert seen.wait(60), "the Dask cell never printed"
+    r = nb.client.post(f"{nb.base}/cells/{spin}/cancel")
+    assert r.json()["cancelled"] is True
+    t.join(30)
+    assert not t.is_alive() and results[0]["status"] == "cancelled"
+    assert wait_until(lambda: nb.cells()[spin]["status"] == "idle", timeout=10)
+    # the cluster is free again: its workers were interrupted, not left spinning
+    ok = nb.add("# @worker cluster\ny = 2")
+    assert nb.run(ok)["outputs"]["y"]["preview"] == 2
+
+
+def test_a_big_upstream_travels_by_uri(
+    make_workers_nb: Callable[..., tuple[Nb, Workers]], dask_cluster: str
+) -> None:
+    nb, _ = make_workers_nb([dask_spec(dask_cluster)])
+    up = nb.add("import pyarrow as pa\nbig = pa.table({'x': list(range(200_000))})")
+    agg = nb.add(
+        "# @worker cluster\nimport pyarrow.compute as pc\nm = int(pc.max(big['x']).as_py())"
+    )
+    assert nb.run(up)["status"] == "ready"
+    assert nb.run(agg)["outputs"]["m"]["preview"] == 199999
