@@ -1,7 +1,8 @@
 """Arrow Flight: the server, the Python client, and the wire protocol both speak.
 
 The public door: :class:`QuiverFlightServer`, :class:`Core` and :func:`start`
-(the server side); :class:`QuiverClient`, :func:`connect` and
+(the server side), and :func:`action`, the hook a layer above registers
+an action of its own with; :class:`QuiverClient`, :func:`connect` and
 :class:`LocalActions` (the client side); the protocol's request models, limits
 and upload markers, which the REST layer states and checks as they are here.
 The wire protocol is written down in docs/flight.md.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from flight.client import LocalActions, QuiverClient, connect
 from flight.core import Core
+from flight.dispatch import action
 from flight.protocol import MAX_COMMAND_BYTES, check_command_size
 from flight.runtime import process_json
 from flight.server import QuiverFlightServer, start
@@ -33,6 +35,7 @@ __all__ = [
     "QuiverClient",
     "QuiverFlightServer",
     "Transform",
+    "action",
     "check_command_size",
     "check_provenance_hash",
     "connect",

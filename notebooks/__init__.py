@@ -65,7 +65,14 @@ from notebooks.serialize import (
     state_dict,
 )
 from notebooks.session import Session
-from notebooks.workers import Workers, WorkerSpec, check_for_notebook
+from notebooks.workers import (
+    Workers,
+    WorkerSpec,
+    check_for_notebook,
+    disable_remote_cells,
+    enable_remote_cells,
+    kept_at,
+)
 
 __all__ = [
     "IPYNB_LIMIT",
@@ -99,11 +106,14 @@ __all__ = [
     "dag_dict",
     "dag_update",
     "declared",
+    "disable_remote_cells",
     "dumps",
+    "enable_remote_cells",
     "environment_dict",
     "html_page",
     "identity",
     "impact_preview",
+    "kept_at",
     "markdown",
     "name_of",
     "open_archive",

@@ -109,6 +109,7 @@ def _wait_for(stopping: list[bool]) -> None:
 
 def serve(settings: Settings, *, rest: bool) -> int:
     from flight import start
+    from notebooks import enable_remote_cells
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
@@ -116,6 +117,8 @@ def serve(settings: Settings, *, rest: bool) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
     stopping = _on_stop_signals()
     server = start(settings)
+    token = settings.token.get_secret_value() if settings.token is not None else None
+    cells = enable_remote_cells(server, token)  # other nodes may run cells here
     handle = None
     try:
         print(f"data: {settings.data_dir}", flush=True)
@@ -132,6 +135,7 @@ def serve(settings: Settings, *, rest: bool) -> int:
         server.begin_close()
         if handle is not None:
             handle.stop(settings.shutdown_timeout_s + REST_STOP_MARGIN_S)
+        cells.close()
         server.close()
     print("stopped", flush=True)
     return 0

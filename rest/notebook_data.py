@@ -17,9 +17,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from flight import LocalActions
+from flight import LocalActions, QuiverClient
 from foundation import InvalidArgument, NotFound, Settings, Unavailable
-from notebooks import Executions, NotebookManager, Session
+from notebooks import Executions, NotebookManager, Session, kept_at
 from rest.openapi import content, raises
 from rest.streaming import stream_response
 
@@ -90,6 +90,17 @@ def notebook_data_router(
             raise Unavailable("Cell data needs the Flight service, which is not configured")
         return executions, LocalActions(executions.client, enabled=settings.rest_in_process_flight)
 
+    def source(session: Session, cell_id: str) -> tuple[QuiverClient, LocalActions]:
+        """Where the cell's tables are: this node's Flight service, or the node a flight
+        worker ran the cell on (its tables stay there; they stream from it)."""
+        execs, actions = flight()
+        result = session.derived.results.get(cell_id)
+        where = kept_at(result.variables) if result is not None else None
+        if where is None or execs.workers is None:
+            return execs.client, actions
+        client = execs.workers.data_client(where)
+        return client, LocalActions(client, enabled=False)
+
     def cell_session(session_id: str, cell_id: str) -> Session:
         session = manager.get(session_id)
         if session.derived.cell(cell_id) is None:
@@ -108,8 +119,7 @@ def notebook_data_router(
         limit: int = 100,
     ) -> dict[str, Any]:
         """A page of a table output, filtered, searched and sorted on the Flight server."""
-        cell_session(session_id, cell_id)
-        _, actions = flight()
+        _, actions = source(cell_session(session_id, cell_id), cell_id)
         offset, limit = max(0, offset), max(1, min(limit, 500))
         answer = actions.action(
             "table-page",
@@ -131,8 +141,7 @@ def notebook_data_router(
     @router.get("/{session_id}/cells/{cell_id}/data/summary", responses=found)
     def data_summary(session_id: str, cell_id: str, artifact_uri: ArtifactUri) -> dict[str, Any]:
         """Per column: dtype, nulls, distinct, min and max (numbers and times)."""
-        cell_session(session_id, cell_id)
-        _, actions = flight()
+        _, actions = source(cell_session(session_id, cell_id), cell_id)
         answer = actions.action("table-summary", {"artifact_uri": _checked_uri(artifact_uri)})
         return {
             "cell_id": cell_id,
@@ -157,9 +166,8 @@ def notebook_data_router(
         """The whole view as CSV or Parquet, streamed from a Flight ``DoGet``."""
         if fmt not in ("csv", "parquet"):
             raise InvalidArgument("fmt must be 'csv' or 'parquet'")
-        cell_session(session_id, cell_id)
-        execs, _ = flight()
-        stream = execs.client.open_view(_checked_uri(artifact_uri), view)
+        client, _ = source(cell_session(session_id, cell_id), cell_id)
+        stream = client.open_view(_checked_uri(artifact_uri), view)
         return stream_response(stream.reader(), fmt, filename=f"{cell_id}", on_close=stream.cancel)  # type: ignore[arg-type]
 
     @router.get(
@@ -179,8 +187,8 @@ def notebook_data_router(
         headers = {"X-Strata-Output-Index": str(resolved)}
         kind = str(output.get("content_type") or "")
         if kind == "arrow/ipc" and output.get("artifact_uri"):
-            execs, _ = flight()
-            stream = execs.client.open_stream(str(output["artifact_uri"]))
+            client, _ = source(session, cell_id)
+            stream = client.open_stream(str(output["artifact_uri"]))
             return stream_response(stream.reader(), headers=headers, on_close=stream.cancel)
         data, media = _display_bytes(output)
         return Response(data, media_type=media, headers=headers)

@@ -284,3 +284,103 @@ def test_a_big_upstream_travels_by_uri(
     )
     assert nb.run(up)["status"] == "ready"
     assert nb.run(agg)["outputs"]["m"]["preview"] == 199999
+
+
+# -- the Flight backend: another Quiver node ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def second_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second ``quiver serve`` on ephemeral ports: its Flight location."""
+    from tests.processes import start_quiver, stop
+
+    tmp = tmp_path_factory.mktemp("node2")
+    proc, where = start_quiver(
+        ["serve", "--data-dir", str(tmp / "data"), "--notebook-root", str(tmp / "nb"),
+         "--flight-port", "0", "--rest-port", "0"],
+        tmp / "stderr.txt",
+    )  # fmt: skip
+    try:
+        yield where["flight"]
+    finally:
+        stop(proc)
+
+
+def flight_spec(url: str, name: str = "node2") -> dict[str, Any]:
+    return {"name": name, "backend": "executor", "config": {"transport": "flight", "url": url}}
+
+
+def test_flight_cells_run_on_the_other_node_and_keep_their_tables_there(
+    make_workers_nb: Callable[..., tuple[Nb, Workers]], second_node: str
+) -> None:
+    nb, _ = make_workers_nb([flight_spec(second_node)])
+    up = nb.add("import pyarrow as pa\nt = pa.table({'k': [1, 2, 1], 'v': [1, 2, 3]})")
+    far = nb.add(
+        "# @worker node2\nprint('remote', flush=True)\n"
+        "s = t.group_by('k').aggregate([('v', 'sum')]).sort_by('k')\nn = s.num_rows"
+    )
+    assert nb.run(up)["status"] == "ready"
+    with nb.socket() as ws:
+        ws.send("cell_execute", cell_id=far)
+        frames = ws.recv_until(lambda f: f["type"] in ("cell_output", "cell_error"))
+    assert frames[-1]["type"] == "cell_output", frames[-1]
+    kinds = [f["type"] for f in frames]
+    assert "cell_console" in kinds and kinds.index("cell_console") < kinds.index("cell_output")
+    out = nb.run(far)
+    assert out["outputs"]["n"]["preview"] == 2 and "remote" in out["stdout"]
+    uri = out["artifact_uris"]["s"]
+    # the table lives on the other node, not here
+    import pyarrow.flight as fl
+
+    with fl.connect(second_node) as there:
+        got = there.do_get(fl.Ticket(uri.encode())).read_all()
+    assert got.to_pydict() == {"k": [1, 2], "v_sum": [4, 2]}
+    with fl.connect(nb.location) as here, pytest.raises(fl.FlightError):
+        here.do_get(fl.Ticket(uri.encode())).read_all()
+    # served over REST here, streamed from there
+    page = nb.client.get(f"{nb.base}/cells/{far}/data", params={"artifact_uri": uri}).json()
+    assert page["rows"] == [[1, 4], [2, 2]] and page["total"] == 2
+    csv = nb.client.get(f"{nb.base}/cells/{far}/data/export", params={"artifact_uri": uri})
+    assert csv.status_code == 200 and csv.text.splitlines()[1:] == ["1,4", "2,2"]
+    # a local cell downstream reads it from there
+    down = nb.add("total = int(s['v_sum'].to_pylist()[0])")
+    assert nb.run(down)["outputs"]["total"]["preview"] == 4
+
+
+def test_flight_cell_failure_timeout_and_cancel(
+    make_workers_nb: Callable[..., tuple[Nb, Workers]], second_node: str
+) -> None:
+    nb, _ = make_workers_nb([flight_spec(second_node)])
+    bad = nb.add("# @worker node2\nraise KeyError('gone')")
+    answer = nb.run(bad)
+    assert answer["status"] == "error" and answer["error"].startswith("KeyError"), answer
+
+    slow = nb.add("# @worker node2\n# @timeout 1\nimport time\nwhile True:\n    time.sleep(0.02)")
+    started = time.monotonic()
+    answer = nb.run(slow)
+    assert answer["status"] == "error" and answer["error"].startswith("TimeoutError"), answer
+    assert time.monotonic() - started < 20
+
+    spin = nb.add(
+        "# @worker node2\nimport time\nprint('spinning', flush=True)\n"
+        "while True:\n    time.sleep(0.02)"
+    )
+    results: list[dict[str, Any]] = []
+    runner = nb.executions.runner(nb.manager.get(nb.sid))
+    seen = threading.Event()
+    original = runner.emit
+
+    def watch(kind: str, payload: dict[str, Any]) -> None:
+        if kind == "cell_console" and "spinning" in payload["text"]:
+            seen.set()
+        original(kind, payload)
+
+    runner.emit = watch
+    t = threading.Thread(target=lambda: results.append(nb.run(spin)))
+    t.start()
+    assert seen.wait(60), "the remote cell never printed"
+    assert nb.client.post(f"{nb.base}/cells/{spin}/cancel").json()["cancelled"] is True
+    t.join(30)
+    assert not t.is_alive() and results[0]["status"] == "cancelled"
+    ok = nb.add("# @worker node2\ny = 3")
+    assert nb.run(ok)["outputs"]["y"]["preview"] == 3

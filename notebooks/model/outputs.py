@@ -235,12 +235,15 @@ def input_spec(var: Mapping[str, Any], token: str) -> dict[str, Any]:
     """How a kernel loads an upstream variable when its memory does not hold ``token``."""
     kind = var.get("kind")
     if kind == "arrow":
-        return {
+        spec = {
             "token": token,
             "kind": "arrow",
             "uri": var["artifact_uri"],
             "format": var.get("format", "pyarrow"),
         }
+        if var.get("location"):  # kept by another Quiver node (a flight worker)
+            spec["location"] = var["location"]
+        return spec
     if kind == "json":
         return {"token": token, "kind": "json", "value": var.get("value")}
     if kind == "pickle":

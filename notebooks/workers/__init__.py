@@ -8,7 +8,8 @@ runs; this room says *where* and carries it there.
 
 from __future__ import annotations
 
-from notebooks.workers.pool import Remote, Workers
+from notebooks.workers.cell_service import CellService, disable_remote_cells, enable_remote_cells
+from notebooks.workers.pool import Remote, Workers, kept_at
 from notebooks.workers.spec import (
     LOCAL,
     NAME_PATTERN,
@@ -24,9 +25,13 @@ __all__ = [
     "NAME_PATTERN",
     "RUNNABLE",
     "TRANSPORTS",
+    "CellService",
     "Remote",
     "WorkerSpec",
     "Workers",
     "check_for_notebook",
+    "disable_remote_cells",
+    "enable_remote_cells",
+    "kept_at",
     "valid_name",
 ]

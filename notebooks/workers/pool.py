@@ -18,9 +18,11 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from flight import QuiverClient
 from notebooks.execution import KernelDied
 from notebooks.workers.health import HealthBook, Target, health_url, now_ms
 from notebooks.workers.on_dask import DaskBackend, needed_modules
+from notebooks.workers.on_flight import FlightBackend
 from notebooks.workers.spec import LOCAL, RUNNABLE, WorkerSpec, parse_specs
 
 Console = Callable[[str, str], None]
@@ -133,6 +135,7 @@ class Workers:
         self.editable = editable
         self.health = HealthBook(interval=probe_interval, timeout=probe_timeout)
         self._backends: dict[Target, Backend] = {}
+        self._data: dict[str, QuiverClient] = {}
         self._lock = threading.Lock()
 
     # -- catalog ---------------------------------------------------------------------------
@@ -216,17 +219,41 @@ class Workers:
             if found is None:
                 if transport == "dask":
                     found = DaskBackend(url)
+                elif transport == "flight":
+                    found = FlightBackend(url, token_of(spec))
                 else:
                     raise ValueError(f"no backend for the {transport!r} transport")
                 self._backends[(transport, url)] = found
             return found
 
+    def data_client(self, location: str) -> QuiverClient:
+        """A client of the node at ``location`` that keeps a remote cell's tables (with the
+        token of the worker that points there)."""
+        with self._lock:
+            client = self._data.get(location)
+            if client is None:
+                backend = self._backends.get(("flight", location))
+                token = backend.token if isinstance(backend, FlightBackend) else None
+                client = self._data[location] = QuiverClient(location, token=token)
+            return client
+
     def close(self) -> None:
         self.health.close()
         with self._lock:
             backends, self._backends = list(self._backends.values()), {}
+            clients, self._data = list(self._data.values()), {}
         for backend in backends:
             backend.close()
+        for client in clients:
+            client.close()
+
+
+def kept_at(variables: dict[str, dict[str, Any]]) -> str | None:
+    """The node keeping a cell result's tables when a flight worker ran it (else None)."""
+    for var in variables.values():
+        if var.get("location"):
+            return str(var["location"])
+    return None
 
 
 def _local_entry() -> dict[str, Any]:

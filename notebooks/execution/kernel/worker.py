@@ -13,7 +13,7 @@ Server → worker:
   ``mounts`` become variables, built by the helper module at ``mount_helper``.
   ``env`` is set in os.environ for the run only, then put back as it was.
     {"op": "forget", "names": [...]}     {"op": "shutdown"}
-  An input spec is {"token": str, "kind": "arrow", "uri": str, "format": str}
+  An input spec is {"token": str, "kind": "arrow", "uri": str, "format": str, "location"?}
   | {"token", "kind": "json", "value"} | {"token", "kind": "pickle", "data": b64}
   | {"token", "kind": "memory"}. The worker keeps the values it produced or
   loaded, keyed by name and token, and uses them instead of loading again.
@@ -289,6 +289,8 @@ class Kernel:
 
             value = pickle.loads(base64.b64decode(spec["data"]))
         elif kind == "arrow":
+            if spec.get("location"):  # the table is kept by another node
+                flight = {"location": spec["location"], "token": (flight or {}).get("token")}
             value = from_arrow(self._flight(flight).get(spec["uri"]), spec.get("format", ""))
         else:
             raise RuntimeError(f"unknown input kind {kind!r} for {name!r}")
