@@ -409,6 +409,31 @@ def web_figures(rounds: int = 15) -> list[Row]:
     ]
 
 
+def worker_figures(rounds: int = 30) -> list[Row]:
+    """Issue 16: a trivial cell's dispatch to Dask vs local; a 10M-row aggregate's RSS."""
+    from bench.bench_workers import big_aggregate, dispatch_overhead, rig
+
+    with tempfile.TemporaryDirectory() as tmp, rig(Path(tmp)) as r:
+        local, remote = dispatch_overhead(r, rounds)
+        big = big_aggregate(r)
+    return [
+        (
+            "trivial cell on a Dask worker, re-run via REST, p50",
+            f"{remote:.1f} ms",
+            f"{local:.1f} ms (same cell, local kernel)",
+            f"+{remote - local:.1f} ms",
+            "<= +100 ms",
+        ),
+        (
+            f"{big['rows'] / 1e6:.0f}M-row upstream + aggregate on 2 Dask workers",
+            f"{big['seconds']:.1f} s",
+            f"server RSS rise {big['rss_rise_mb']:.0f} MB",
+            "",
+            "completes; RSS rise < 300 MB",
+        ),
+    ]
+
+
 GROUPS: dict[str, Callable[[], list[Row]]] = {
     "core": core_figures,
     "flight": flight_figures,
@@ -417,6 +442,7 @@ GROUPS: dict[str, Callable[[], list[Row]]] = {
     "rest": rest_figures,
     "data": data_figures,
     "web": web_figures,
+    "workers": worker_figures,
 }
 
 
