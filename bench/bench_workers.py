@@ -110,13 +110,19 @@ def dispatch_overhead(r: Rig, rounds: int) -> tuple[float, float]:
 def big_aggregate(r: Rig) -> dict[str, Any]:
     """Run the 10M-row upstream and its aggregate on the cluster; seconds, RSS rise, rows."""
     up, agg = r.add(BIG), r.add(AGG)
-    before = r.server.memory_info().rss
-    peak = [before]
+
+    def rss() -> tuple[int, int]:
+        info = r.server.memory_info()
+        return info.rss, info.rss - info.shared  # all, and not file-backed (the heap)
+
+    before = rss()
+    peak = list(before)
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.005):
-            peak[0] = max(peak[0], r.server.memory_info().rss)
+            now = rss()
+            peak[0], peak[1] = max(peak[0], now[0]), max(peak[1], now[1])
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -135,7 +141,8 @@ def big_aggregate(r: Rig) -> dict[str, Any]:
     assert page["total"] == 100, page
     return {
         "seconds": elapsed,
-        "rss_rise_mb": (peak[0] - before) / 2**20,
+        "rss_rise_mb": (peak[0] - before[0]) / 2**20,
+        "anon_rise_mb": (peak[1] - before[1]) / 2**20,
         "rows": made["outputs"]["big"]["rows"],
     }
 

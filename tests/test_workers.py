@@ -188,6 +188,43 @@ def test_health_follows_a_server_stopped_and_restarted(
     assert up["healthy_probe_count"] == 2 and up["unavailable_probe_count"] == 1
 
 
+def time_out_and_cancel(nb: Nb, worker: str) -> None:
+    """A cell past its time limit fails with a TimeoutError; a printing, spinning cell is
+    cancelled once its console came back; the worker then runs the next cell."""
+    slow = nb.add(
+        f"# @worker {worker}\n# @timeout 1\nimport time\nwhile True:\n    time.sleep(0.02)"
+    )
+    started = time.monotonic()
+    answer = nb.run(slow)
+    assert answer["status"] == "error" and answer["error"].startswith("TimeoutError"), answer
+    assert time.monotonic() - started < 20
+
+    spin = nb.add(
+        f"# @worker {worker}\nimport time\nprint('spinning', flush=True)\n"
+        "while True:\n    time.sleep(0.02)"
+    )
+    results: list[dict[str, Any]] = []
+    runner = nb.executions.runner(nb.manager.get(nb.sid))
+    seen = threading.Event()
+    original = runner.emit
+
+    def watch(kind: str, payload: dict[str, Any]) -> None:
+        if kind == "cell_console" and "spinning" in payload["text"]:
+            seen.set()
+        original(kind, payload)
+
+    runner.emit = watch
+    t = threading.Thread(target=lambda: results.append(nb.run(spin)))
+    t.start()
+    assert seen.wait(60), "the cell never printed"
+    assert nb.client.post(f"{nb.base}/cells/{spin}/cancel").json()["cancelled"] is True
+    t.join(30)
+    assert not t.is_alive() and results[0]["status"] == "cancelled"
+    assert wait_until(lambda: nb.cells()[spin]["status"] == "idle", timeout=10)
+    ok = nb.add(f"# @worker {worker}\ny = 2")  # interrupted, not left spinning
+    assert nb.run(ok)["outputs"]["y"]["preview"] == 2
+
+
 # -- the Dask backend ---------------------------------------------------------------------
 
 
@@ -240,38 +277,7 @@ def test_dask_cell_failure_timeout_cancel_and_missing_packages(
     assert answer["status"] == "error" and "no_such_package_here" in answer["error"]
     assert "'cluster' cannot run this cell" in answer["error"]
 
-    slow = nb.add("# @worker cluster\n# @timeout 1\nimport time\nwhile True:\n    time.sleep(0.02)")
-    started = time.monotonic()
-    answer = nb.run(slow)
-    assert answer["status"] == "error" and answer["error"].startswith("TimeoutError"), answer
-    assert time.monotonic() - started < 15
-
-    spin = nb.add(
-        "# @worker cluster\nimport time\nprint('spinning', flush=True)\n"
-        "while True:\n    time.sleep(0.02)"
-    )
-    results: list[dict[str, Any]] = []
-    runner = nb.executions.runner(nb.manager.get(nb.sid))
-    seen = threading.Event()
-    original = runner.emit
-
-    def watch(kind: str, payload: dict[str, Any]) -> None:
-        if kind == "cell_console" and "spinning" in payload["text"]:
-            seen.set()
-        original(kind, payload)
-
-    runner.emit = watch
-    t = threading.Thread(target=lambda: results.append(nb.run(spin)))
-    t.start()
-    assert seen.wait(60), "the Dask cell never printed"
-    r = nb.client.post(f"{nb.base}/cells/{spin}/cancel")
-    assert r.json()["cancelled"] is True
-    t.join(30)
-    assert not t.is_alive() and results[0]["status"] == "cancelled"
-    assert wait_until(lambda: nb.cells()[spin]["status"] == "idle", timeout=10)
-    # the cluster is free again: its workers were interrupted, not left spinning
-    ok = nb.add("# @worker cluster\ny = 2")
-    assert nb.run(ok)["outputs"]["y"]["preview"] == 2
+    time_out_and_cancel(nb, "cluster")
 
 
 def test_a_big_upstream_travels_by_uri(
@@ -355,32 +361,4 @@ def test_flight_cell_failure_timeout_and_cancel(
     answer = nb.run(bad)
     assert answer["status"] == "error" and answer["error"].startswith("KeyError"), answer
 
-    slow = nb.add("# @worker node2\n# @timeout 1\nimport time\nwhile True:\n    time.sleep(0.02)")
-    started = time.monotonic()
-    answer = nb.run(slow)
-    assert answer["status"] == "error" and answer["error"].startswith("TimeoutError"), answer
-    assert time.monotonic() - started < 20
-
-    spin = nb.add(
-        "# @worker node2\nimport time\nprint('spinning', flush=True)\n"
-        "while True:\n    time.sleep(0.02)"
-    )
-    results: list[dict[str, Any]] = []
-    runner = nb.executions.runner(nb.manager.get(nb.sid))
-    seen = threading.Event()
-    original = runner.emit
-
-    def watch(kind: str, payload: dict[str, Any]) -> None:
-        if kind == "cell_console" and "spinning" in payload["text"]:
-            seen.set()
-        original(kind, payload)
-
-    runner.emit = watch
-    t = threading.Thread(target=lambda: results.append(nb.run(spin)))
-    t.start()
-    assert seen.wait(60), "the remote cell never printed"
-    assert nb.client.post(f"{nb.base}/cells/{spin}/cancel").json()["cancelled"] is True
-    t.join(30)
-    assert not t.is_alive() and results[0]["status"] == "cancelled"
-    ok = nb.add("# @worker node2\ny = 3")
-    assert nb.run(ok)["outputs"]["y"]["preview"] == 3
+    time_out_and_cancel(nb, "node2")
