@@ -523,6 +523,7 @@ class Runner:
         try:
             if remote is not None:  # another engine runs it (notebooks.workers)
                 result.execution_method = "executor"
+                result.remote = {"remote_worker": remote.name, "remote_transport": remote.transport}
                 answer = remote.execute(
                     request, on_console=on_console, timeout=timeout, cancel=self._cancel
                 )

@@ -249,7 +249,8 @@ def test_dask_cells_read_and_write_tables_and_stream_their_console(
     assert "on " in "".join(f["payload"]["text"] for f in console)
     assert kinds.index("cell_console") < kinds.index("cell_output")
     cell = nb.cells()[agg]
-    assert cell["status"] == "ready" and cell["execution_method"] in ("executor", None)
+    assert cell["status"] == "ready" and cell["execution_method"] == "executor"
+    assert (cell["remote_worker"], cell["remote_transport"]) == ("cluster", "dask")
     out = nb.run(agg)  # a cache hit now
     assert out["cache_hit"] is True and out["outputs"]["n"]["preview"] == 10
     import os as _os
@@ -334,6 +335,8 @@ def test_flight_cells_run_on_the_other_node_and_keep_their_tables_there(
     assert "cell_console" in kinds and kinds.index("cell_console") < kinds.index("cell_output")
     out = nb.run(far)
     assert out["outputs"]["n"]["preview"] == 2 and "remote" in out["stdout"]
+    assert (out["remote_worker"], out["remote_transport"]) == ("node2", "flight")
+    assert "remote_worker" not in nb.run(up)  # only when a worker ran it
     uri = out["artifact_uris"]["s"]
     # the table lives on the other node, not here
     import pyarrow.flight as fl

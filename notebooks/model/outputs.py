@@ -55,6 +55,8 @@ class CellResult:
     """Identity of the kernel holding ``memory`` values (they die with it)."""
     inputs: dict[str, str] = field(default_factory=dict)
     """Upstream cell id -> provenance hash consumed."""
+    remote: dict[str, str] = field(default_factory=dict)
+    """``remote_worker`` and ``remote_transport`` when a worker ran the cell elsewhere."""
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -73,6 +75,7 @@ class CellResult:
             "execution_method": self.execution_method,
             "kernel": self.kernel,
             "inputs": self.inputs,
+            "remote": self.remote,
         }
 
     @classmethod
@@ -91,6 +94,7 @@ class CellResult:
             execution_method=str(rec.get("execution_method") or "warm"),
             kernel=rec.get("kernel"),
             inputs=dict(rec.get("inputs") or {}),
+            remote=dict(rec.get("remote") or {}),
         )
 
     # -- API shapes --------------------------------------------------------------------------
@@ -131,6 +135,7 @@ class CellResult:
         }
         if self.traceback:
             out["traceback"] = self.traceback
+        out.update(self.remote)  # only when a worker ran it (API.md §5)
         return out
 
     def cell_fields(self) -> dict[str, Any]:
@@ -144,6 +149,8 @@ class CellResult:
             "console_stderr": self.stderr,
             "cache_hit": self.cache_hit,
             "execution_method": self.execution_method,
+            "remote_worker": self.remote.get("remote_worker"),
+            "remote_transport": self.remote.get("remote_transport"),
         }
 
 
