@@ -66,9 +66,9 @@ from notebooks.serialize import (
 )
 from notebooks.session import Session
 from notebooks.workers import (
+    NotebookWorkerSpec,
     Workers,
     WorkerSpec,
-    check_for_notebook,
     disable_remote_cells,
     enable_remote_cells,
     kept_at,
@@ -89,6 +89,7 @@ __all__ = [
     "Executions",
     "FlightConfig",
     "NotebookManager",
+    "NotebookWorkerSpec",
     "Parsed",
     "Runner",
     "Session",

@@ -16,14 +16,13 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from foundation import NotFound, Settings, Unauthorized
+from foundation import Conflict, NotFound, Settings, Unauthorized
 from notebooks import (
     NotebookManager,
+    NotebookWorkerSpec,
     Session,
     Workers,
-    WorkerSpec,
     cells_list,
-    check_for_notebook,
 )
 from rest.openapi import raises
 
@@ -45,18 +44,7 @@ class WorkerBody(BaseModel):
 class WorkersBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workers: list[WorkerSpec] = Field(default_factory=list, max_length=100)
-
-    @field_validator("workers")
-    @classmethod
-    def _checked(cls, value: list[WorkerSpec]) -> list[WorkerSpec]:
-        names: set[str] = set()
-        for spec in value:
-            check_for_notebook(spec)
-            if spec.name in names:
-                raise ValueError(f"worker {spec.name!r} is defined twice")
-            names.add(spec.name)
-        return value
+    workers: list[NotebookWorkerSpec] = Field(default_factory=list, max_length=100)
 
 
 def worker_model(settings: Settings) -> Workers:
@@ -115,7 +103,7 @@ def workers_router(
             cells = cells_list(session.derived)
         return {"worker": session.nb.get("worker"), **catalog(session), "cells": cells}
 
-    @router.put("/{session_id}/workers", responses=raises(NotFound, Unauthorized))
+    @router.put("/{session_id}/workers", responses=raises(NotFound, Unauthorized, Conflict))
     def put_workers(session_id: str, body: WorkersBody) -> dict[str, Any]:
         """Replace the notebook's ``[[workers]]`` (secrets only by ``token_env``)."""
         session = manager.get(session_id)
@@ -123,6 +111,10 @@ def workers_router(
             raise Unauthorized(
                 "Notebook worker definitions are managed by the server in service mode"
             )
+        names = [spec.name for spec in body.workers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise Conflict(f"worker {twice[0]!r} is defined twice")
         dumped = [spec.dump() for spec in body.workers]
         session.configure("workers", dumped or None)
         changed(session)

@@ -135,6 +135,11 @@ def test_catalog_definitions_and_default(
     assert answer["status"] == "error" and "'nowhere' is unavailable" in answer["error"]
     assert time.monotonic() - started < 10
 
+    twice = nb.client.put(f"{nb.base}/workers", json={"workers": [specs[0], specs[0]]})
+    assert twice.status_code == 409 and "'node2' is defined twice" in twice.json()["detail"]
+    blank = {"name": "b", "backend": "executor", "config": {"transport": " ", "url": "", "x": None}}
+    assert nb.client.put(f"{nb.base}/workers", json={"workers": [*specs, blank]}).status_code == 200
+
     # the notebook default worker; "local" clears it
     r = nb.client.put(f"{nb.base}/worker", json={"worker": "node2"})
     assert r.status_code == 200 and r.json()["worker"] == "node2" and r.json()["cells"]

@@ -15,8 +15,8 @@ from notebooks.workers.spec import (
     NAME_PATTERN,
     RUNNABLE,
     TRANSPORTS,
+    NotebookWorkerSpec,
     WorkerSpec,
-    check_for_notebook,
     valid_name,
 )
 
@@ -26,10 +26,10 @@ __all__ = [
     "RUNNABLE",
     "TRANSPORTS",
     "CellService",
+    "NotebookWorkerSpec",
     "Remote",
     "WorkerSpec",
     "Workers",
-    "check_for_notebook",
     "disable_remote_cells",
     "enable_remote_cells",
     "kept_at",

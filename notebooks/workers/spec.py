@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
 RUNNABLE = ("dask", "flight")
@@ -31,10 +31,51 @@ class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     url: str | None = Field(default=None, max_length=2000)
-    transport: str | None = Field(default=None, max_length=32)
+    transport: str | None = Field(
+        default=None, max_length=32, json_schema_extra=lambda s: _enum(s, [*TRANSPORTS, ""])
+    )
     strata_url: str | None = Field(default=None, max_length=2000)
     token_env: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     token: str | None = Field(default=None, max_length=10_000)
+
+    @field_validator("transport", mode="before")
+    @classmethod
+    def _known(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = value.strip().lower()
+        if value and value not in TRANSPORTS:
+            raise ValueError(f"unknown transport {value!r}; accepted: {', '.join(TRANSPORTS)}")
+        return value or None
+
+
+def _enum(schema: dict[str, Any], values: list[str]) -> None:
+    schema.clear()
+    schema.update(
+        anyOf=[{"enum": values}, {"type": "null"}],
+        description=f"One of {', '.join(TRANSPORTS)} (any case); blank means unset.",
+    )
+
+
+def _never(schema: dict[str, Any]) -> None:
+    schema.clear()
+    schema.update(type="null", description="Never: name the variable that holds it in token_env.")
+
+
+class NotebookWorkerConfig(WorkerConfig):
+    """A worker's config as a notebook may hold it: no secret."""
+
+    token: str | None = Field(default=None, json_schema_extra=_never)
+
+    @field_validator("token")
+    @classmethod
+    def _no_token(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError(
+                "a token is never written to notebook.toml; put it in an environment "
+                "variable of the server and name that variable in config.token_env"
+            )
+        return None
 
 
 class WorkerSpec(BaseModel):
@@ -45,32 +86,34 @@ class WorkerSpec(BaseModel):
     runtime_id: str | None = Field(default=None, max_length=200)
     config: WorkerConfig = Field(default_factory=WorkerConfig)
 
-    @model_validator(mode="after")
-    def _transport(self) -> WorkerSpec:
-        transport = self.config.transport
-        if transport is not None and transport.strip().lower() not in TRANSPORTS:
-            raise ValueError(
-                f"unknown transport {transport!r} for worker {self.name!r}; "
-                f"accepted: {', '.join(TRANSPORTS)}"
-            )
-        if self.name == LOCAL and self.backend != "local":
-            raise ValueError("the name 'local' is the built-in worker's")
-        return self
-
     @property
     def transport(self) -> str:
         """The engine this worker runs on (``local`` for the built-in kind)."""
         return transport_of(self)
 
     def dump(self) -> dict[str, Any]:
-        """The spec as stored and shown (empty fields left out)."""
+        """The spec as stored and shown (empty fields left out: TOML has no null)."""
         out: dict[str, Any] = {"name": self.name, "backend": self.backend}
         if self.runtime_id is not None:
             out["runtime_id"] = self.runtime_id
-        config = self.config.model_dump(exclude_none=True)
+        config = _no_nulls(self.config.model_dump(exclude_none=True))
         if config:
             out["config"] = config
         return out
+
+
+class NotebookWorkerSpec(WorkerSpec):
+    """A worker spec a user writes into ``notebook.toml`` (``PUT …/workers``)."""
+
+    config: NotebookWorkerConfig = Field(default_factory=NotebookWorkerConfig)
+
+
+def _no_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _no_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_no_nulls(v) for v in value if v is not None]
+    return value
 
 
 def transport_of(spec: WorkerSpec) -> str:
@@ -87,16 +130,6 @@ def transport_of(spec: WorkerSpec) -> str:
     if url.startswith(("grpc://", "grpc+tcp://", "grpc+tls://")):
         return "flight"
     return "direct"
-
-
-def check_for_notebook(spec: WorkerSpec) -> WorkerSpec:
-    """A spec a user writes into ``notebook.toml``: the token only by ``token_env``."""
-    if spec.config.token is not None:
-        raise ValueError(
-            f"worker {spec.name!r}: a token is never written to notebook.toml; put it in an "
-            "environment variable of the server and name that variable in config.token_env"
-        )
-    return spec
 
 
 def parse_specs(raw: Any, source: str) -> tuple[list[WorkerSpec], list[str]]:
