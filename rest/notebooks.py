@@ -393,6 +393,7 @@ def notebook_router(
         notebook_exchange_router(
             manager, settings, executions, changed, lambda s: opened(s, dag=True)
         )
+    )
     found = executions.workers if executions is not None else None
     router.include_router(
         workers_router(manager, settings, found or worker_model(settings), changed)
