@@ -8,6 +8,15 @@ before it reaches a session. Data moves through the ``flight`` client only.
 
 from __future__ import annotations
 
+from notebooks.ai import (
+    ProviderFailed,
+    RateLimited,
+    ai_complete,
+    ai_models,
+    ai_status,
+    ai_stream,
+    set_ai_model,
+)
 from notebooks.analysis import LANGUAGES
 from notebooks.env import (
     Environment,
@@ -82,8 +91,14 @@ __all__ = [
     "FlightConfig",
     "NotebookManager",
     "Parsed",
+    "ProviderFailed",
+    "RateLimited",
     "Runner",
     "Session",
+    "ai_complete",
+    "ai_models",
+    "ai_status",
+    "ai_stream",
     "bundle_entries",
     "busy",
     "caller",
@@ -116,6 +131,7 @@ __all__ = [
     "restore_archive",
     "safe_name",
     "selected_cells",
+    "set_ai_model",
     "set_requested_python",
     "snapshot_entries",
     "state_dict",
