@@ -9,6 +9,7 @@ before it reaches a session. Data moves through the ``flight`` client only.
 from __future__ import annotations
 
 from notebooks.ai import (
+    PromptCells,
     ProviderFailed,
     RateLimited,
     ai_complete,
@@ -91,6 +92,7 @@ __all__ = [
     "FlightConfig",
     "NotebookManager",
     "Parsed",
+    "PromptCells",
     "ProviderFailed",
     "RateLimited",
     "Runner",

@@ -11,7 +11,7 @@ from typing import Any
 from flight import QuiverClient
 from notebooks.inspect import Inspections
 from notebooks.manager import NotebookManager
-from notebooks.runner import FlightConfig, Runner
+from notebooks.runner import FlightConfig, PromptHook, Runner
 from notebooks.session import Session
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class Executions:
         self.default_timeout = default_timeout
         self.client = QuiverClient(flight.location, token=flight.token)
         self._emit = emit
+        self.prompts: PromptHook | None = None  # set by the AI assistant (notebooks.ai)
         self._runners: dict[str, Runner] = {}
         self._inspections: dict[str, Inspections] = {}
         self._lock = threading.Lock()
@@ -59,6 +60,7 @@ class Executions:
                     self.client,
                     default_timeout=self.default_timeout,
                     emit=lambda kind, payload: self.emit(sid, kind, payload),
+                    prompts=self.prompts,
                 )
                 self._runners[sid] = runner
         return runner

@@ -90,14 +90,14 @@ def flight_client(settings: Settings, flight_uri: str) -> QuiverClient:
 def notebook_routes(settings: Settings, flight_uri: str) -> tuple[APIRouter, Callable[[], None]]:
     """The notebook router and what closes it. The one place that knows its constructor."""
     from notebooks import Executions, FlightConfig, NotebookManager
-    from rest.notebook_ai import notebook_ai_router
+    from rest.notebook_ai import ai_routes
     from rest.notebooks import notebook_router
 
     token = settings.token.get_secret_value() if settings.token is not None else None
     manager = NotebookManager(settings)
     executions = Executions(manager, FlightConfig(flight_uri, token))
-    ai = notebook_ai_router(manager, settings)
-    router = notebook_router(manager, settings, executions=executions, extra=[ai])
+    ai = ai_routes(manager, settings, executions)
+    router = notebook_router(manager, settings, executions=executions, extra=ai)
 
     def close() -> None:
         executions.close()

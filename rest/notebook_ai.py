@@ -21,7 +21,9 @@ from starlette.types import Receive, Scope, Send
 
 from foundation import NotFound, Settings, Timeout, Unavailable
 from notebooks import (
+    Executions,
     NotebookManager,
+    PromptCells,
     ProviderFailed,
     RateLimited,
     ai_complete,
@@ -133,3 +135,13 @@ def notebook_ai_router(manager: NotebookManager, settings: Settings) -> APIRoute
         return EventStream(events)
 
     return router
+
+
+def ai_routes(
+    manager: NotebookManager, settings: Settings, executions: Executions | None
+) -> list[APIRouter]:
+    """Everything the assistant adds to the notebook routes (``notebook_router(extra=...)``);
+    prompt cells run with ``executions``."""
+    if executions is not None:
+        executions.prompts = PromptCells(settings)
+    return [notebook_ai_router(manager, settings)]

@@ -13,11 +13,13 @@ from notebooks.ai.assistant import open_stream as ai_stream
 from notebooks.ai.assistant import set_model as set_ai_model
 from notebooks.ai.assistant import status as ai_status
 from notebooks.ai.config import NOT_CONFIGURED, AIConfig, redact, resolve
+from notebooks.ai.prompt import PromptCells
 from notebooks.ai.providers import Provider, ProviderFailed, RateLimited, Reply, ToolCall
 
 __all__ = [
     "NOT_CONFIGURED",
     "AIConfig",
+    "PromptCells",
     "Provider",
     "ProviderFailed",
     "RateLimited",
