@@ -92,14 +92,19 @@ def notebook_routes(settings: Settings, flight_uri: str) -> tuple[APIRouter, Cal
     from notebooks import Executions, FlightConfig, NotebookManager
     from rest.notebook_ai import ai_routes
     from rest.notebooks import notebook_router
+    from rest.ws_hub import Hub
 
     token = settings.token.get_secret_value() if settings.token is not None else None
     manager = NotebookManager(settings)
     executions = Executions(manager, FlightConfig(flight_uri, token))
-    ai = ai_routes(manager, settings, executions)
-    router = notebook_router(manager, settings, executions=executions, extra=ai)
+    hub = Hub()
+    ai = ai_routes(manager, settings, executions, hub)
+    router = notebook_router(
+        manager, settings, executions=executions, hub=hub, ws_extra=ai.ws, extra=ai.routers
+    )
 
     def close() -> None:
+        ai.close()
         executions.close()
         manager.close_all()
 

@@ -10,7 +10,8 @@ at once, whether or not a token is on its way.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -21,8 +22,10 @@ from starlette.types import Receive, Scope, Send
 
 from foundation import NotFound, Settings, Timeout, Unavailable
 from notebooks import (
+    Agents,
     Executions,
     NotebookManager,
+    NotebookTools,
     PromptCells,
     ProviderFailed,
     RateLimited,
@@ -32,7 +35,10 @@ from notebooks import (
     ai_stream,
     set_ai_model,
 )
+from rest.notebook_agent import agent_parts, broadcaster
+from rest.notebook_ws import Handler
 from rest.openapi import raises
+from rest.ws_hub import Hub
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -137,11 +143,27 @@ def notebook_ai_router(manager: NotebookManager, settings: Settings) -> APIRoute
     return router
 
 
+@dataclass
+class AIParts:
+    """What the assistant adds to the app: notebook routes, WebSocket handlers, its tools
+    (for MCP), and what stops its agents."""
+
+    routers: list[APIRouter]
+    ws: dict[str, Handler]
+    tools: NotebookTools
+    close: Callable[[], None]
+
+
 def ai_routes(
-    manager: NotebookManager, settings: Settings, executions: Executions | None
-) -> list[APIRouter]:
-    """Everything the assistant adds to the notebook routes (``notebook_router(extra=...)``);
-    prompt cells run with ``executions``."""
+    manager: NotebookManager, settings: Settings, executions: Executions | None, hub: Hub
+) -> AIParts:
+    """The assistant over ``manager``: prompt cells run with ``executions``; the agent's
+    frames and its edits' broadcasts go to ``hub`` (the notebook router's)."""
     if executions is not None:
         executions.prompts = PromptCells(settings)
-    return [notebook_ai_router(manager, settings)]
+    agents = Agents()
+    runner_for = executions.runner if executions is not None else None
+    tools = NotebookTools(settings, runner_for, broadcaster(hub))
+    agent_router, ws = agent_parts(manager, settings, hub, agents, tools)
+    routers = [notebook_ai_router(manager, settings), agent_router]
+    return AIParts(routers, ws, tools, agents.close)

@@ -2,9 +2,10 @@
 chat-completions protocol (streaming and not, tool calls, ``/v1/models``) and
 Anthropic's Messages protocol, for tests and benchmarks.
 
-Each test queues :class:`Answer` s; each request takes the next one and gets it
-in the protocol and mode it asked for. ``hang_after`` stops an answer after that
-many chunks (0: before the headers) until the client goes away, which the
+Each test queues :class:`Answer` s (or functions of the request making one); each
+request takes the next one and gets it in the protocol and mode it asked for.
+``hang_after`` stops an answer after that many chunks (0: before the headers) until the
+client goes away, which the
 server records in :attr:`Provider.disconnects`. Every request is recorded
 (path, headers, JSON body), so tests can read what the model was told.
 """
@@ -15,7 +16,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,7 @@ class Answer:
 @dataclass
 class Provider:
     url: str = ""
-    answers: deque[Answer] = field(default_factory=deque)
+    answers: deque[Answer | Callable[[dict[str, Any]], Answer]] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     disconnects: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=lambda: ["zeta-model", "alpha-model"])
@@ -51,7 +52,8 @@ class Provider:
     def openai_url(self) -> str:
         return self.url + "/v1"
 
-    def script(self, *answers: Answer) -> None:
+    def script(self, *answers: Answer | Callable[[dict[str, Any]], Answer]) -> None:
+        """Queue answers; a callable gets the request's JSON body and makes the answer."""
         self.answers.extend(answers)
 
     def wait_disconnect(self, timeout: float = 10.0) -> bool:
@@ -83,6 +85,8 @@ class Provider:
             await self._json(send, 200, self._models(anthropic))
             return
         answer = self.answers.popleft() if self.answers else Answer()
+        if callable(answer):
+            answer = answer(request)
         if answer.hang_after == 0:
             await self._hang(receive, path)
             return

@@ -7,7 +7,9 @@ declares (:class:`RateLimited` 429, :class:`ProviderFailed` 502).
 
 from __future__ import annotations
 
+from notebooks.ai.agent import Agents
 from notebooks.ai.assistant import complete as ai_complete
+from notebooks.ai.assistant import configured as ai_config
 from notebooks.ai.assistant import models as ai_models
 from notebooks.ai.assistant import open_stream as ai_stream
 from notebooks.ai.assistant import set_model as set_ai_model
@@ -15,17 +17,23 @@ from notebooks.ai.assistant import status as ai_status
 from notebooks.ai.config import NOT_CONFIGURED, AIConfig, redact, resolve
 from notebooks.ai.prompt import PromptCells
 from notebooks.ai.providers import Provider, ProviderFailed, RateLimited, Reply, ToolCall
+from notebooks.ai.tools import TOOLS, NotebookTools, Tool
 
 __all__ = [
     "NOT_CONFIGURED",
+    "TOOLS",
     "AIConfig",
+    "Agents",
+    "NotebookTools",
     "PromptCells",
     "Provider",
     "ProviderFailed",
     "RateLimited",
     "Reply",
+    "Tool",
     "ToolCall",
     "ai_complete",
+    "ai_config",
     "ai_models",
     "ai_status",
     "ai_stream",

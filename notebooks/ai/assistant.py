@@ -27,6 +27,11 @@ def config_for(settings: Settings, session: Session) -> AIConfig | None:
     return resolve(settings, session.nb.get("ai"), dict(session.derived.notebook_env))
 
 
+def configured(settings: Settings, session: Session) -> AIConfig:
+    """The notebook's configuration, or the 503 naming the settings to set."""
+    return require(config_for(settings, session))
+
+
 def status(settings: Settings, session: Session) -> dict[str, Any]:
     config = config_for(settings, session)
     if config is None:
