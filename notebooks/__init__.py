@@ -21,6 +21,7 @@ from notebooks.ai import (
     ai_models,
     ai_status,
     ai_stream,
+    output_summary,
     set_ai_model,
 )
 from notebooks.analysis import LANGUAGES
@@ -130,6 +131,7 @@ __all__ = [
     "markdown",
     "name_of",
     "open_archive",
+    "output_summary",
     "package_problem",
     "parse_environment_yaml",
     "parse_mounts",

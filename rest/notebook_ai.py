@@ -35,6 +35,7 @@ from notebooks import (
     ai_stream,
     set_ai_model,
 )
+from rest.mcp import McpEndpoint
 from rest.notebook_agent import agent_parts, broadcaster
 from rest.notebook_ws import Handler
 from rest.openapi import raises
@@ -152,6 +153,7 @@ class AIParts:
     ws: dict[str, Handler]
     tools: NotebookTools
     close: Callable[[], None]
+    mcp: McpEndpoint
 
 
 def ai_routes(
@@ -166,4 +168,4 @@ def ai_routes(
     tools = NotebookTools(settings, runner_for, broadcaster(hub))
     agent_router, ws = agent_parts(manager, settings, hub, agents, tools)
     routers = [notebook_ai_router(manager, settings), agent_router]
-    return AIParts(routers, ws, tools, agents.close)
+    return AIParts(routers, ws, tools, agents.close, McpEndpoint(manager, tools))

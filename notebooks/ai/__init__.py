@@ -17,7 +17,7 @@ from notebooks.ai.assistant import status as ai_status
 from notebooks.ai.config import NOT_CONFIGURED, AIConfig, redact, resolve
 from notebooks.ai.prompt import PromptCells
 from notebooks.ai.providers import Provider, ProviderFailed, RateLimited, Reply, ToolCall
-from notebooks.ai.tools import TOOLS, NotebookTools, Tool
+from notebooks.ai.tools import TOOLS, NotebookTools, Tool, output_summary
 
 __all__ = [
     "NOT_CONFIGURED",
@@ -37,6 +37,7 @@ __all__ = [
     "ai_models",
     "ai_status",
     "ai_stream",
+    "output_summary",
     "redact",
     "resolve",
     "set_ai_model",
