@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import pytest
 
 from tests.servers import serve_asgi
 
@@ -236,6 +237,14 @@ def _anthropic_events(a: Answer) -> Iterator[bytes]:
     yield _sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
                 "usage": {"output_tokens": a.output_tokens}}, "message_delta")  # fmt: skip
     yield _sse({"type": "message_stop"}, "message_stop")
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    """A scripted provider for one test."""
+    p, stop = start_provider()
+    yield p
+    stop()
 
 
 def start_provider() -> tuple[Provider, Any]:

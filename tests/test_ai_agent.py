@@ -13,17 +13,10 @@ from pydantic import SecretStr
 
 from foundation import Settings
 from tests.ai_notebook import open_ai_nb
-from tests.ai_provider import Answer, Provider, start_provider
+from tests.ai_provider import Answer, Provider
 from tests.fixtures_execution import Nb
 
 KEY = "sk-agent-SECRET-abcdef0123456789"
-
-
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    p, stop = start_provider()
-    yield p
-    stop()
 
 
 def _nb(settings: Settings, location: str, **ai: Any) -> tuple[Nb, Any]:

@@ -19,18 +19,11 @@ from notebooks import NotebookManager
 from rest.app import create_app
 from rest.notebook_ai import notebook_ai_router
 from rest.notebooks import notebook_router
-from tests.ai_provider import Answer, Provider, start_provider
+from tests.ai_provider import Answer, Provider
 from tests.fixtures_notebooks import PYTHONS
 from tests.servers import serve_asgi
 
 KEY = "sk-test-SECRETKEY-0123456789abcdef"
-
-
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    p, stop = start_provider()
-    yield p
-    stop()
 
 
 @pytest.fixture
