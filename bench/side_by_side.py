@@ -434,6 +434,23 @@ def worker_figures(rounds: int = 30) -> list[Row]:
     ]
 
 
+def ai_figures(rounds: int = 60) -> list[Row]:
+    """Issue 18: the assistant's stream, first token in to first frame out."""
+    from bench.bench_ai import first_byte, p50, p90
+
+    m = first_byte(rounds)
+    ours, direct = m["ours"], m["direct"]
+    return [
+        (
+            "AI stream: provider's first token -> first SSE delta, p50",
+            f"{p50(ours):.1f} ms",
+            f"{p50(direct):.1f} ms (openai client reading it directly)",
+            f"+{p50(ours) - p50(direct):.1f} ms",
+            f"<= +20 ms (p90 {p90(ours):.1f} vs {p90(direct):.1f} ms)",
+        ),
+    ]
+
+
 GROUPS: dict[str, Callable[[], list[Row]]] = {
     "core": core_figures,
     "flight": flight_figures,
@@ -443,6 +460,7 @@ GROUPS: dict[str, Callable[[], list[Row]]] = {
     "data": data_figures,
     "web": web_figures,
     "workers": worker_figures,
+    "ai": ai_figures,
 }
 
 

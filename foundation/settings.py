@@ -182,6 +182,41 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Time limit of one worker health probe, in seconds.",
     )
+    ai_provider: Literal["openai", "anthropic", "google", "mistral", "local", "custom"] | None = (
+        Field(
+            default=None,
+            description="The AI assistant's provider. Unset: taken from the key's name in the "
+            "notebook's environment (OPENAI_API_KEY, ANTHROPIC_API_KEY...), else openai.",
+        )
+    )
+    ai_base_url: str | None = Field(
+        default=None,
+        description="Base URL of the AI provider's API, e.g. an OpenAI-compatible local "
+        "server (http://127.0.0.1:8080/v1). Unset: the provider's public endpoint.",
+    )
+    ai_api_key: SecretStr | None = Field(
+        default=None,
+        description="The AI provider's key (never shown in a response, log or notebook.toml). "
+        "A notebook's own key in its environment wins.",
+    )
+    ai_model: str | None = Field(
+        default=None, description="The AI model; a notebook's [ai].model wins."
+    )
+    ai_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Longest wait for the AI provider's answer (or its next streamed token).",
+    )
+    ai_max_output_tokens: int = Field(
+        default=4096, ge=1, description="Most tokens one AI answer may have."
+    )
+    ai_approval_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="How long an agent's destructive step waits for approval; then declined.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level."
     )

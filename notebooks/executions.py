@@ -11,7 +11,7 @@ from typing import Any
 from flight import QuiverClient
 from notebooks.inspect import Inspections
 from notebooks.manager import NotebookManager
-from notebooks.runner import FlightConfig, Runner
+from notebooks.runner import FlightConfig, PromptHook, Runner
 from notebooks.session import Session
 from notebooks.workers import Workers
 
@@ -36,6 +36,7 @@ class Executions:
         self.default_timeout = default_timeout
         self.client = QuiverClient(flight.location, token=flight.token)
         self._emit = emit
+        self.prompts: PromptHook | None = None  # set by the AI assistant (notebooks.ai)
         self._runners: dict[str, Runner] = {}
         self._inspections: dict[str, Inspections] = {}
         self._lock = threading.Lock()
@@ -63,6 +64,7 @@ class Executions:
                     default_timeout=self.default_timeout,
                     emit=lambda kind, payload: self.emit(sid, kind, payload),
                     workers=self.workers,
+                    prompts=self.prompts,
                 )
                 self._runners[sid] = runner
         return runner

@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 MODES = ("normal", "rerun", "force")
 Emit = Callable[[str, dict[str, Any]], None]
+PromptHook = Callable[["Runner", CellState, str, dict[str, str], bool], CellResult]
+"""Runs a prompt cell (``notebooks.ai``): runner, cell, provenance, inputs, use_cache."""
 CANCEL_GRACE_S = 5.0
 
 
@@ -92,11 +94,13 @@ class Runner:
         emit: Emit = _no_emit,
         python: str | None = None,
         workers: Workers | None = None,
+        prompts: PromptHook | None = None,
     ) -> None:
         self.session = session
         self.workers = workers
         self.flight = flight
         self.client = client
+        self.prompts = prompts
         self.default_timeout = default_timeout
         self.emit = emit
         self.python = python or kernel_python(session.nb.path)
@@ -393,7 +397,7 @@ class Runner:
         source_hash = cell.source_hash
         before = session.status_view()
         self.current = cell.id
-        if use_cache:
+        if use_cache and cell.entry.language != "prompt":  # prompts cache by model too
             started = time.perf_counter()
             cached = self._cached(cell.id, prov)
             if cached is not None:
@@ -408,6 +412,8 @@ class Runner:
             result = self._run_sql(cell, prov, specs, consumed)
         elif cell.entry.language == "python":
             result = self._run_python(cell, prov, specs, consumed)
+        elif cell.entry.language == "prompt" and self.prompts is not None:
+            result = self.prompts(self, cell, prov, consumed, use_cache)
         else:
             result = CellResult(cell.id, prov, "error")
             result.error = f"{cell.entry.language} cells cannot run here (no AI model configured)"

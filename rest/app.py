@@ -23,6 +23,7 @@ from rest.core import core_router
 from rest.fastpath import MaterializeFastPath
 from rest.link import FlightLink
 from rest.logs import LogRing, logs_router
+from rest.mcp import McpEndpoint
 from rest.metrics import Metrics, MetricsMiddleware
 from rest.middleware import ASGIApp, BearerAuth, BodyLimit, RequestId
 from rest.names import names_router
@@ -87,24 +88,34 @@ def flight_client(settings: Settings, flight_uri: str) -> QuiverClient:
     return QuiverClient(flight_uri, token=token, **kwargs)
 
 
-def notebook_routes(settings: Settings, flight_uri: str) -> tuple[APIRouter, Callable[[], None]]:
-    """The notebook router and what closes it. The one place that knows its constructor."""
+def notebook_routes(
+    settings: Settings, flight_uri: str
+) -> tuple[APIRouter, Callable[[], None], McpEndpoint]:
+    """The notebook router, what closes it, and the MCP endpoint over the same sessions.
+    The one place that knows their constructors."""
     from notebooks import Executions, FlightConfig, NotebookManager
+    from rest.notebook_ai import ai_routes
     from rest.notebooks import notebook_router
     from rest.workers import worker_model
+    from rest.ws_hub import Hub
 
     token = settings.token.get_secret_value() if settings.token is not None else None
     manager = NotebookManager(settings)
     workers = worker_model(settings)
     executions = Executions(manager, FlightConfig(flight_uri, token), workers=workers)
-    router = notebook_router(manager, settings, executions=executions)
+    hub = Hub()
+    ai = ai_routes(manager, settings, executions, hub)
+    router = notebook_router(
+        manager, settings, executions=executions, hub=hub, ws_extra=ai.ws, extra=ai.routers
+    )
 
     def close() -> None:
+        ai.close()
         executions.close()
         workers.close()
         manager.close_all()
 
-    return router, close
+    return router, close, ai.mcp
 
 
 def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
@@ -112,14 +123,15 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
     client = flight_client(settings, flight_uri)
     link = FlightLink(client, in_process=settings.rest_in_process_flight)
     metrics = Metrics()
-    notebooks, close_notebooks = notebook_routes(settings, flight_uri)
+    notebooks, close_notebooks, mcp = notebook_routes(settings, flight_uri)
     ring = LogRing()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logging.getLogger().addHandler(ring)  # the Logs page's records (GET /v1/logs)
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             logging.getLogger().removeHandler(ring)
             with contextlib.suppress(Exception):
@@ -134,8 +146,17 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
         names_router(link),
         upload_router(link),
     ]
+    mcp_route = APIRouter()  # before the web UI's routes, which take the rest of the paths
+    mcp_route.add_route("/mcp", mcp.asgi, include_in_schema=False)
     app = create_app(
-        [*routers, ops_router(link, metrics), logs_router(ring), notebooks, web_router(settings)],
+        [
+            *routers,
+            ops_router(link, metrics),
+            logs_router(ring),
+            notebooks,
+            mcp_route,
+            web_router(settings),
+        ],
         lifespan=lifespan,
         settings=settings,
     )

@@ -192,8 +192,8 @@ def authorized(scope: Scope, token: str) -> bool:
 
 
 class BearerAuth:
-    """With a token configured, ``/v1/*`` needs ``Authorization: Bearer <token>`` (or the web
-    UI's cookie, :func:`authorized`)."""
+    """With a token configured, ``/v1/*`` and ``/mcp`` need ``Authorization: Bearer <token>``
+    (or the web UI's cookie, :func:`authorized`)."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
@@ -204,7 +204,7 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        if not path.startswith("/v1/") and path != "/v1":
+        if not path.startswith("/v1/") and path not in ("/v1", "/mcp"):  # /mcp: the same tools
             await self.app(scope, receive, send)
             return
         if authorized(scope, self.token):

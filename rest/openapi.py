@@ -61,9 +61,12 @@ STATUS_TEXT: dict[int, str] = {
     409: "Conflicts with the current state (still building, already exists, busy...).",
     413: "Too large: the request body, or a value in it, is over its limit.",
     500: "An unexpected error; the detail carries an error id to find it in the server log.",
+    429: "The AI provider is rate-limiting requests (its own 429); try again later.",
+    502: "The AI provider failed or answered something that could not be read.",
     503: "The Flight service is unreachable or shutting down, a feature is not configured, "
     "or the build queue is full (then Retry-After says when to try again).",
-    504: "A query ran past the time limit (QUIVER_QUERY_TIME_LIMIT_S).",
+    504: "A query ran past the time limit (QUIVER_QUERY_TIME_LIMIT_S), or the AI provider "
+    "did not answer in time (QUIVER_AI_TIMEOUT_S).",
 }
 
 

@@ -36,6 +36,7 @@ pytest_plugins = [
     "tests.fixtures_notebooks",
     "tests.fixtures_execution",
     "tests.fixtures_rest",
+    "tests.ai_provider",
 ]
 
 
