@@ -57,6 +57,7 @@ from notebooks.exchange import (
     write_notebook,
     zip_chunks,
 )
+from notebooks.execution import FlightConfig
 from notebooks.executions import Executions
 from notebooks.frames import dag_update, impact_preview, profiling_summary, status_payload
 from notebooks.manager import NotebookManager
@@ -70,7 +71,7 @@ from notebooks.model import (
     set_requested_python,
 )
 from notebooks.presence import LOCAL, identity
-from notebooks.runner import MODES, FlightConfig, Runner
+from notebooks.runner import MODES, Runner
 from notebooks.serialize import (
     cell_json,
     cells_json,
@@ -107,17 +108,17 @@ __all__ = [
     "Executions",
     "FlightConfig",
     "NotebookManager",
-    "NotebookWorkerSpec",
     "NotebookTools",
+    "NotebookWorkerSpec",
     "Parsed",
     "PromptCells",
     "ProviderFailed",
     "RateLimited",
     "Runner",
     "Session",
+    "Tool",
     "WorkerSpec",
     "Workers",
-    "Tool",
     "ai_complete",
     "ai_config",
     "ai_models",

@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flight import QuiverClient
+from notebooks.execution import FlightConfig
 from notebooks.inspect import Inspections
 from notebooks.manager import NotebookManager
-from notebooks.runner import FlightConfig, PromptHook, Runner
+from notebooks.runner import PromptHook, Runner
 from notebooks.session import Session
 from notebooks.workers import Workers
 

@@ -27,7 +27,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, cast
 
 from flight import QuiverClient
@@ -37,6 +36,7 @@ from notebooks.env import kernel_python
 from notebooks.exchange import HELPER as MOUNT_HELPER
 from notebooks.exchange import cell_mounts, kernel_spec
 from notebooks.execution import (
+    FlightConfig,
     KernelDied,
     KernelProcess,
     SqlBuild,
@@ -63,14 +63,6 @@ Emit = Callable[[str, dict[str, Any]], None]
 PromptHook = Callable[["Runner", CellState, str, dict[str, str], bool], CellResult]
 """Runs a prompt cell (``notebooks.ai``): runner, cell, provenance, inputs, use_cache."""
 CANCEL_GRACE_S = 5.0
-
-
-@dataclass(frozen=True)
-class FlightConfig:
-    """Where kernels and the server exchange tables."""
-
-    location: str
-    token: str | None = None
 
 
 def _no_emit(kind: str, payload: dict[str, Any]) -> None:

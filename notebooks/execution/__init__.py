@@ -9,11 +9,13 @@ cancellable build.
 
 from __future__ import annotations
 
+from notebooks.execution.flightconfig import FlightConfig
 from notebooks.execution.interpreters import discover, notebook_python
 from notebooks.execution.kernel import KernelDied, KernelProcess
 from notebooks.execution.sqlcell import SqlBuild, SqlCellError, run_sql
 
 __all__ = [
+    "FlightConfig",
     "KernelDied",
     "KernelProcess",
     "SqlBuild",
