@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.processes import start_quiver, stop
@@ -168,7 +170,15 @@ def test_create_three_cells_run_and_page_a_table(page: Any, server: str) -> None
     expect(first_value).to_have_text("249")
     grid.get_by_role("button", name="Schema").click()
     expect(grid.locator(".schema")).to_contain_text("int64")
-    assert grid.get_by_role("link", name="CSV").is_visible()
+    # Downloads: the current view (sorted) as CSV and Parquet, the whole output as Arrow.
+    saved = {}
+    for fmt in ("CSV", "Parquet", "Arrow"):
+        with page.expect_download(timeout=TIMEOUT_MS) as download:
+            grid.get_by_role("link", name=fmt).click()
+        saved[fmt] = Path(download.value.path()).read_bytes()
+    assert saved["CSV"].splitlines()[:2] == [b'"n","s"', b'249,"249"'], saved["CSV"][:40]
+    assert saved["Parquet"][:4] == b"PAR1", saved["Parquet"][:8]
+    assert pa.ipc.open_stream(saved["Arrow"]).read_all().num_rows == 250
 
     # The DAG panel shows the two edges, labelled by the variable they carry.
     page.get_by_test_id("tab-dag").click()
@@ -216,8 +226,13 @@ def test_stale_reason_cascade_and_reload(page: Any, server: str, watch: Watch) -
 
 def test_cancel_a_long_cell(page: Any, server: str, watch: Watch) -> None:
     create_notebook(page, server, "Cancel")
-    cell = add_cell(page, "python", "import time\nfor i in range(600):\n    time.sleep(0.05)")
+    long = (
+        "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.05)"
+    )
+    cell = add_cell(page, "python", long)
     cell.get_by_role("button", name="Run cell").click()
+    expect(status(cell)).to_have_text("running")
+    expect(cell.get_by_test_id("console")).to_contain_text("tick 3")  # live, while it runs
     expect(status(cell)).to_have_text("running")
     cell.get_by_role("button", name="Cancel run").click()
     expect(status(cell)).to_have_text("idle")
@@ -358,6 +373,10 @@ def test_home_lists_and_artifacts_page(page: Any, server: str) -> None:
     ).get_by_role("link").first.click()
     expect(page.get_by_role("heading", name="Schema")).to_be_visible()
     expect(page.get_by_test_id("artifact-preview").locator("tbody tr")).to_have_count(20)
+    expect(page.get_by_role("heading", name="Lineage")).to_be_visible()
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        page.locator(".downloads").get_by_role("link", name="Parquet").click()
+    assert pq.read_table(download.value.path()).num_rows == 250
 
 
 def test_narrow_window(browser: Any, server: str, watch: Watch) -> None:
