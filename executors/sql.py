@@ -19,12 +19,21 @@ from executors.base import ResolvedInput, RunContext
 from foundation import InvalidArgument
 
 MAX_SQL_CHARS = 1_000_000
+MAX_PARAMETERS = 1000
+
+Scalar = bool | int | float | str | None
 
 
 class SqlParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS, description="One SELECT query.")
+    parameters: list[Scalar] | None = Field(
+        default=None,
+        max_length=MAX_PARAMETERS,
+        description="Values for the query's ? or $n placeholders, bound by DuckDB (never "
+        "pasted into the SQL); part of the provenance.",
+    )
 
 
 class SqlExecutor:
@@ -42,7 +51,10 @@ class SqlExecutor:
 
     def identity(self, params: BaseModel) -> Any:
         assert isinstance(params, SqlParams)
-        return {"sql": params.sql}
+        if params.parameters is None:  # the identity every query without parameters had
+            return {"sql": params.sql}
+        typed = [[type(v).__name__, v] for v in params.parameters]  # 1 and 1.0 and "1" differ
+        return {"sql": params.sql, "parameters": typed}
 
     def _check_statement(self, sql: str) -> None:
         try:
@@ -68,7 +80,15 @@ class SqlExecutor:
         except BaseException:
             con.close()
             raise
-        return duck.stream(con, lambda: con.sql(params.sql), ctx, what=f"{self.name} query")
+        values = params.parameters
+        return duck.stream(
+            con,
+            lambda: (
+                con.sql(params.sql, params=values) if values is not None else con.sql(params.sql)
+            ),
+            ctx,
+            what=f"{self.name} query",
+        )
 
 
 class DuckdbSqlExecutor(SqlExecutor):

@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -21,6 +21,7 @@ import pyarrow.flight as fl
 
 from catalog import ArtifactInfo, Build
 from flight import queries, registry, runtime, tables  # noqa: F401  (register their actions)
+from flight import sql as flight_sql
 from flight.actions import materialize, result_json
 from flight.args import info_json
 from flight.core import Core
@@ -50,6 +51,9 @@ from foundation import BuildFailed, Conflict, InvalidArgument, Unavailable
 from materialize import MaterializeRequest
 
 log = logging.getLogger("quiver.flight")
+
+Wrap = Callable[[bytes], bytes] | None
+"""How a FlightInfo's tickets are wrapped (Flight SQL: in a TicketStatementQuery)."""
 
 CANCEL_GRACE_S = 1.0
 """Past the deadline: how long cancelled calls get to send their error before their
@@ -189,22 +193,26 @@ class QuiverFlightServer(fl.FlightServerBase):
         return not self.core.materializer.building()
 
     # --- FlightInfo ---------------------------------------------------------
-    def _endpoints(self, info: ArtifactInfo) -> list[fl.FlightEndpoint]:
+    def _endpoints(self, info: ArtifactInfo, wrap: Wrap = None) -> list[fl.FlightEndpoint]:
         batches = info.num_batches or 0
         parts = math.ceil((info.byte_size or 0) / self.core.settings.flight_endpoint_bytes)
         parts = min(parts, batches)
         if parts <= 1:
-            return [fl.FlightEndpoint(ArtifactTicket(info.artifact_id, info.version).encode(), [])]
-        bounds = [round(i * batches / parts) for i in range(parts + 1)]
-        return [
-            fl.FlightEndpoint(
-                ArtifactTicket(info.artifact_id, info.version, start, stop).encode(), []
-            )
-            for start, stop in itertools.pairwise(bounds)
-        ]
+            tickets = [ArtifactTicket(info.artifact_id, info.version).encode()]
+        else:
+            bounds = [round(i * batches / parts) for i in range(parts + 1)]
+            tickets = [
+                ArtifactTicket(info.artifact_id, info.version, start, stop).encode()
+                for start, stop in itertools.pairwise(bounds)
+            ]
+        return [fl.FlightEndpoint(wrap(t) if wrap else t, []) for t in tickets]
 
     def _ready_info(
-        self, descriptor: fl.FlightDescriptor, info: ArtifactInfo, meta: dict[str, Any]
+        self,
+        descriptor: fl.FlightDescriptor,
+        info: ArtifactInfo,
+        meta: dict[str, Any],
+        wrap: Wrap = None,
     ) -> fl.FlightInfo:
         if info.state not in ("ready", "superseded"):
             if info.state == "failed":
@@ -215,7 +223,7 @@ class QuiverFlightServer(fl.FlightServerBase):
         return fl.FlightInfo(
             info.schema,
             descriptor,
-            self._endpoints(info),
+            self._endpoints(info, wrap),
             info.row_count if info.row_count is not None else -1,
             info.byte_size if info.byte_size is not None else -1,
             ordered=True,
@@ -223,10 +231,15 @@ class QuiverFlightServer(fl.FlightServerBase):
         )
 
     def _live_info(
-        self, descriptor: fl.FlightDescriptor, build: Build, meta: dict[str, Any]
+        self,
+        descriptor: fl.FlightDescriptor,
+        build: Build,
+        meta: dict[str, Any],
+        wrap: Wrap = None,
     ) -> fl.FlightInfo:
         schema = build.wait_schema()
         ticket = ArtifactTicket(build.artifact_id, build.version).encode()
+        ticket = wrap(ticket) if wrap else ticket
         return fl.FlightInfo(
             schema,
             descriptor,
@@ -252,7 +265,15 @@ class QuiverFlightServer(fl.FlightServerBase):
     def get_flight_info(
         self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor
     ) -> fl.FlightInfo:
-        target = decode_info_descriptor(descriptor)
+        wrap: Wrap = None
+        command = flight_sql.command_of(descriptor)
+        if command is not None:  # Flight SQL: a query is a sql@v1 materialize
+            target = flight_sql.info_target(command, self.core.settings.warehouses)
+            if not isinstance(target, MaterializeRequest):
+                return flight_sql.metadata_info(descriptor, target)
+            wrap = flight_sql.statement_ticket
+        else:
+            target = decode_info_descriptor(descriptor)
         if isinstance(target, ArtifactPath):
             return self._artifact_info(descriptor, target.artifact_id, target.version)
         if isinstance(target, NamePath):
@@ -262,9 +283,9 @@ class QuiverFlightServer(fl.FlightServerBase):
         result = materialize(self.core, target)
         meta = result_json(result, target)
         if result.info is not None and result.info.state in ("ready", "superseded"):
-            return self._ready_info(descriptor, result.info, meta)
+            return self._ready_info(descriptor, result.info, meta, wrap)
         assert result.build is not None
-        return self._live_info(descriptor, result.build, meta)
+        return self._live_info(descriptor, result.build, meta, wrap)
 
     @guard
     def get_schema(
@@ -293,7 +314,14 @@ class QuiverFlightServer(fl.FlightServerBase):
     # --- data ---------------------------------------------------------------
     @guard
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
-        return data_stream(open_ticket(self.core, ticket.ticket), self.core.settings, self._closing)
+        raw = ticket.ticket
+        message = flight_sql.ticket_of(raw)
+        if isinstance(message, flight_sql.StatementTicket):
+            raw = message.statement_handle
+        elif message is not None:
+            reader = flight_sql.metadata_reader(self.core, message)
+            return data_stream(reader, self.core.settings, self._closing)
+        return data_stream(open_ticket(self.core, raw), self.core.settings, self._closing)
 
     @guard
     def do_put(
@@ -303,6 +331,11 @@ class QuiverFlightServer(fl.FlightServerBase):
         reader: fl.MetadataRecordBatchReader,
         writer: fl.FlightMetadataWriter,
     ) -> None:
+        sql_command = flight_sql.command_of(descriptor)
+        if sql_command is not None:  # Flight SQL: parameters of a prepared query
+            chunks = self._chunks(context, reader)
+            writer.write(pa.py_buffer(flight_sql.do_put(sql_command, chunks, reader.schema)))
+            return
         command = decode_put_descriptor(descriptor)
         answer = self._store_upload(context, reader, command)
         writer.write(pa.py_buffer(encode_json(answer)))
@@ -371,6 +404,9 @@ class QuiverFlightServer(fl.FlightServerBase):
     @guard
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> list[fl.Result]:
         raw = action.body.to_pybytes() if action.body is not None else b""
+        if action.type in flight_sql.ACTION_TYPES:
+            answers = flight_sql.do_action(self.core, action.type, raw)
+            return [fl.Result(pa.py_buffer(body)) for body in answers]
         return [fl.Result(pa.py_buffer(run_action(self.core, action.type, raw)))]
 
 

@@ -8,6 +8,7 @@ environment.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -155,6 +156,12 @@ class Settings(BaseSettings):
         "(comma-separated or a JSON array). Setting or deleting one answers 202 pending and "
         "changes nothing until POST /v1/registry/pending/approve (docs/registry.md).",
     )
+    warehouses: Annotated[dict[str, str], NoDecode] = Field(
+        default={},
+        description="Warehouses Flight SQL names, as name=location pairs, comma-separated, e.g. "
+        "wh=file:///data/warehouse,lake=/data/lake (or a JSON object). Table db.events of "
+        "warehouse wh is wh.db.events in SQL (docs/flight-sql.md).",
+    )
     shutdown_timeout_s: float = Field(
         default=10.0,
         ge=0,
@@ -230,6 +237,27 @@ class Settings(BaseSettings):
         if isinstance(value, list | tuple | set | frozenset):
             stripped = [a.strip() if isinstance(a, str) else a for a in value]
             return [a for a in stripped if a != ""]  # a non-string is refused by the type
+        return value
+
+    @field_validator("warehouses", mode="before")
+    @classmethod
+    def _warehouse_map(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: a JSON object, or name=location,...
+            text = value.strip()
+            if text.startswith("{"):
+                return json.loads(text)
+            pairs = [p.strip() for p in text.split(",") if p.strip()]
+            if any("=" not in p for p in pairs):
+                raise ValueError("warehouses are name=location pairs, comma-separated")
+            value = dict(p.split("=", 1) for p in pairs)
+        if isinstance(value, dict):
+            named = {str(k).strip().lower(): v for k, v in value.items()}
+            for name in named:
+                if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name == "quiver":
+                    raise ValueError(
+                        f"warehouse name {name!r}: letters, digits and _, and not 'quiver'"
+                    )
+            return named
         return value
 
     @field_validator("data_dir", "notebook_root", mode="after")

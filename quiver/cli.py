@@ -27,6 +27,8 @@ _SETTING_FLAGS = ("data_dir", "host", "flight_port", "rest_port", "notebook_root
 
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k, None) is not None}
+    if getattr(args, "warehouse", None):  # repeated --warehouse name=location
+        overrides["warehouses"] = ",".join(args.warehouse)
     return Settings(**overrides)
 
 
@@ -208,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--host", help="address to bind or reach (QUIVER_HOST)")
     common.add_argument("--flight-port", dest="flight_port", type=int, help="0 picks a free port")
     common.add_argument("--token", help="bearer token (QUIVER_TOKEN)")
+    common.add_argument(
+        "--warehouse",
+        action="append",
+        help="name=location of a warehouse Flight SQL names (repeatable; QUIVER_WAREHOUSES)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", parents=[common], help="Flight server and REST app")
