@@ -138,12 +138,12 @@ def test_errors_are_clear(conn, query: str, words: list[str]) -> None:
 
 def test_auth_on_needs_the_token(make_server, warehouse: TableRef) -> None:
     server = make_server(token="s3cret", warehouses={"wh": str(warehouse.warehouse)})
-    with pytest.raises(flightsql.Error, match="(?i)unauthenticated|bearer"):
-        with (
-            flightsql.connect(server.location, autocommit=True) as refused,
-            refused.cursor() as cur,
-        ):
-            cur.execute("SELECT 1")
+    with (
+        pytest.raises(flightsql.Error, match=r"(?i)unauthenticated|bearer"),
+        flightsql.connect(server.location, autocommit=True) as refused,
+        refused.cursor() as cur,
+    ):
+        cur.execute("SELECT 1")
     header = {"adbc.flight.sql.authorization_header": "Bearer s3cret"}
     with (
         flightsql.connect(server.location, db_kwargs=header, autocommit=True) as ok,
