@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 import ipaddress
 from typing import Any
@@ -13,20 +14,71 @@ from foundation import InvalidArgument, Settings, Unauthenticated
 
 
 class BearerTokenMiddlewareFactory(fl.ServerMiddlewareFactory):
-    """Refuses every call whose ``authorization`` header is not ``Bearer <token>``."""
+    """Refuses every call whose ``authorization`` header is not ``Bearer <token>``.
 
-    def __init__(self, token: str) -> None:
+    With no token (auth off) every call passes, and a login is still answered.
+
+    A ``Handshake`` may instead send ``Basic`` credentials whose password is the
+    token (any user name): it is answered with the ``Bearer`` header, which is how
+    Flight SQL clients (ADBC's username/password, JDBC's user/password) log in.
+    """
+
+    def __init__(self, token: str | None) -> None:
         super().__init__()
-        self._expected = f"Bearer {token}".encode()
+        self._token = token.encode() if token is not None else None
+        self._expected = b"Bearer " + self._token if token is not None else None
 
-    def start_call(self, info: fl.CallInfo, headers: dict[str, list[Any]]) -> None:
+    def start_call(
+        self, info: fl.CallInfo, headers: dict[str, list[Any]]
+    ) -> fl.ServerMiddleware | None:
+        handshake = info.method == fl.FlightMethod.HANDSHAKE
+        if self._expected is None:  # auth off: a login gets a token that means nothing
+            return _SendBearer("Bearer anonymous") if handshake else None
         for value in headers.get("authorization", []):
             raw = value if isinstance(value, bytes) else str(value).encode()
             if hmac.compare_digest(raw, self._expected):
                 return None
+            if handshake and self._basic_ok(raw):
+                return _SendBearer(self._expected.decode())
         raise to_flight_error(
-            Unauthenticated("missing or wrong bearer token (send 'authorization: Bearer <token>')")
+            Unauthenticated(
+                "missing or wrong bearer token (send 'authorization: Bearer <token>', "
+                "or log in with any user name and the token as password)"
+            )
         )
+
+    def _basic_ok(self, raw: bytes) -> bool:
+        scheme, _, encoded = raw.partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            padded = encoded.strip() + b"=" * (-len(encoded.strip()) % 4)  # Go sends it unpadded
+            _user, sep, password = base64.b64decode(padded, validate=True).partition(b":")
+        except ValueError:
+            return False
+        return bool(sep) and self._token is not None and hmac.compare_digest(password, self._token)
+
+
+class HandshakeOk(fl.ServerAuthHandler):
+    """A ``Handshake`` that succeeds: who may call is :class:`BearerTokenMiddlewareFactory`'s
+    business, but Flight SQL clients handshake first (to log in) even when auth is off."""
+
+    def authenticate(self, outgoing: Any, incoming: Any) -> None:
+        return None
+
+    def is_valid(self, token: bytes) -> str:
+        return ""
+
+
+class _SendBearer(fl.ServerMiddleware):
+    """Answers a Basic login with the bearer header the client sends from then on."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__()
+        self._header = header
+
+    def sending_headers(self) -> dict[str, str]:
+        return {"authorization": self._header}
 
 
 def is_loopback(host: str) -> bool:

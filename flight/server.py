@@ -40,6 +40,7 @@ from flight.protocol import (
 )
 from flight.security import (
     BearerTokenMiddlewareFactory,
+    HandshakeOk,
     check_bind,
     host_for_uri,
     tls_certificates,
@@ -75,14 +76,16 @@ class QuiverFlightServer(fl.FlightServerBase):
         tls = tls_certificates(settings)
         scheme = "grpc+tls" if tls else "grpc"
         host = host_for_uri(settings.host)
-        middleware: dict[str, fl.ServerMiddlewareFactory] = {}
-        if settings.token is not None:
-            middleware["auth"] = BearerTokenMiddlewareFactory(settings.token.get_secret_value())
+        token = settings.token.get_secret_value() if settings.token is not None else None
+        middleware: dict[str, fl.ServerMiddlewareFactory] = {
+            "auth": BearerTokenMiddlewareFactory(token)
+        }
         before = listeners()
         super().__init__(
             f"{scheme}://{host}:{settings.flight_port}",
             tls_certificates=tls,
-            middleware=middleware or None,
+            auth_handler=HandshakeOk(),
+            middleware=middleware,
         )
         self.core = core
         self.location = f"{scheme}://{host}:{self.port}"
