@@ -157,10 +157,12 @@ def test_auth_by_username_and_password(make_server, warehouse: TableRef) -> None
     """ADBC's username/password: a Basic handshake answered with the bearer token."""
     server = make_server(token="s3cret", warehouses={"wh": str(warehouse.warehouse)})
     login = {"username": "anyone", "password": "s3cret"}
-    with flightsql.connect(server.location, db_kwargs=login, autocommit=True) as c:
-        with c.cursor() as cur:
-            cur.execute("SELECT count(*) FROM wh.db.events WHERE id < ?", parameters=(5,))
-            assert cur.fetchone() == (5,)
+    with (
+        flightsql.connect(server.location, db_kwargs=login, autocommit=True) as c,
+        c.cursor() as cur,
+    ):
+        cur.execute("SELECT count(*) FROM wh.db.events WHERE id < ?", parameters=(5,))
+        assert cur.fetchone() == (5,)
     wrong = {"username": "anyone", "password": "guess"}
     with pytest.raises(flightsql.Error, match="bearer token"):
         flightsql.connect(server.location, db_kwargs=wrong, autocommit=True).close()
@@ -168,10 +170,12 @@ def test_auth_by_username_and_password(make_server, warehouse: TableRef) -> None
 
 def test_auth_off_needs_nothing(sql_server) -> None:
     login = {"username": "anyone", "password": "whatever"}
-    with flightsql.connect(sql_server.location, db_kwargs=login, autocommit=True) as c:
-        with c.cursor() as cur:
-            cur.execute("SELECT 42")
-            assert cur.fetchone() == (42,)
+    with (
+        flightsql.connect(sql_server.location, db_kwargs=login, autocommit=True) as c,
+        c.cursor() as cur,
+    ):
+        cur.execute("SELECT 42")
+        assert cur.fetchone() == (42,)
 
 
 def _statement(query: str) -> bytes:
