@@ -451,6 +451,30 @@ def ai_figures(rounds: int = 60) -> list[Row]:
     ]
 
 
+def env_figures() -> list[Row]:
+    """Issue 15: notebook environments on uv, offline (bench/bench_env.py)."""
+    from bench.bench_env import figures
+
+    with tempfile.TemporaryDirectory() as tmp:
+        f = figures(Path(tmp))
+    base = f"{f['python_start'] * 1000:.0f} ms (python -c 'import pyarrow')"
+    ms = lambda s: f"{s * 1000:.0f} ms"  # noqa: E731
+    return [
+        ("new notebook -> first cell result, empty uv cache", ms(f["first_empty"]), base,
+         f"{f['first_empty'] / f['python_start']:.1f}x", "<= 3 s (Strata ~20 s)"),
+        ("new notebook -> first cell result, warm", ms(f["first_warm"]), base,
+         f"{f['first_warm'] / f['python_start']:.1f}x", "<= 0.4 s (Strata 0.62 s)"),
+        ("add a local wheel -> a cell imports it, empty cache", ms(f["add_empty"]), base,
+         f"{f['add_empty'] / f['python_start']:.1f}x", "<= 2 s"),
+        ("add a local wheel -> a cell imports it, warm", ms(f["add_warm"]), base,
+         f"{f['add_warm'] / f['python_start']:.1f}x", "<= 0.4 s (Strata 0.45 s)"),
+        ("20 notebooks opened, one cell run in each", ms(f["many_s"]), base,
+         f"{f['many_s'] / f['python_start']:.1f}x", "<= 3 s (Strata 12 s)"),
+        ("  server process tree growth per notebook", f"{f['many_mib_per_nb']:.1f} MiB", "-",
+         "-", "<= 25 MiB (Strata 133 MiB)"),
+    ]  # fmt: skip
+
+
 GROUPS: dict[str, Callable[[], list[Row]]] = {
     "core": core_figures,
     "flight": flight_figures,
@@ -461,6 +485,7 @@ GROUPS: dict[str, Callable[[], list[Row]]] = {
     "web": web_figures,
     "workers": worker_figures,
     "ai": ai_figures,
+    "env": env_figures,
 }
 
 

@@ -71,7 +71,12 @@ def test_add_installs_into_the_notebooks_venv_and_a_cell_imports_it(nb: Nb) -> N
     assert env["venv_python"] == str(path / ".venv" / "bin" / "python")
     assert body["operation_log"]["command"].startswith("uv ")
     assert first in body["stale_cell_ids"]  # it ran in the old environment
-    assert nb.cells()[first]["status"] != "ready"
+    stale = nb.cells()[first]
+    assert stale["status"] == "stale", stale
+    assert stale["causality"] == {
+        "reason": "env",
+        "details": [{"type": "env_changed", "package": "tinypkg", "to_package_version": "1.0"}],
+    }
     assert body["environment_job_history"][0]["status"] == "completed"
     project = tomllib.loads((path / "pyproject.toml").read_text())["project"]
     assert project["dependencies"] == ["tinypkg==1.0"]

@@ -54,7 +54,8 @@ def read_env(path: Path) -> Env:
         if lock.is_file():
             data = tomllib.loads(lock.read_text(encoding="utf-8"))
             for pkg in data.get("package", []):
-                if isinstance(pkg, dict) and pkg.get("name"):
+                own = isinstance(pkg, dict) and "virtual" in (pkg.get("source") or {})
+                if isinstance(pkg, dict) and pkg.get("name") and not own:  # not the notebook
                     packages[str(pkg["name"])] = str(pkg.get("version", ""))
         elif pyproject.is_file():
             data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
