@@ -186,4 +186,8 @@ class TimeLimit:
 
     def close(self) -> None:
         self._timer.cancel()
+        # A cancelled timer's thread ends at once, but asynchronously: wait for it, so a
+        # closed query leaves no thread behind (under load it could outlive the close).
+        if self._timer.is_alive() and self._timer is not threading.current_thread():
+            self._timer.join(timeout=5.0)
         self._interrupter.stop()
