@@ -62,6 +62,7 @@ def test_strata_client_create_type_run_page_reload(frontend: Path, server: str) 
     sync_api = pytest.importorskip("playwright.sync_api")
     failures: list[str] = []
     ws_errors: list[dict[str, Any]] = []
+    seen: list[str] = []  # what the page asked and heard, for a failure's message
 
     def serve_files(route: Any) -> None:
         url = route.request.url
@@ -91,6 +92,15 @@ def test_strata_client_create_type_run_page_reload(frontend: Path, server: str) 
         known = path.startswith(KNOWN_MISSING)
         if path.startswith("/v1/") and response.status >= 400 and not known:
             failures.append(f"{response.status} {response.request.method} {path}")
+        if path.startswith("/v1/"):
+            seen.append(f"{response.status} {response.request.method} {path}")
+
+    def watch_failed(request: Any) -> None:
+        seen.append(f"failed {request.method} {request.url}: {request.failure}")
+
+    def watch_console(message: Any) -> None:
+        if message.type in ("error", "warning"):
+            seen.append(f"console {message.type}: {message.text}")
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -103,46 +113,52 @@ def test_strata_client_create_type_run_page_reload(frontend: Path, server: str) 
             page.route("**/*", serve_files)
             page.on("websocket", watch_socket)
             page.on("response", watch_response)
+            page.on("requestfailed", watch_failed)
+            page.on("console", watch_console)
             expect = sync_api.expect
 
-            page.goto(server + "/")
-            page.get_by_test_id("action-new-notebook").click()
-            page.get_by_test_id("new-notebook-name").fill("Browser Tour")
-            page.get_by_test_id("create-notebook-submit").click()
-            page.get_by_test_id("notebook-page").wait_for()
-            expect(page.get_by_text("Live", exact=False).first).to_be_visible()
+            try:
+                page.goto(server + "/")
+                page.get_by_test_id("action-new-notebook").click()
+                page.get_by_test_id("new-notebook-name").fill("Browser Tour")
+                page.get_by_test_id("create-notebook-submit").click()
+                page.get_by_test_id("notebook-page").wait_for()
+                expect(page.get_by_text("Live", exact=False).first).to_be_visible()
 
-            page.get_by_role("button", name="Python", exact=True).click()
-            cells = page.get_by_test_id("notebook-cell")
-            expect(cells).to_have_count(1)
-            cells.nth(0).locator(".cm-content").click()
-            page.keyboard.type("x = 41 + 1\nx")
-            page.keyboard.press("Shift+Enter")
-            expect(cells.nth(0)).to_contain_text("42")
+                page.get_by_role("button", name="Python", exact=True).click()
+                cells = page.get_by_test_id("notebook-cell")
+                expect(cells).to_have_count(1)
+                cells.nth(0).locator(".cm-content").click()
+                page.keyboard.type("x = 41 + 1\nx")
+                page.keyboard.press("Shift+Enter")
+                expect(cells.nth(0)).to_contain_text("42")
 
-            page.get_by_test_id("notebook-add-cell").click()
-            page.get_by_test_id("add-cell-option-python").click()
-            expect(cells).to_have_count(2)
-            cells.nth(1).locator(".cm-content").click()
-            page.keyboard.insert_text("import pyarrow as pa\npa.table({'n': list(range(250))})")
-            page.keyboard.press("Shift+Enter")
-            table = cells.nth(1)
-            pager = table.locator(".pager")
-            expect(pager).to_be_visible()
-            first_cell = table.locator("tbody tr").first.locator("td").last
-            expect(first_cell).to_have_text("0")
-            pager.get_by_role("button", name="Next ›").click()
-            expect(first_cell).to_have_text("50")  # the second page, from the server
-            pager.get_by_role("button", name="Next ›").click()
-            expect(first_cell).to_have_text("100")
-            pager.get_by_role("button", name="‹ Prev").click()
-            expect(first_cell).to_have_text("50")
+                page.get_by_test_id("notebook-add-cell").click()
+                page.get_by_test_id("add-cell-option-python").click()
+                expect(cells).to_have_count(2)
+                cells.nth(1).locator(".cm-content").click()
+                page.keyboard.insert_text("import pyarrow as pa\npa.table({'n': list(range(250))})")
+                page.keyboard.press("Shift+Enter")
+                table = cells.nth(1)
+                pager = table.locator(".pager")
+                expect(pager).to_be_visible()
+                first_cell = table.locator("tbody tr").first.locator("td").last
+                expect(first_cell).to_have_text("0")
+                pager.get_by_role("button", name="Next ›").click()
+                expect(first_cell).to_have_text("50")  # the second page, from the server
+                pager.get_by_role("button", name="Next ›").click()
+                expect(first_cell).to_have_text("100")
+                pager.get_by_role("button", name="‹ Prev").click()
+                expect(first_cell).to_have_text("50")
 
-            page.reload()
-            page.get_by_test_id("notebook-page").wait_for()
-            expect(cells).to_have_count(2)
-            expect(cells.nth(0)).to_contain_text("x = 41 + 1")
-            expect(cells.nth(0)).to_contain_text("42")
+                page.reload()
+                page.get_by_test_id("notebook-page").wait_for()
+                expect(cells).to_have_count(2)
+                expect(cells.nth(0)).to_contain_text("x = 41 + 1")
+                expect(cells.nth(0)).to_contain_text("42")
+            except sync_api.Error as e:  # say what the page saw, not only what it missed
+                trail = "\n".join(seen[-30:])
+                raise AssertionError(f"{e.message}\nat {page.url}\nlast seen:\n{trail}") from e
         finally:
             browser.close()
     assert not failures, failures
