@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -190,38 +191,41 @@ def stalled_upload(client: fl.FlightClient, name: str) -> fl.FlightStreamWriter:
     return writer
 
 
+def kill_if_running(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
 def test_sigterm_with_stuck_clients_exits_within_the_deadline(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("QUIVER_SHUTDOWN_TIMEOUT_S", str(DEADLINE_S))
     data = tmp_path / "data"
     proc, where = start_serve(data)
-    try:
+    with contextlib.ExitStack() as held:  # a failed assertion still closes every stalled client
+        held.callback(kill_if_running, proc)
         client = fl.connect(where["flight"])
+        held.callback(client.close)
         big = put_big(client, "big")
         flight_reader = stuck_reader(client, "big")
         rest_reader = stalled_get(
             where["rest"], f"/v1/artifacts/{big['artifact_id']}/v/{big['version']}/data"
         )
+        held.callback(rest_reader.close)
         uploader = fl.connect(where["flight"])
+        held.callback(uploader.close)
         upload = stalled_upload(uploader, "partial")
 
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=DEADLINE_S + 30)
         took = time.monotonic() - start
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0
-    assert "stopped" in out
-    assert took < DEADLINE_S + MARGIN_S, f"stopping took {took:.1f} s"
-    assert "Traceback" not in (tmp_path / "serve-stderr.txt").read_text()
-    clean_flight_error(flight_reader)
-    with pytest.raises(fl.FlightError):
-        upload.close()
-    rest_reader.close()
-    client.close()
-    uploader.close()
+        assert proc.returncode == 0
+        assert "stopped" in out
+        assert took < DEADLINE_S + MARGIN_S, f"stopping took {took:.1f} s"
+        assert "Traceback" not in (tmp_path / "serve-stderr.txt").read_text()
+        clean_flight_error(flight_reader)
+        with pytest.raises(fl.FlightError):
+            upload.close()
 
     # nothing half-written: no build left open, no temporary file
     db = sqlite3.connect(f"file:{data / 'store.db'}?mode=ro", uri=True)
