@@ -99,9 +99,17 @@ def seeded_server(tmp: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def run_schemathesis(
-    url: str, seeds: dict[str, Any], *, examples: int, seed: int | None
+    url: str,
+    seeds: dict[str, Any],
+    *,
+    examples: int,
+    seed: int | None,
+    only: tuple[str, ...] = (),
 ) -> Outcome:
-    """Schemathesis's command over the app's document; its exit code and counts."""
+    """Schemathesis's command over the app's document; its exit code and counts.
+
+    ``only`` are extra operation filters (``--include-path-regex ...``), to run a part.
+    """
     command = [
         str(Path(sys.executable).parent / "schemathesis"),
         "--config-file",
@@ -120,6 +128,7 @@ def run_schemathesis(
     ]
     if seed is not None:
         command += ["--seed", str(seed)]
+    command += only
     env = {
         **os.environ,
         "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks",
