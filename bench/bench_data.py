@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.flight as fl
 
-from bench.common import quiver_serve
+from bench.common import quiver_serve, rss_parts
 
 ROWS = 5_000_000
 CELL = f"""\
@@ -122,10 +122,8 @@ def page_figures(b: DataBench, rounds: int) -> dict[str, tuple[float, float]]:
 
 def _rss(proc: psutil.Process) -> tuple[int, int]:
     """(RSS, its anonymous part: heap, not pages of mapped files), bytes."""
-    fields = dict(
-        line.split(":", 1) for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-    )
-    return proc.memory_info().rss, int(fields["RssAnon"].split()[0]) * 1024
+    rss, anon, _ = rss_parts(proc.pid)
+    return rss, anon
 
 
 def server_rss_rise(b: DataBench, rounds: int) -> tuple[int, int, int]:

@@ -8,6 +8,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,3 +94,35 @@ def quiver_serve(root: Path) -> Iterator[tuple[subprocess.Popen, dict[str, str]]
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(30)
+
+
+def rss_parts(pid: int) -> tuple[int, int, int]:
+    """A process's resident memory, bytes: (RSS, its anonymous part: heap and buffers it
+    holds, its file-backed part: pages of mapped files, which the kernel may drop)."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    anon, file = (int(fields[k].split()[0]) * 1024 for k in ("RssAnon", "RssFile"))
+    return anon + file + int(fields["RssShmem"].split()[0]) * 1024, anon, file
+
+
+def peak_rss_rise(pid: int, fn: Callable[[], object]) -> tuple[int, int, int]:
+    """Peak rise of ``rss_parts(pid)`` (each part's own peak, sampled every 5 ms) while
+    ``fn`` runs, bytes."""
+    before = rss_parts(pid)
+    peak = list(before)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[:] = map(max, peak, rss_parts(pid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    rss, anon, file = (p - b for p, b in zip(peak, before, strict=True))
+    return rss, anon, file
