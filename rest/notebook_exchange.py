@@ -35,6 +35,7 @@ from notebooks import (
     bundle_entries,
     cells_list,
     check_format,
+    chosen_artifacts,
     confine,
     dumps,
     html_page,
@@ -140,10 +141,20 @@ def notebook_exchange_router(
         finally:
             stream.cancel()
 
+    def reachable(uris: list[str]) -> None:
+        """Refuse (503, 404) before a snapshot's stream starts, not in its middle: once
+        the headers went out, a failure can only cut the archive short."""
+        if uris and executions is None:
+            raise Unavailable("A snapshot with artifacts needs the Flight service, which is "
+                              "not configured; export with include=none")  # fmt: skip
+        for uri in uris:
+            assert executions is not None
+            executions.client.status(uri)
+
     @router.get(
         "/{session_id}/export",
         response_class=Response,
-        responses={**EXPORT, **raises(InvalidArgument, NotFound)},
+        responses={**EXPORT, **raises(InvalidArgument, NotFound, Unavailable)},
     )
     def export(
         session_id: str,
@@ -164,6 +175,7 @@ def notebook_exchange_router(
         if fmt == "snapshot":
             wanted = [c.strip() for c in cells.split(",") if c.strip()]
             chosen = selected_cells(pic, include, wanted)
+            reachable(chosen_artifacts(pic, chosen))
             chunks = zip_chunks(snapshot_entries(pic, chosen, artifact_chunks))
             return _download(chunks, "application/zip", f"{name}.snapshot.zip")
         stem = safe_name(pic.path.name) + ("-app" if app_view else "")

@@ -74,6 +74,21 @@ def test_snapshot_carries_outputs_and_artifact_bytes_by_digest(ran: Nb) -> None:
     assert [n for n in zipfile.ZipFile(io.BytesIO(picked)).namelist() if n.endswith(".arrow")]
 
 
+def test_snapshot_without_flight_is_refused_before_the_stream(nb: Nb, flight_server: Any) -> None:
+    """A 503 with a detail, not an archive cut short after a 200's headers went out."""
+    cid = nb.add("import pyarrow as pa\nt = pa.table({'x': [1, 2, 3]})\nt")
+    assert nb.run(cid)["status"] == "ready"
+    flight_server.close()
+    r = get(nb, 503, fmt="snapshot")
+    assert r.headers["content-type"] == "application/json"
+    assert "unavailable" in r.json()["detail"].lower()
+    get(nb, 503, fmt="snapshot", include="selected", cells=cid)
+    # nothing of Flight needed: still exported
+    none = zipfile.ZipFile(io.BytesIO(get(nb, fmt="snapshot", include="none").content))
+    assert json.loads(none.read("artifacts/index.json"))["artifacts"][0]["included"] is False
+    assert "provenance.json" in zipfile.ZipFile(io.BytesIO(get(nb, fmt="zip").content)).namelist()
+
+
 @pytest.mark.parametrize(
     ("params", "expected"),
     [

@@ -146,6 +146,16 @@ def selected_cells(pic: Picture, include: str, cells: Sequence[str]) -> set[str]
     return set(cells) if include == "selected" else set()
 
 
+def chosen_artifacts(pic: Picture, chosen: set[str]) -> list[str]:
+    """The artifact URIs whose bytes a snapshot of ``chosen`` cells carries, in order."""
+    return [
+        uri
+        for row in pic.cells
+        if row["result"] is not None and row["id"] in chosen
+        for _, uri in sorted(row["artifacts"].items())
+    ]
+
+
 def snapshot_entries(
     pic: Picture, chosen: set[str], chunks: Chunks
 ) -> Iterator[tuple[str, Source]]:
