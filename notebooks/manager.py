@@ -59,6 +59,11 @@ class NotebookManager:
     def gated(self) -> bool:
         return bool(self.settings.personal_mode_user_header)
 
+    def new_owner(self) -> str | None:
+        """The owner of a notebook made (created, imported) now: the caller, when gated."""
+        creator = caller.get()
+        return creator if self.gated and creator else None
+
     def visible(self, session: Session) -> bool:
         return visible(session.nb.get("owner"), self.gated)
 
@@ -171,9 +176,8 @@ class NotebookManager:
             nb = NotebookDir.create(target, name, version)
         except PermissionError as exc:
             raise Unauthorized(f"Permission denied: {exc.filename or target}") from exc
-        creator = caller.get()
-        if self.gated and creator:
-            nb.doc["owner"] = creator
+        if owner := self.new_owner():
+            nb.doc["owner"] = owner
             nb.save()
         session = Session(nb, clock=self.clock, mounts=self.mounts)
         if starter_cell:

@@ -217,7 +217,9 @@ def notebook_exchange_router(
         if version is None:
             raise Unavailable("No Python interpreter is available for notebooks")
         deps = list(converted.report["captured_deps"])
-        target = write_notebook(parent, title, version, converted.cells, deps)
+        target = write_notebook(
+            parent, title, version, converted.cells, deps, owner=manager.new_owner()
+        )
         return answer(target, {"import_report": converted.report}, started)
 
     def put_artifact(path: Path) -> str:
@@ -263,6 +265,7 @@ def notebook_exchange_router(
                 max_bytes=4 * settings.rest_max_body_bytes,
                 put_artifact=put_artifact,
                 known=known,
+                owner=manager.new_owner(),
             )
         return answer(target, {"import_report": report}, started)
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+from pathlib import Path
+
 import pytest
+from nbformat import v4, writes
 
 from notebooks.model import owner
 
@@ -98,3 +103,32 @@ def test_websocket_owner_mismatch_is_refused(gated) -> None:
         joined = ws.recv_until(lambda f: f["type"] == "notebook_state")[0]
         assert joined["payload"]["you"] == "ada"  # presence: the header's user
     assert owner.caller.get() is None
+
+
+def test_an_import_is_owned_by_the_importer_not_the_exporter(gated) -> None:
+    client, _ = gated
+    nb = create(client, "ada")
+    ada, bob = {"X-User": "ada"}, {"X-User": "bob"}
+    exported = client.get(
+        f"/v1/notebooks/{nb['session_id']}/export", params={"fmt": "zip"}, headers=ada
+    )
+    assert exported.status_code == 200
+    assert (
+        'owner = "ada"'
+        in zipfile.ZipFile(io.BytesIO(exported.content)).read("notebook.toml").decode()
+    )
+    jupyter = writes(v4.new_notebook(cells=[v4.new_code_cell("x = 1")])).encode()
+    for route, data, name in [
+        ("import-snapshot", exported.content, "bobs copy"),
+        ("import", jupyter, "bobs jupyter"),
+    ]:
+        r = client.post(
+            f"/v1/notebooks/{route}", files={"file": ("f", data)}, data={"name": name},
+            headers=bob,
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        sid, path = r.json()["session_id"], r.json()["path"]
+        assert 'owner = "bob"' in (Path(path) / "notebook.toml").read_text()
+        assert client.get(f"/v1/notebooks/{sid}/cells", headers=bob).status_code == 200
+        for other in (ada, {}):
+            assert client.get(f"/v1/notebooks/{sid}/cells", headers=other).status_code == 404

@@ -162,9 +162,10 @@ def write_notebook(
     python_version: str,
     cells: list[tuple[str, str]],
     dependencies: list[str] = [],  # noqa: B006 - read only
+    owner: str | None = None,
 ) -> Path:
     """A new notebook folder ``parent/slug(name)`` holding ``cells``, made atomically;
-    ``dependencies`` join its ``pyproject.toml``.
+    ``dependencies`` join its ``pyproject.toml``; ``owner`` (if any) owns it.
 
     Conflict when the target exists. Built in a hidden sibling, renamed into place.
     """
@@ -178,6 +179,9 @@ def write_notebook(
     scratch = parent / f".{slug(name)}.import-{uuid.uuid4().hex[:8]}"
     try:
         nb = NotebookDir.create(scratch, name, python_version)
+        if owner:
+            nb.doc["owner"] = owner
+            nb.save()
         for order, (language, source) in enumerate(cells):
             cid = uuid.uuid4().hex[:8]
             ext = "md" if language == "markdown" else "py"

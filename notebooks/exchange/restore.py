@@ -117,8 +117,12 @@ def restore_archive(
     max_bytes: int,
     put_artifact: PutArtifact,
     known: Known,
+    owner: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Write the notebook of ``zf`` under ``parent`` (atomically); its path and a report."""
+    """Write the notebook of ``zf`` under ``parent`` (atomically); its path and a report.
+
+    ``owner`` (the importing caller, or None) replaces the owner the archive names:
+    whoever exported it, on whatever server, does not own the copy."""
     names = check_archive(zf, max_bytes)
     try:
         doc = tomlkit.parse(zf.read("notebook.toml").decode("utf-8"))
@@ -129,6 +133,9 @@ def restore_archive(
     if not slug(title).strip(". "):
         raise InvalidArgument("Invalid notebook name: must contain a letter or digit")
     doc["name"] = title
+    doc.pop("owner", None)
+    if owner:
+        doc["owner"] = owner
     target = parent / slug(title)
     if target.exists() or target.is_symlink():
         raise Conflict(f"A notebook already exists at {target}")
