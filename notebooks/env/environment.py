@@ -24,6 +24,7 @@ from typing import Any
 import tomlkit
 
 from foundation import Conflict, InvalidArgument
+from notebooks.env.base import base_python, base_venv_dir, shares_base, unmet
 from notebooks.env.jobs import EnvJob, JobHistory, now_ms
 from notebooks.env.requirements import name_of
 from notebooks.env.uv import Line, Log, make_venv, run, server_python_version, venv_python
@@ -33,6 +34,10 @@ from notebooks.model import STATE, requested_python
 log = logging.getLogger(__name__)
 
 PYPROJECT, LOCK, VENV = "pyproject.toml", "uv.lock", ".venv"
+SHARED_NOTICE = (
+    "The notebook runs on the shared base environment (the server's packages) until it "
+    "changes its environment, which gives it a .venv of its own."
+)
 
 
 class EnvFailed(InvalidArgument):
@@ -72,11 +77,18 @@ def ensure_venv(path: Path) -> Path:
     return python
 
 
+def on_base(path: Path) -> bool:
+    """Does the notebook run on the shared base venv (:mod:`notebooks.env.base`)?"""
+    own = venv_python(path / VENV).exists()
+    return shares_base(own, (path / LOCK).is_file(), requested_python(path))
+
+
 def kernel_python(path: Path) -> str:
-    """The interpreter a kernel of the notebook runs: its venv's (made now if missing), or
-    the server's own when the venv cannot be made (no uv, no such Python)."""
+    """The interpreter a kernel of the notebook runs: the shared base venv's while the
+    notebook needs nothing of its own, else its venv's (made now if missing), or the
+    server's own when no venv can be made (no uv, no such Python)."""
     try:
-        return str(ensure_venv(path))
+        return str(base_python() if on_base(path) else ensure_venv(path))
     except Exception as exc:
         log.warning("notebook %s runs on the server's interpreter: %s", path, exc)
         return sys.executable
@@ -135,6 +147,10 @@ class Environment:
         lock_hash = _hash(lock)
         python = venv_python(self.path / VENV)
         deps = declared(self.path)
+        shared = on_base(self.path)
+        missing = unmet(deps) if shared else []
+        if shared:
+            python = venv_python(base_venv_dir())
         return {
             "requested_python_version": version,
             "runtime_python_version": version or server_python_version(),
@@ -143,15 +159,22 @@ class Environment:
             "package_count": len(deps),
             "declared_package_count": len(deps),
             "resolved_package_count": len(resolved(self.path)),
-            "sync_state": "pending" if self.job is not None else self.sync_state,
+            "sync_state": self._sync_state(shared and not missing),
             "sync_error": self.sync_error,
-            "sync_notice": None,
+            "sync_notice": _notice(missing) if shared else None,
             "last_synced_at": self.last_synced_at,
             "last_sync_duration_ms": self.last_sync_duration_ms,
             "has_lockfile": lock_hash is not None,
             "venv_python": str(python) if python.exists() else None,
             "interpreter_source": "venv" if python.exists() else "path",
         }
+
+    def _sync_state(self, shared: bool) -> str:
+        if self.job is not None:
+            return "pending"
+        if shared and self.sync_state != "failed":
+            return "ready"  # the server has every declared package
+        return self.sync_state
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -247,6 +270,12 @@ class Environment:
                 os.replace(scratch / name, self.path / name)
         with contextlib.suppress(OSError):
             shutil.rmtree(old)
+
+
+def _notice(missing: list[str]) -> str:
+    if not missing:
+        return f"{SHARED_NOTICE} The server has every declared package."
+    return f"{SHARED_NOTICE} Declared but not on the server: {', '.join(missing)} (sync installs)."
 
 
 def _rewrite(pyproject: Path, deps: list[str] | None, python: str | None) -> None:

@@ -1,0 +1,63 @@
+"""The shared base environment (notebooks.env.base): notebooks that need nothing of
+their own share one venv; the first thing they ask for gives them their own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from notebooks.env.base import base_venv_dir, server_satisfies, shares_base, unmet
+from tests.fixtures_execution import Nb
+from tests.test_notebook_env import bare, offline_uv, path_of
+
+__all__ = ["offline_uv"]  # the autouse fixture: uv offline, resolving from local wheels
+
+
+def test_what_the_server_satisfies() -> None:
+    assert server_satisfies("pyarrow") and server_satisfies("packaging>=1")
+    assert not server_satisfies("pyarrow<1") and not server_satisfies("no-such-package-x")
+    assert server_satisfies('no-such-package-x; python_version < "3"')  # not for here
+    assert not server_satisfies("pyarrow[extra]")
+    assert shares_base(False, False, None)
+    for own, lock, version in [(True, False, None), (False, True, None), (False, False, "2.7")]:
+        assert not shares_base(own, lock, version)
+    assert unmet(["pyarrow", "no-such-package-x>=1"]) == ["no-such-package-x>=1"]
+
+
+def exe(nb: Nb, sid: str | None = None) -> str:
+    """The interpreter a cell of the notebook (``sid``, else ``nb``'s own) runs on."""
+    base = nb.base if sid is None else nb.base.replace(nb.sid, sid)
+    cid = nb.client.post(f"{base}/cells", json={"language": "python"}).json()["id"]
+    nb.client.put(f"{base}/cells/{cid}", json={"source": "import sys\nexe = sys.executable"})
+    out = nb.client.post(f"{base}/cells/{cid}/execute").json()
+    assert out["status"] == "ready", out
+    return str(out["outputs"]["exe"]["preview"]).strip("'\"")
+
+
+@pytest.mark.usefixtures("offline_uv")
+def test_default_notebooks_share_the_base_until_they_add(nb: Nb) -> None:
+    one = nb
+    r = nb.client.post("/v1/notebooks/create", json={"parent_path": ".", "name": "two"})
+    assert r.status_code == 200, r.text
+    two, two_path = r.json()["session_id"], Path(r.json()["path"])
+    base = str(base_venv_dir())
+    assert exe(one).startswith(base) and exe(one, two).startswith(base)
+    for path in (path_of(one), two_path):
+        assert not (path / ".venv").exists()
+    env = one.client.get(f"{one.base}/environment").json()["environment"]
+    assert env["venv_python"].startswith(base) and env["interpreter_source"] == "venv"
+    assert "shared base" in env["sync_notice"]
+    declared = [
+        d["specifier"] for d in one.client.get(f"{one.base}/dependencies").json()["dependencies"]
+    ]
+    if unmet(declared):  # orjson, when the server has none
+        assert env["sync_state"] == "unknown" and "not on the server" in env["sync_notice"]
+    path = bare(one)
+    env = one.client.get(f"{one.base}/environment").json()["environment"]
+    assert env["sync_state"] == "ready" and "every declared package" in env["sync_notice"]
+    r = one.client.post(f"{one.base}/dependencies", json={"package": "tinypkg"})
+    assert r.status_code == 200, r.text
+    assert r.json()["environment"]["sync_notice"] is None
+    assert exe(one).startswith(str(Path(path) / ".venv"))
+    assert exe(one, two).startswith(base)  # the other one is untouched
