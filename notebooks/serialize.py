@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import tomllib
 from typing import Any
 
 from notebooks.analysis import Dag
@@ -156,38 +154,8 @@ def cells_json(derived: Derived, cache: dict[str, Any]) -> bytes:
 
 
 def environment_dict(session: Session) -> dict[str, Any]:
-    path = session.nb.path
-    requested: str | None = None
-    declared = 0
-    try:
-        project = tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8")).get(
-            "project", {}
-        )
-        spec = str(project.get("requires-python", ""))
-        requested = spec.removeprefix("==").removesuffix(".*") or None if spec else None
-        declared = len(project.get("dependencies", []))
-    except (OSError, tomllib.TOMLDecodeError, AttributeError):
-        pass
-    lock = path / "uv.lock"
-    lock_bytes = lock.read_bytes() if lock.is_file() else None
-    venv_python = path / ".venv" / "bin" / "python"
-    return {
-        "requested_python_version": requested,
-        "runtime_python_version": None,
-        "python_version": requested,
-        "lockfile_hash": hashlib.sha256(lock_bytes).hexdigest() if lock_bytes else None,
-        "package_count": declared,
-        "declared_package_count": declared,
-        "resolved_package_count": len(session.env.packages) if lock_bytes else 0,
-        "sync_state": "unknown",
-        "sync_error": None,
-        "sync_notice": None,
-        "last_synced_at": None,
-        "last_sync_duration_ms": None,
-        "has_lockfile": lock_bytes is not None,
-        "venv_python": str(venv_python) if venv_python.exists() else None,
-        "interpreter_source": "venv" if venv_python.exists() else "unknown",
-    }
+    """API.md §2.4 ``EnvState`` of the session's notebook."""
+    return session.environment.state()
 
 
 def state_dict(session: Session) -> dict[str, Any]:
@@ -214,8 +182,7 @@ def state_dict(session: Session) -> dict[str, Any]:
         "created_at": _iso(nb.get("created_at")),
         "updated_at": _iso(nb.get("updated_at")),
         "environment": environment_dict(session),
-        "environment_job": None,
-        "environment_job_history": [],
+        **session.environment.jobs(),
         "r_environment": {
             "has_lockfile": False,
             "current_lock_hash": None,

@@ -33,6 +33,7 @@ from notebooks.analysis import (
     compute_staleness,
     source_hash,
 )
+from notebooks.env import Environment
 from notebooks.model import (
     CellEntry,
     CellResult,
@@ -147,6 +148,7 @@ class Session:
         self.executing = False  # set by the executor (issue 6)
         self.env_busy = False  # set by environment jobs
         self.env: Env = Env(hash="")
+        self._environment: Environment | None = None
         self.runtime = RuntimeState(nb.state_dir)
         self.result_store = ResultStore(nb.state_dir)
         self.results: dict[str, CellResult] = {}
@@ -187,6 +189,15 @@ class Session:
                 self._derive(cells)
             finally:
                 self._fresh_mounts = False
+
+    @property
+    def environment(self) -> Environment:
+        """The notebook's Python environment (its job, its job history, its sync record)."""
+        with self.lock:
+            found = self._environment
+            if found is None or found.path != self.nb.path:
+                found = self._environment = Environment(self.nb.path)
+            return found
 
     def refresh_env(self) -> None:
         with self.lock:
@@ -261,12 +272,13 @@ class Session:
     def ensure_env_idle(self) -> None:
         """409 ``ENVIRONMENT_BUSY`` while an environment job runs."""
         if self.env_busy:
+            job = self.environment.job
             raise Conflict(
                 "Environment operation in progress",
                 detail={
                     "message": "Environment operation in progress",
                     "code": "ENVIRONMENT_BUSY",
-                    "environment_job": None,
+                    "environment_job": job.as_dict() if job is not None else None,
                 },
             )
 

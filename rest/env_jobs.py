@@ -58,24 +58,16 @@ class EnvService:
         self.executions = executions
         self.hub = hub
         self.changed = changed
-        self._envs: dict[str, Environment] = {}
-        self._lock = threading.Lock()
 
     def env(self, session: Session) -> Environment:
-        with self._lock:
-            found = self._envs.get(session.id)
-            if found is None or found.path != session.nb.path:
-                found = self._envs[session.id] = Environment(session.nb.path)
-            return found
+        return session.environment
 
     def payload(self, session: Session) -> dict[str, Any]:
         """API.md §2.4 ``EnvPayload``."""
         env = self.env(session)
-        job = env.job
         return {
             "environment": env.state(),
-            "environment_job": job.as_dict() if job is not None else None,
-            "environment_job_history": list(env.history.jobs),
+            **env.jobs(),
             "dependencies": env.dependencies(),
             "resolved_dependencies": resolved(env.path),
             "r_environment": state_dict(session)["r_environment"],

@@ -61,3 +61,27 @@ def test_default_notebooks_share_the_base_until_they_add(nb: Nb) -> None:
     assert r.json()["environment"]["sync_notice"] is None
     assert exe(one).startswith(str(Path(path) / ".venv"))
     assert exe(one, two).startswith(base)  # the other one is untouched
+
+
+def test_session_responses_tell_the_environments_truth(nb: Nb) -> None:
+    path = bare(nb)
+    state = f"/v1/notebooks/sessions/{nb.sid}"
+    body = nb.client.get(state).json()
+    assert body["environment"]["sync_state"] == "ready" and body["environment_job"] is None
+    env = nb.manager.get(nb.sid).environment
+    job = env.begin("sync", "uv sync")
+    body = nb.client.get(state).json()
+    assert (
+        body["environment_job"]["id"] == job.id and body["environment_job"]["status"] == "running"
+    )
+    assert body["environment"]["sync_state"] == "pending"
+    env.end(job, None)
+    r = nb.client.post(f"{nb.base}/dependencies", json={"package": "tinypkg"})
+    assert r.status_code == 200, r.text
+    body = nb.client.post("/v1/notebooks/open", json={"path": str(path)}).json()
+    environment = body["environment"]
+    assert environment["sync_state"] == "ready" and environment["has_lockfile"]
+    assert environment["venv_python"] == str(path / ".venv" / "bin" / "python")
+    assert environment["last_synced_at"] is not None
+    assert body["environment_job"]["action"] == "add"
+    assert [j["action"] for j in body["environment_job_history"]] == ["add", "sync"]

@@ -169,6 +169,13 @@ class Environment:
             "interpreter_source": "venv" if python.exists() else "path",
         }
 
+    def jobs(self) -> dict[str, Any]:
+        """API.md §2.2: the running job, else the newest finished one, else null; the
+        finished ones, newest first."""
+        running, history = self.job, list(self.history.jobs)
+        current = running.as_dict() if running is not None else (history[0] if history else None)
+        return {"environment_job": current, "environment_job_history": history}
+
     def _sync_state(self, shared: bool) -> str:
         if self.job is not None:
             return "pending"
