@@ -5,16 +5,22 @@ whose message is one clean line and whose ``extra_info`` is JSON
 ``{"code": ..., "detail": ...}``. An unexpected exception is logged with its
 traceback under an error id, and only the id reaches the client. Client side,
 :func:`from_flight_error` rebuilds the matching :class:`QuiverError`.
+
+Flight SQL clients (ADBC, JDBC) read only the gRPC status code, and pyarrow's
+Flight error classes cannot say UNIMPLEMENTED, INVALID_ARGUMENT or NOT_FOUND:
+:func:`to_status_error` gives those as Arrow errors (:class:`StatusError`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+import pyarrow as pa
 import pyarrow.flight as fl
 
 from foundation import (
@@ -63,6 +69,41 @@ _QUIVER_CLASS: dict[str, type[QuiverError]] = {
 
 MAX_MESSAGE_CHARS = 1000
 
+
+class Unsupported(InvalidArgument):
+    """A request this server understands and does not serve (a Flight SQL update,
+    transaction, Substrait plan...): UNIMPLEMENTED to a Flight SQL client."""
+
+
+class StatusError(Exception):
+    """An error that already carries its gRPC status; handlers let it through.
+
+    pyarrow sends any non-Flight exception with its code mapped (ArrowInvalid →
+    INVALID_ARGUMENT...) and the formatted Python traceback appended to the
+    message. Refusing to give ``__notes__`` makes that formatting fail, so pyarrow
+    falls back to the bare type name: the client reads one clean line.
+    """
+
+    @property
+    def __notes__(self) -> list[str]:
+        raise LookupError("a status error is sent without its traceback")
+
+
+class InvalidArgumentStatus(StatusError, pa.ArrowInvalid):
+    """gRPC INVALID_ARGUMENT."""
+
+
+class UnimplementedStatus(StatusError, pa.ArrowNotImplementedError):
+    """gRPC UNIMPLEMENTED."""
+
+
+class NotFoundStatus(StatusError, pa.ArrowKeyError):
+    """gRPC NOT_FOUND."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 T = TypeVar("T")
 
 
@@ -92,12 +133,39 @@ def to_flight_error(exc: BaseException) -> fl.FlightError:
     return cls(message, json.dumps(payload, default=str).encode())
 
 
+def to_status_error(exc: BaseException) -> Exception:
+    """The error a Flight SQL client should see for ``exc``: a gRPC status it knows
+    (UNIMPLEMENTED, INVALID_ARGUMENT, NOT_FOUND), else :func:`to_flight_error`."""
+    if isinstance(exc, StatusError):
+        return exc
+    if isinstance(exc, QuiverError):
+        message = one_line(exc.message) or exc.code
+        if isinstance(exc, Unsupported):
+            return UnimplementedStatus(message)
+        if isinstance(exc, InvalidArgument):
+            return InvalidArgumentStatus(message)
+        if isinstance(exc, NotFound):
+            return NotFoundStatus(message)
+    return to_flight_error(exc)
+
+
+@contextlib.contextmanager
+def status_errors() -> Iterator[None]:
+    """Inside, every exception leaves as :func:`to_status_error` makes it."""
+    try:
+        yield
+    except Exception as exc:
+        raise to_status_error(exc) from None
+
+
 def guard(fn: Callable[..., T]) -> Callable[..., T]:
     """Decorate a server handler so every exception leaves it as a clean Flight error."""
 
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return fn(*args, **kwargs)
+        except StatusError:
+            raise
         except Exception as exc:
             raise to_flight_error(exc) from None
 

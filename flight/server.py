@@ -26,7 +26,7 @@ from flight.actions import materialize, result_json
 from flight.args import info_json
 from flight.core import Core
 from flight.dispatch import ACTIONS, run_action
-from flight.errors import guard
+from flight.errors import guard, status_errors
 from flight.protocol import (
     ArtifactPath,
     ArtifactTicket,
@@ -268,15 +268,21 @@ class QuiverFlightServer(fl.FlightServerBase):
     def get_flight_info(
         self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor
     ) -> fl.FlightInfo:
-        wrap: Wrap = None
         command = flight_sql.command_of(descriptor)
         if command is not None:  # Flight SQL: a query is a sql@v1 materialize
-            target = flight_sql.info_target(command, self.core.settings.warehouses)
-            if not isinstance(target, MaterializeRequest):
-                return flight_sql.metadata_info(descriptor, target)
-            wrap = flight_sql.statement_ticket
-        else:
-            target = decode_info_descriptor(descriptor)
+            with status_errors():
+                target = flight_sql.info_target(command, self.core.settings.warehouses)
+                if not isinstance(target, MaterializeRequest):
+                    return flight_sql.metadata_info(descriptor, target)
+                return self._target_info(descriptor, target, flight_sql.statement_ticket)
+        return self._target_info(descriptor, decode_info_descriptor(descriptor))
+
+    def _target_info(
+        self,
+        descriptor: fl.FlightDescriptor,
+        target: ArtifactPath | NamePath | MaterializeRequest,
+        wrap: Wrap = None,
+    ) -> fl.FlightInfo:
         if isinstance(target, ArtifactPath):
             return self._artifact_info(descriptor, target.artifact_id, target.version)
         if isinstance(target, NamePath):
@@ -319,11 +325,13 @@ class QuiverFlightServer(fl.FlightServerBase):
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
         raw = ticket.ticket
         message = flight_sql.ticket_of(raw)
-        if isinstance(message, flight_sql.StatementTicket):
-            raw = message.statement_handle
-        elif message is not None:
-            reader = flight_sql.metadata_reader(self.core, message)
-            return data_stream(reader, self.core.settings, self._closing)
+        if message is not None:
+            with status_errors():
+                if isinstance(message, flight_sql.StatementTicket):
+                    reader = open_ticket(self.core, message.statement_handle)
+                else:
+                    reader = flight_sql.metadata_reader(self.core, message)
+                return data_stream(reader, self.core.settings, self._closing)
         return data_stream(open_ticket(self.core, raw), self.core.settings, self._closing)
 
     @guard
@@ -336,8 +344,10 @@ class QuiverFlightServer(fl.FlightServerBase):
     ) -> None:
         sql_command = flight_sql.command_of(descriptor)
         if sql_command is not None:  # Flight SQL: parameters of a prepared query
-            chunks = self._chunks(context, reader)
-            writer.write(pa.py_buffer(flight_sql.do_put(sql_command, chunks, reader.schema)))
+            with status_errors():
+                chunks = self._chunks(context, reader)
+                answer = flight_sql.do_put(sql_command, chunks, reader.schema)
+            writer.write(pa.py_buffer(answer))
             return
         command = decode_put_descriptor(descriptor)
         answer = self._store_upload(context, reader, command)
@@ -408,7 +418,8 @@ class QuiverFlightServer(fl.FlightServerBase):
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> list[fl.Result]:
         raw = action.body.to_pybytes() if action.body is not None else b""
         if action.type in flight_sql.ACTION_TYPES:
-            answers = flight_sql.do_action(self.core, action.type, raw)
+            with status_errors():
+                answers = flight_sql.do_action(self.core, action.type, raw)
             return [fl.Result(pa.py_buffer(body)) for body in answers]
         return [fl.Result(pa.py_buffer(run_action(self.core, action.type, raw)))]
 

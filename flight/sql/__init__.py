@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.flight as fl
 from google.protobuf.message import Message
 
+from flight.errors import Unsupported
 from flight.sql import flightsql_pb2 as pb
 from flight.sql.metadata import METADATA_COMMANDS, answer, schema_of
 from flight.sql.proto import pack, unpack
@@ -94,7 +95,7 @@ def do_action(core: Core, kind: str, body: bytes) -> list[bytes]:
         close_prepared(message)
         return []
     if kind in ("BeginTransaction", "BeginSavepoint", "EndTransaction", "EndSavepoint"):
-        raise InvalidArgument("transactions are not supported (the server is read-only)")
+        raise Unsupported("transactions are not supported (the server is read-only)")
     raise refusal(message)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 from google.protobuf.message import Message
 
+from flight.errors import Unsupported
 from flight.sql import flightsql_pb2 as pb
 from flight.sql.names import Query, to_query
 from foundation import InvalidArgument, NotFound
@@ -73,7 +74,7 @@ def query_request(command: Message, warehouses: Mapping[str, str]) -> Materializ
     """The ``sql@v1`` request a query command (GetFlightInfo, GetSchema) stands for."""
     if isinstance(command, pb.CommandStatementQuery):
         if command.HasField("transaction_id"):
-            raise InvalidArgument("transactions are not supported (the server is read-only)")
+            raise Unsupported("transactions are not supported (the server is read-only)")
         return to_query(command.query, warehouses).request()
     if isinstance(command, pb.CommandPreparedStatementQuery):
         prepared = PREPARED.get(command.prepared_statement_handle)
@@ -81,19 +82,19 @@ def query_request(command: Message, warehouses: Mapping[str, str]) -> Materializ
     raise refusal(command)
 
 
-def refusal(command: Message) -> InvalidArgument:
+def refusal(command: Message) -> Unsupported:
     """The clear error for a Flight SQL message this server does not serve."""
     name = type(command).__name__
     if isinstance(
         command,
         pb.CommandStatementUpdate | pb.CommandPreparedStatementUpdate | pb.CommandStatementIngest,
     ):
-        return InvalidArgument(f"{READ_ONLY} (got {name})")
+        return Unsupported(f"{READ_ONLY} (got {name})")
     if isinstance(
         command, pb.CommandStatementSubstraitPlan | pb.ActionCreatePreparedSubstraitPlanRequest
     ):
-        return InvalidArgument("Substrait plans are not supported: send SQL (DuckDB dialect)")
-    return InvalidArgument(f"Flight SQL {name} is not supported by this server")
+        return Unsupported("Substrait plans are not supported: send SQL (DuckDB dialect)")
+    return Unsupported(f"Flight SQL {name} is not supported by this server")
 
 
 def create_prepared(body: Message, warehouses: Mapping[str, str]) -> Message:
@@ -103,7 +104,7 @@ def create_prepared(body: Message, warehouses: Mapping[str, str]) -> Message:
             "CreatePreparedStatement takes an ActionCreatePreparedStatementRequest"
         )
     if body.HasField("transaction_id"):
-        raise InvalidArgument("transactions are not supported (the server is read-only)")
+        raise Unsupported("transactions are not supported (the server is read-only)")
     query = to_query(body.query, warehouses)
     return pb.ActionCreatePreparedStatementResult(
         prepared_statement_handle=PREPARED.create(query), is_update=False
