@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from pydantic import ValidationError
 
 from foundation import InvalidArgument, QuiverError, Settings
 from quiver import serve as servers
@@ -29,7 +30,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
     overrides = {k: getattr(args, k) for k in _SETTING_FLAGS if getattr(args, k, None) is not None}
     if getattr(args, "warehouse", None):  # repeated --warehouse name=location
         overrides["warehouses"] = ",".join(args.warehouse)
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:  # a bad flag or QUIVER_* value: say which, no traceback
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise InvalidArgument(f"bad setting: {problems}") from None
 
 
 # --- demo ---------------------------------------------------------------------
