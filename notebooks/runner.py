@@ -130,9 +130,14 @@ class Runner:
             return self._kernel
 
     def reset_kernel(self) -> None:
-        """The environment changed: the next run starts a kernel on the notebook's venv."""
+        """The environment changed: the kernel restarts on the notebook's venv. A warm
+        kernel's successor starts now, so the next run finds it (nearly) ready."""
         self.python = kernel_python(self.session.nb.path)
+        was_warm = self.kernel_alive
         self._drop_kernel()
+        if was_warm:
+            with contextlib.suppress(QuiverError, OSError):  # closed meanwhile: the run says
+                self.start_kernel()
 
     def _drop_kernel(self) -> None:
         with self._kernel_lock:

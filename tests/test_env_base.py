@@ -59,6 +59,9 @@ def test_default_notebooks_share_the_base_until_they_add(nb: Nb) -> None:
     r = one.client.post(f"{one.base}/dependencies", json={"package": "tinypkg"})
     assert r.status_code == 200, r.text
     assert r.json()["environment"]["sync_notice"] is None
+    runner = one.executions.get(one.sid)
+    assert runner is not None and runner.python == str(Path(path) / ".venv" / "bin" / "python")
+    assert runner.kernel_alive  # the warm kernel's successor started with the change
     assert exe(one).startswith(str(Path(path) / ".venv"))
     assert exe(one, two).startswith(base)  # the other one is untouched
 

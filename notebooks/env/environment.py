@@ -27,7 +27,15 @@ from foundation import Conflict, InvalidArgument
 from notebooks.env.base import base_python, base_venv_dir, shares_base, unmet
 from notebooks.env.jobs import EnvJob, JobHistory, now_ms
 from notebooks.env.requirements import name_of
-from notebooks.env.uv import Line, Log, make_venv, run, server_python_version, venv_python
+from notebooks.env.uv import (
+    Line,
+    Log,
+    make_venv,
+    run,
+    server_python_version,
+    share_server_packages,
+    venv_python,
+)
 from notebooks.execution import discover
 from notebooks.model import STATE, requested_python
 
@@ -237,6 +245,10 @@ class Environment:
                 detail = {"message": lines, "operation_log": done.as_dict()}
                 raise EnvFailed(lines, detail=detail)
 
+        # The bare venv needs only the interpreter: made aside while uv resolves.
+        building = _Background(
+            lambda: make_venv(scratch / "venv-new", interpreter, share_server=False)
+        )
         try:
             for name in (PYPROJECT, LOCK):
                 if (self.path / name).is_file():
@@ -249,11 +261,14 @@ class Environment:
                 if replace is not None or python is not None:
                     _rewrite(scratch / PYPROJECT, replace, python)
                 uv("lock")
-            made = make_venv(scratch / VENV, interpreter, share_server=_shares(version))
+            made = building.result()
             logs.append(made)
             if not made.ok:
                 raise EnvFailed(made.error_lines(), detail={"message": made.error_lines()})
+            os.rename(scratch / "venv-new", scratch / VENV)
             uv("sync", "--frozen", "--no-install-project")
+            if _shares(version):
+                share_server_packages(scratch / VENV)
             before = _hash(self.path / LOCK)
             self._swap(scratch)
             self.sync_state, self.sync_error = "ready", None
@@ -263,6 +278,7 @@ class Environment:
                 self.sync_state, self.sync_error = "failed", exc.message
             raise
         finally:
+            building.result()  # never remove the scratch folder under a running uv venv
             self.last_synced_at = now_ms()
             self.last_sync_duration_ms = int((time.monotonic() - started) * 1000)
             shutil.rmtree(scratch, ignore_errors=True)
@@ -277,6 +293,21 @@ class Environment:
                 os.replace(scratch / name, self.path / name)
         with contextlib.suppress(OSError):
             shutil.rmtree(old)
+
+
+class _Background:
+    """A call run on a thread of its own; :meth:`result` waits for it."""
+
+    def __init__(self, call: Callable[[], Log]) -> None:
+        self._out: list[Log] = []
+        self._thread = threading.Thread(target=lambda: self._out.append(call()), daemon=True)
+        self._thread.start()
+
+    def result(self) -> Log:
+        self._thread.join()
+        if not self._out:
+            return Log("uv venv", stderr="error: making the venv raised", returncode=1)
+        return self._out[0]
 
 
 def _notice(missing: list[str]) -> str:

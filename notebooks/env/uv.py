@@ -201,11 +201,18 @@ def make_venv(venv: Path, interpreter: str, *, share_server: bool) -> Log:
         venv.parent,
     )
     if log.ok and share_server:
-        site = _site_packages(venv)
-        if site is not None:
-            lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in server_site_dirs())
-            (site / SHARED_PTH).write_text(lines, encoding="utf-8")
+        share_server_packages(venv)
     return log
+
+
+def share_server_packages(venv: Path) -> None:
+    """Let ``venv`` see the server's packages after its own (a ``.pth`` file). Written
+    after uv has installed into it when uv works on the venv: uv asks the venv's
+    interpreter about itself, which is quicker when the interpreter sees only its own."""
+    site = _site_packages(venv)
+    if site is not None:
+        lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in server_site_dirs())
+        (site / SHARED_PTH).write_text(lines, encoding="utf-8")
 
 
 def _site_packages(venv: Path) -> Path | None:
