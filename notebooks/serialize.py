@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from notebooks.analysis import Dag
-from notebooks.model import EMPTY_CELL_FIELDS
+from notebooks.model import EMPTY_CELL_FIELDS, narrowed_mounts
 from notebooks.session import CellState, Derived, Session
 
 
@@ -48,7 +48,6 @@ def cell_static(cell: CellState) -> dict[str, Any]:
         "timeout": entry.timeout,
         "timeout_override": entry.timeout,
         "env_overrides": dict(entry.env),
-        "mounts": list(entry.mounts),
         "mount_overrides": list(entry.mounts),
         "variant_group": None,
         "variant_name": None,
@@ -85,6 +84,7 @@ def cell_dynamic(cell: CellState, derived: Derived) -> dict[str, Any]:
     out: dict[str, Any] = {
         "status": status,
         "env": {**dict(derived.notebook_env), **cell.entry.env},  # env_overrides: the cell's
+        "mounts": narrowed_mounts(derived.notebook_mounts, cell.entry.mounts),  # mount_overrides
         "upstream_ids": list(dag.upstream.get(cell.id, ())),
         "downstream_ids": downstream,
         "annotation_diagnostics": diagnostics,
@@ -124,6 +124,7 @@ def cell_json(cell: CellState, derived: Derived, cache: dict[str, Any]) -> bytes
     dag = derived.dag
     key = (
         derived.notebook_env,
+        derived.notebook_mounts,
         dag.upstream.get(cell.id),
         dag.downstream.get(cell.id),
         derived.staleness.get(cell.id),

@@ -75,6 +75,8 @@ class Derived:
     """The cell executing now, shown as ``running``."""
     notebook_env: tuple[tuple[str, str], ...] = ()
     """The notebook's ``[env]``, under each cell's own ``env`` in its Cell JSON."""
+    notebook_mounts: tuple[Mapping[str, Any], ...] = ()
+    """The notebook's ``[[mounts]]``, narrowed by each cell's own in its Cell JSON."""
 
     def cell(self, cell_id: str) -> CellState | None:
         for cell in self.cells:
@@ -225,7 +227,13 @@ class Session:
             order, facts, dag.upstream, self.runtime.runs(), self.env, self.runtime.env_snapshots
         )
         self.derived = Derived(
-            ordered, dag, stale, dict(self.results), self.derived.running, nb_env
+            ordered,
+            dag,
+            stale,
+            dict(self.results),
+            self.derived.running,
+            nb_env,
+            tuple(self.nb.get("mounts") or ()),
         )
 
     def set_running(self, cell_id: str | None) -> None:
@@ -422,6 +430,18 @@ class Session:
         with self.lock:
             if self.nb.set_value(key, value):
                 self._derive(self.derived.cells)
+
+    def configure_cell(self, cell_id: str, key: str, value: Any) -> CellState:
+        """Set a cell-level setting of its ``notebook.toml`` entry (``mounts``; None
+        removes it), then recompute what depends on it; the cell as it is now."""
+        with self.lock:
+            old = self._require_cell(cell_id, "Cell not found")
+            if not self.nb.set_cell_value(cell_id, key, value):
+                return old
+            entry = next(e for e in self.nb.cell_entries() if e.id == cell_id)
+            cell = dataclasses.replace(old, entry=entry)
+            self._derive(tuple(cell if c.id == cell_id else c for c in self.derived.cells))
+            return cell
 
     def rename(self, name: str) -> None:
         check_name(name)

@@ -132,6 +132,19 @@ def notebook_exchange_router(
             cells = cells_list(session.derived)
         return {"mounts": mounts, "cells": cells}
 
+    @router.put("/{session_id}/cells/{cell_id}/mounts", responses=raises(NotFound))
+    def put_cell_mounts(session_id: str, cell_id: str, body: MountsBody) -> dict[str, Any]:
+        """Replace the cell's own ``mounts`` (its entry in ``notebook.toml``), which narrow
+        the notebook's by name; the cell's ``mounts`` then shows what it sees."""
+        session = manager.get(session_id)
+        mounts = [m.dump() for m in parse_mounts([m.model_dump() for m in body.mounts])]
+        session.configure_cell(cell_id, "mounts", mounts or None)
+        changed(session)
+        with session.lock:
+            cells = cells_list(session.derived)
+        cell = next(c for c in cells if c["id"] == cell_id)
+        return {"cell": cell, "mounts": mounts, "cells": cells}
+
     def artifact_chunks(uri: str) -> Iterator[bytes | memoryview]:
         if executions is None:
             raise Unavailable("Artifacts are not reachable: no Flight service is configured")

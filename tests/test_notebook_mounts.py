@@ -57,6 +57,61 @@ def test_a_name_given_twice_keeps_its_last_spec(nb: Nb) -> None:
     ]
 
 
+def test_a_cell_narrows_the_notebook_mounts_and_its_json_shows_what_it_sees(
+    nb: Nb, tmp_path: Path
+) -> None:
+    wide, narrow, extra = (tmp_path / n for n in ("ext_wide", "ext_narrow", "ext_extra"))
+    for folder in (wide, narrow, extra):
+        folder.mkdir()
+        (folder / "which.txt").write_text(folder.name)
+    put_mounts(nb, {"name": "src", "uri": wide.as_uri()}, {"name": "aux", "uri": extra.as_uri()})
+    other = nb.add("seen_by_other = (src / 'which.txt').read_text()\nseen_by_other")
+    cid = nb.add("seen = (src / 'which.txt').read_text()\nseen")
+    own = [{"name": "src", "uri": narrow.as_uri(), "pin": "p1"}]
+    r = nb.client.put(f"{nb.base}/cells/{cid}/mounts", json={"mounts": own})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["mounts"] == [{"name": "src", "uri": narrow.as_uri(), "mode": "ro", "pin": "p1"}]
+    cell = body["cell"]
+    assert cell["id"] == cid and cell["mount_overrides"] == body["mounts"]
+    assert cell["mounts"] == [  # the notebook's, the cell's own in place of the same name
+        {"name": "src", "uri": narrow.as_uri(), "mode": "ro", "pin": "p1"},
+        {"name": "aux", "uri": extra.as_uri(), "mode": "ro"},
+    ]
+    cells = {c["id"]: c for c in body["cells"]}
+    assert cells[other]["mount_overrides"] == [] and [m["uri"] for m in cells[other]["mounts"]] == [
+        wide.as_uri(),
+        extra.as_uri(),
+    ]
+    assert nb.cells()[cid]["mounts"] == cell["mounts"]  # GET /cells agrees
+    toml = (Path(nb.manager.get(nb.sid).path) / "notebook.toml").read_text()
+    assert narrow.as_uri() in toml
+    assert "ext_narrow" in str(nb.run(cid)["displays"])
+    assert "ext_wide" in str(nb.run(other)["displays"])
+
+    # the notebook's mounts change under the cell: its JSON follows, its own stay
+    put_mounts(nb, {"name": "src", "uri": wide.as_uri()})
+    cell = nb.cells()[cid]
+    assert [m["uri"] for m in cell["mounts"]] == [narrow.as_uri()]
+    assert nb.cells()[other]["mounts"] == [{"name": "src", "uri": wide.as_uri(), "mode": "ro"}]
+    # the cell's pin moved: a new fingerprint, the cell is stale
+    own[0]["pin"] = "p2"
+    assert nb.client.put(f"{nb.base}/cells/{cid}/mounts", json={"mounts": own}).status_code == 200
+    assert nb.cells()[cid]["status"] == "stale"
+    cleared = nb.client.put(f"{nb.base}/cells/{cid}/mounts", json={"mounts": []}).json()
+    assert cleared["cell"]["mount_overrides"] == [] and cleared["cell"]["mounts"] == [
+        {"name": "src", "uri": wide.as_uri(), "mode": "ro"}
+    ]
+    assert "ext_wide" in str(nb.run(cid)["displays"])
+
+    bad = nb.client.put(
+        f"{nb.base}/cells/{cid}/mounts", json={"mounts": [{"name": "x", "uri": "ftp://h/x"}]}
+    )
+    assert bad.status_code == 422 and "unknown scheme 'ftp'" in str(bad.json()["detail"])
+    gone = nb.client.put(f"{nb.base}/cells/nope/mounts", json={"mounts": []})
+    assert (gone.status_code, gone.json()["detail"]) == (404, "Cell not found")
+
+
 def test_file_mount_is_a_read_only_path_and_its_changes_make_cells_stale(
     nb: Nb, tmp_path: Path
 ) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from foundation import InvalidArgument
+from notebooks.model import narrowed_mounts
 
 MOUNT_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 SCHEMES = ("file", "s3", "gs", "az")
@@ -138,14 +139,18 @@ def cell_mounts(
 
     Specs that do not parse (a hand-edited toml) are left out here; PUT refuses them.
     """
-    merged: dict[str, Mount] = {}
-    for raw in [*notebook, *cell]:
+    return [parse_mount(spec) for spec in narrowed_mounts(_valid(notebook), _valid(cell))]
+
+
+def _valid(specs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The specs that parse, as ``Mount.dump`` writes them."""
+    out = []
+    for spec in specs:
         try:
-            mount = parse_mount(raw)
+            out.append(parse_mount(spec).dump())
         except InvalidArgument:
             continue
-        merged[mount.name] = mount
-    return list(merged.values())
+    return out
 
 
 def storage_options(mount: Mount, env: Mapping[str, str]) -> dict[str, Any]:

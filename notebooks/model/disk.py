@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,18 @@ class CellEntry:
     mounts: list[dict[str, Any]] = field(default_factory=list)
 
 
+def narrowed_mounts(
+    notebook: Sequence[Mapping[str, Any]], cell: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The mount specs a cell sees: the notebook's ``[[mounts]]`` with the cell's own
+    ``mounts`` on top (a name given again keeps its place and takes the later spec)."""
+    merged: dict[Any, Mapping[str, Any]] = {}
+    for spec in [*notebook, *cell]:
+        if isinstance(spec, Mapping):
+            merged[spec.get("name")] = spec
+    return list(merged.values())
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
@@ -65,6 +77,19 @@ def _order_value(order: float) -> int | float:
 
 def _plain(value: Any) -> Any:
     return value.unwrap() if hasattr(value, "unwrap") else value
+
+
+def _inline(value: Any) -> Any:
+    """``value`` as TOML that fits on one line (tables inline, at any depth)."""
+    if isinstance(value, dict):
+        table = tomlkit.inline_table()
+        table.update({k: _inline(v) for k, v in value.items()})
+        return table
+    if isinstance(value, list):
+        array = tomlkit.array()
+        array.extend(_inline(v) for v in value)
+        return array
+    return value
 
 
 class NotebookDir:
@@ -264,6 +289,23 @@ class NotebookDir:
                 break
         self.touch()
         self.save()
+
+    def set_cell_value(self, cell_id: str, key: str, value: Any) -> bool:
+        """Set (None: remove) ``key`` of cell ``cell_id``'s entry; whether it changed.
+        Written inline (a cell's entry may itself be an inline table)."""
+        for _, raw in self._entries():
+            if str(raw.get("id")) != cell_id:
+                continue
+            if _plain(raw.get(key)) == value:
+                return False
+            if value is None:
+                raw.pop(key, None)
+            else:
+                raw[key] = _inline(value)
+            self.touch()
+            self.save()
+            return True
+        raise NotFound(f"Cell {cell_id} not found in notebook.toml")
 
     def set_orders(self, orders: dict[str, float]) -> bool:
         changed = False
