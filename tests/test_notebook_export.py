@@ -89,6 +89,14 @@ def test_snapshot_without_flight_is_refused_before_the_stream(nb: Nb, flight_ser
     assert "provenance.json" in zipfile.ZipFile(io.BytesIO(get(nb, fmt="zip").content)).namelist()
 
 
+def test_snapshot_of_a_vanished_artifact_is_404_before_the_stream(nb: Nb) -> None:
+    cid = nb.add("import pyarrow as pa\nt = pa.table({'x': [1, 2, 3]})\nt")
+    uri = nb.run(cid)["artifact_uri"]
+    nb.executions.client.delete(uri)
+    r = get(nb, 404, fmt="snapshot")
+    assert r.headers["content-type"] == "application/json" and r.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
