@@ -148,7 +148,8 @@ class Session:
         self.created_at = iso(now())
         self.last_used = clock()
         self.executing = False  # set by the executor (issue 6)
-        self.env_busy = False  # set by environment jobs
+        self._env_idle = threading.Event()  # cleared while an environment job runs
+        self._env_idle.set()
         self.env: Env = Env(hash="")
         self._environment: Environment | None = None
         self.runtime = RuntimeState(nb.state_dir)
@@ -191,6 +192,22 @@ class Session:
                 self._derive(cells)
             finally:
                 self._fresh_mounts = False
+
+    @property
+    def env_busy(self) -> bool:
+        """Is an environment job running (set by the jobs)?"""
+        return not self._env_idle.is_set()
+
+    @env_busy.setter
+    def env_busy(self, value: bool) -> None:
+        if value:
+            self._env_idle.clear()
+        else:
+            self._env_idle.set()
+
+    def wait_env_idle(self, timeout: float) -> bool:
+        """Wait until no environment job runs (at most ``timeout`` s); whether none does."""
+        return self._env_idle.wait(timeout)
 
     @property
     def environment(self) -> Environment:

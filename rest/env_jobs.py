@@ -40,6 +40,9 @@ from rest.ws_hub import Hub
 
 log = logging.getLogger(__name__)
 
+ENV_WAIT_S = 600.0
+"""How long a cell run that asked to wait for the environment waits for a job (uv's own bound)."""
+
 PROGRESS_EVERY_S = 0.2
 """At most one ``environment_job_progress`` frame this often (uv's lines accumulate)."""
 
@@ -88,7 +91,7 @@ class EnvService:
                 running = session.derived.running or (runner.current if runner else None)
                 raise busy(f"Notebook is executing cell {running}", env.job)
             job = env.begin(action, command, package)
-            session.env_busy = True
+            session.env_busy = True  # until the job ends (a waiting run then goes)
         self.hub.publish(session.id, "environment_job_started", {"environment_job": job.as_dict()})
         return job
 

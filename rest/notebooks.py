@@ -44,7 +44,7 @@ from notebooks import (
     identity,
     state_dict,
 )
-from rest.env_jobs import EnvService
+from rest.env_jobs import ENV_WAIT_S, EnvService
 from rest.notebook_config import notebook_config_router
 from rest.notebook_data import notebook_data_router
 from rest.notebook_env import notebook_env_router
@@ -339,12 +339,17 @@ def notebook_router(
         session_id: str,
         cell_id: str,
         mode: str = Query("normal", json_schema_extra={"enum": list(MODES)}),
+        wait_for_environment: bool = Query(
+            False, description="While an environment job runs, run when it ends (not 409)"
+        ),
     ) -> Response:
         session = manager.get(session_id)
         if mode not in MODES:
             raise InvalidArgument(f"unknown run mode '{mode}'")
         if session.derived.cell(cell_id) is None:
             raise NotFound("Cell not found")
+        if wait_for_environment:
+            session.wait_env_idle(ENV_WAIT_S)  # still busy after it: 409 as without waiting
         return _json(runner_for(session).execute(cell_id, mode))
 
     @router.post("/{session_id}/cells/{cell_id}/cancel", responses=raises(NotFound))

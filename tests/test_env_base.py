@@ -3,8 +3,10 @@ their own share one venv; the first thing they ask for gives them their own."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from notebooks.env.base import base_venv_dir, server_satisfies, shares_base, unmet
@@ -88,3 +90,25 @@ def test_session_responses_tell_the_environments_truth(nb: Nb) -> None:
     assert environment["last_synced_at"] is not None
     assert body["environment_job"]["action"] == "add"
     assert [j["action"] for j in body["environment_job_history"]] == ["add", "sync"]
+
+
+def test_a_cell_run_may_wait_for_the_environment_job(nb: Nb) -> None:
+    cell = nb.add("x = 1")
+    session = nb.manager.get(nb.sid)
+    session.env_busy = True  # as a running environment job leaves it
+    r = nb.client.post(f"{nb.base}/cells/{cell}/execute")
+    assert r.status_code == 409 and r.json()["detail"]["code"] == "ENVIRONMENT_BUSY"
+    assert session.wait_env_idle(0) is False
+    answers: list[httpx.Response] = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(
+            nb.client.post(
+                f"{nb.base}/cells/{cell}/execute", params={"wait_for_environment": "true"}
+            )
+        )
+    )
+    waiting.start()
+    session.env_busy = False  # the job ends: the waiting run goes
+    waiting.join(timeout=60)
+    assert answers and answers[0].status_code == 200, answers
+    assert answers[0].json()["status"] == "ready"
