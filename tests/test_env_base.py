@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from notebooks.env import kernel_python
 from notebooks.env.base import base_venv_dir, server_satisfies, shares_base, unmet
 from tests.fixtures_execution import Nb
 from tests.test_notebook_env import bare, offline_uv, path_of
@@ -112,3 +113,15 @@ def test_a_cell_run_may_wait_for_the_environment_job(nb: Nb) -> None:
     waiting.join(timeout=60)
     assert answers and answers[0].status_code == 200, answers
     assert answers[0].json()["status"] == "ready"
+
+
+def test_without_a_cache_folder_a_notebook_gets_its_own_venv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    notebook = tmp_path / "nb"
+    notebook.mkdir()
+    (notebook / "pyproject.toml").write_text("[project]\nname='n'\nversion='0'\ndependencies=[]\n")
+    assert kernel_python(notebook) == str(notebook / ".venv" / "bin" / "python")

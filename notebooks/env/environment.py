@@ -96,7 +96,12 @@ def kernel_python(path: Path) -> str:
     notebook needs nothing of its own, else its venv's (made now if missing), or the
     server's own when no venv can be made (no uv, no such Python)."""
     try:
-        return str(base_python() if on_base(path) else ensure_venv(path))
+        if on_base(path):
+            try:
+                return str(base_python())
+            except OSError as exc:  # no cache folder to write, say: a venv of its own then
+                log.warning("notebook %s cannot use the shared base venv: %s", path, exc)
+        return str(ensure_venv(path))
     except Exception as exc:
         log.warning("notebook %s runs on the server's interpreter: %s", path, exc)
         return sys.executable
