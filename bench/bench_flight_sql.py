@@ -29,8 +29,14 @@ import pytest
 from bench.common import data_files, make_warehouse
 from catalog import TableRef, Warehouses
 from flight import Core, QuiverFlightServer
-from flight.sql.flightsql_pb2 import CommandStatementQuery
-from flight.sql.proto import pack
+from flight.sql.flightsql_pb2 import (
+    ActionClosePreparedStatementRequest,
+    ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult,
+    CommandPreparedStatementQuery,
+    CommandStatementQuery,
+)
+from flight.sql.proto import pack, unpack
 from foundation import Settings
 
 ROWS = int(os.environ.get("QUIVER_BENCH_ROWS", "1000000"))
@@ -153,25 +159,46 @@ def cold_pair(rig: Rig, sql: str, rounds: int) -> tuple[float, float, float]:
     return min(cold), min(base), min(warm_scan)
 
 
-def hit_p50_ms(location: str, sql: str, rounds: int) -> tuple[float, float]:
-    """p50 ms of a repeated identical query through ADBC (new cursor each time), and of
-    a bare pyarrow GetFlightInfo + DoGet of its tiny artifact (the protocol's floor)."""
+def prepared_round_trip(client: fl.FlightClient, sql: str) -> pa.Table:
+    """What ADBC's DBAPI sends for one query on a new cursor, from a bare pyarrow client:
+    CreatePreparedStatement, GetFlightInfo, DoGet, ClosePreparedStatement."""
+    body = pack(ActionCreatePreparedStatementRequest(query=sql))
+    answer = next(iter(client.do_action(fl.Action("CreatePreparedStatement", body))))
+    created = unpack(answer.body.to_pybytes())
+    assert isinstance(created, ActionCreatePreparedStatementResult)
+    handle = created.prepared_statement_handle
+    command = CommandPreparedStatementQuery(prepared_statement_handle=handle)
+    info = client.get_flight_info(fl.FlightDescriptor.for_command(pack(command)))
+    table = plain_read(client, [e.ticket for e in info.endpoints])
+    close = pack(ActionClosePreparedStatementRequest(prepared_statement_handle=handle))
+    list(client.do_action(fl.Action("ClosePreparedStatement", close)))
+    return table
+
+
+def hit_p50_ms(location: str, sql: str, rounds: int) -> tuple[float, float, float]:
+    """p50 ms of a repeated identical query through ADBC (new cursor each time); of a
+    bare pyarrow client sending the same four calls; and of GetFlightInfo + DoGet alone."""
     tickets = statement_tickets(location, sql)
     descriptor = fl.FlightDescriptor.for_command(pack(CommandStatementQuery(query=sql)))
     ours: list[float] = []
+    same_calls: list[float] = []
     base: list[float] = []
     with flightsql.connect(location, autocommit=True) as conn, fl.connect(location) as plain:
         for _ in range(10):
             adbc_table(conn, sql)
+            prepared_round_trip(plain, sql)
         for _ in range(rounds):
             t0 = time.perf_counter()
             adbc_table(conn, sql)
             ours.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
+            prepared_round_trip(plain, sql)
+            same_calls.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
             plain.get_flight_info(descriptor)
             plain_read(plain, tickets)
             base.append(time.perf_counter() - t0)
-    return statistics.median(ours) * 1000, statistics.median(base) * 1000
+    return tuple(statistics.median(x) * 1000 for x in (ours, same_calls, base))  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")
