@@ -24,17 +24,6 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> TableRef:
     return write_demo_warehouse(tmp_path_factory.mktemp("wh"), rows=ROWS, files=2)
 
 
-@pytest.fixture
-def sql_server(make_server, warehouse: TableRef):
-    return make_server(warehouses={"wh": f"file://{warehouse.warehouse}"})
-
-
-@pytest.fixture
-def conn(sql_server):
-    with flightsql.connect(sql_server.location, autocommit=True) as connection:
-        yield connection
-
-
 def test_query_over_a_warehouse_table(conn) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM wh.db.events")

@@ -24,17 +24,6 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> TableRef:
     return write_demo_warehouse(tmp_path_factory.mktemp("wh"), rows=100, files=1)
 
 
-@pytest.fixture
-def sql_server(make_server, warehouse: TableRef):
-    return make_server(warehouses={"wh": f"file://{warehouse.warehouse}"})
-
-
-@pytest.fixture
-def conn(sql_server):
-    with flightsql.connect(sql_server.location, autocommit=True) as connection:
-        yield connection
-
-
 def _clean(message: str) -> None:
     assert "Traceback" not in message and ".py" not in message, message
     assert "\n" not in message.split(". Detail:")[0], message
