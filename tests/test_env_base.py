@@ -54,8 +54,8 @@ def test_default_notebooks_share_the_base_until_they_add(nb: Nb) -> None:
     declared = [
         d["specifier"] for d in one.client.get(f"{one.base}/dependencies").json()["dependencies"]
     ]
-    if unmet(declared):  # orjson, when the server has none
-        assert env["sync_state"] == "unknown" and "not on the server" in env["sync_notice"]
+    assert not unmet(declared)  # the defaults are the server's own packages
+    assert env["sync_state"] == "ready"
     path = bare(one)
     env = one.client.get(f"{one.base}/environment").json()["environment"]
     assert env["sync_state"] == "ready" and "every declared package" in env["sync_notice"]
