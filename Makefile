@@ -33,7 +33,13 @@ $(WHEELS)/.strata-notebook: | $(BIN)/python
 	-$(BIN)/python -m pip download -q --no-deps -d $(WHEELS) --only-binary=:all: \
 		--python-version 3.12 'strata-notebook==0.11.*' && touch $@
 
-wheels: $(WHEELS)/.strata-client $(WHEELS)/.strata-notebook
+# flightsql-dbapi needs SQLAlchemy < 2, which the project's venv cannot hold; its test
+# makes a venv of its own from these wheels, offline.
+$(WHEELS)/.flightsql-dbapi: | $(BIN)/python
+	-$(BIN)/python -m pip download -q -d $(WHEELS)/flightsql-dbapi --only-binary=:all: \
+		'flightsql-dbapi==0.2.2' 'sqlalchemy>=1.4,<2' pandas && touch $@
+
+wheels: $(WHEELS)/.strata-client $(WHEELS)/.strata-notebook $(WHEELS)/.flightsql-dbapi
 
 # The browser tests drive Debian's Chromium (Playwright cannot download browsers here).
 # Installed with apt when missing and we may; otherwise the browser test skips.

@@ -1,10 +1,9 @@
 """Flight SQL through a second client: ``flightsql-dbapi`` and its SQLAlchemy dialect.
 
 It needs SQLAlchemy < 2, which the project's own environment cannot hold, so it
-runs in a venv of its own made with ``uv`` (kept under the user's cache directory,
-built once, atomically) and talks to the server from a subprocess. The test is
-skipped, saying why, only when uv cannot install the client (from its cache first,
-then from the package index the machine is set up with).
+runs in a venv of its own made with ``uv`` (under ``.venv/``, built once, atomically)
+from the wheels ``make wheels`` downloads, offline, and talks to the server from a
+subprocess. The test is skipped, saying why, only when those wheels are missing.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +23,9 @@ import pytest
 from catalog import TableRef, write_demo_warehouse
 
 CLIENT = ("flightsql-dbapi==0.2.2", "sqlalchemy>=1.4,<2", "pandas")
-VENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "quiver-test-venvs"
+ROOT = Path(__file__).resolve().parents[2]
+WHEELS = ROOT / ".venv" / "wheels" / "flightsql-dbapi"
+VENV = ROOT / ".venv" / "test-venvs"
 INSTALL_TIMEOUT_S = 300
 
 SCRIPT = textwrap.dedent(
@@ -73,23 +73,23 @@ def _install(uv: str, target: Path) -> str | None:
                           capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)  # fmt: skip
     if made.returncode:
         return made.stderr.strip()
-    why = ""
-    for extra in (["--offline"], []):  # uv's cache first, then the index
-        done = subprocess.run(
-            [uv, "pip", "install", "-q", *extra, "--python", str(work / "bin" / "python"), *CLIENT],
-            capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
-        )  # fmt: skip
-        if done.returncode == 0:
-            work.rename(target)
-            return None
-        why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+    offline = ["--offline", "--no-index", "--find-links", str(WHEELS)]
+    done = subprocess.run(
+        [uv, "pip", "install", "-q", *offline, "--python", str(work / "bin" / "python"), *CLIENT],
+        capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
+    )  # fmt: skip
+    if done.returncode == 0:
+        work.rename(target)
+        return None
     shutil.rmtree(work, ignore_errors=True)
-    return why
+    return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
 
 
 @pytest.fixture(scope="session")
 def client_python() -> Path:
     uv = _uv()
+    if not WHEELS.is_dir():
+        pytest.skip(f"no flightsql-dbapi wheels in {WHEELS} (make wheels downloads them)")
     if uv is None:
         pytest.skip("uv is not installed: cannot make the flightsql-dbapi client's venv")
     target = VENV / "flightsql-dbapi-0.2.2"
