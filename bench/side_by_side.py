@@ -536,6 +536,49 @@ def flight_sql_figures(rounds: int = 7) -> list[Row]:
     ]
 
 
+def url_figures(rounds: int = 9) -> list[Row]:
+    """Issue 20: polars reads an artifact's Parquet rendition by URL vs from local disk."""
+    import polars as pl
+
+    from bench.bench_urls import best_and_median, projected_bytes, setup
+
+    with tempfile.TemporaryDirectory() as tmp, setup(Path(tmp)) as s:
+        pl.read_parquet(s.url), pl.read_parquet(s.local)  # warm both
+        url_best, url_med = best_and_median(lambda: pl.read_parquet(s.url), rounds)
+        disk_best, disk_med = best_and_median(lambda: pl.read_parquet(s.local), rounds)
+        sent, size = projected_bytes(s)
+        return [
+            (
+                "polars read_parquet(url), 1M rows x 5 cols, median",
+                f"{url_med * 1e3:.0f} ms",
+                f"{disk_med * 1e3:.0f} ms (same file, local disk)",
+                f"{url_med / disk_med:.2f}x",
+                "<= 1.5x",
+            ),
+            (
+                "  best of the rounds",
+                f"{url_best * 1e3:.0f} ms",
+                f"{disk_best * 1e3:.0f} ms",
+                f"{url_best / disk_best:.2f}x",
+                "",
+            ),
+            (
+                "scan_parquet(url).select(1 of 5 cols): bytes served",
+                f"{sent / 1e6:.1f} MB",
+                f"{size / 1e6:.1f} MB (the whole file)",
+                f"{sent / size:.2f}x",
+                "only the column's chunks",
+            ),
+            (
+                "first request: the Parquet rendition written and sent",
+                f"{s.rendition_write_s * 1e3:.0f} ms",
+                "",
+                "",
+                "once per version",
+            ),
+        ]
+
+
 GROUPS: dict[str, Callable[[], list[Row]]] = {
     "core": core_figures,
     "flight": flight_figures,
@@ -548,6 +591,7 @@ GROUPS: dict[str, Callable[[], list[Row]]] = {
     "workers": worker_figures,
     "ai": ai_figures,
     "env": env_figures,
+    "urls": url_figures,
 }
 
 

@@ -19,12 +19,14 @@ from catalog.records import (
     NameInfo,
 )
 from catalog.registry import Registry
+from catalog.renditions import RENDITION_FORMATS, Rendition
 from catalog.store import ArtifactStore
 from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri, validate_name
 from catalog.warehouse import Predicate, ResolvedTable, Warehouses
 
 __all__ = [
     "PROVISIONAL_PREFIX",
+    "RENDITION_FORMATS",
     "ArtifactInfo",
     "ArtifactRef",
     "ArtifactStore",
@@ -36,6 +38,7 @@ __all__ = [
     "NameRef",
     "Predicate",
     "Registry",
+    "Rendition",
     "ResolvedTable",
     "TableRef",
     "Warehouses",

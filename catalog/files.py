@@ -3,6 +3,7 @@
 Layout under the store's root::
 
     artifacts/<id>/v<n>.arrow     published artifacts (Arrow IPC *file* format)
+    artifacts/<id>/v<n>.parquet   their Parquet renditions, once asked for
     tmp/<id>.v<n>.<owner>.arrow   builds in progress (``owner``: :mod:`catalog.owners`)
 """
 
@@ -31,12 +32,15 @@ class Files:
 
 
 def remove_published(path: Path) -> None:
-    """Remove a published file, and its artifact's directory once that is empty.
+    """Remove a published file with its renditions (``v<n>.parquet``, :mod:`catalog.renditions`),
+    and its artifact's directory once that is empty.
 
     Callers hold the store's lock: a publish into the same directory renames
     under it too, so it never loses the directory to this rmdir.
     """
     path.unlink(missing_ok=True)
+    for rendition in path.parent.glob(f"{path.stem}.*"):
+        rendition.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         path.parent.rmdir()
 

@@ -74,7 +74,7 @@ def recover(db: Database, files: Files, owners_dir: Path) -> dict[str, int]:
                 "('ready', 'superseded', 'building')"
             )
         }
-    for tmp in files.tmp_dir.glob("*.arrow"):
+    for tmp in [*files.tmp_dir.glob("*.arrow"), *files.tmp_dir.glob("*.parquet")]:
         parts = tmp.name.rsplit(".", 2)
         writer = parts[-2] if len(parts) == 3 else ""
         if owners.is_token(writer):
@@ -85,7 +85,8 @@ def recover(db: Database, files: Files, owners_dir: Path) -> dict[str, int]:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             report["temp_removed"] += 1
-    for path in files.artifacts_dir.glob("*/v*.arrow"):
+    published = files.artifacts_dir.glob("*/v*.arrow")
+    for path in [*published, *files.artifacts_dir.glob("*/v*.parquet")]:  # and renditions
         try:
             key = (path.parent.name, int(path.stem[1:]))
         except ValueError:

@@ -47,6 +47,7 @@ from catalog.publish import Publisher
 from catalog.reads import Leases, Reads
 from catalog.records import ArtifactInfo, InputVersion, NameInfo
 from catalog.recovery import recover
+from catalog.renditions import Renditions
 
 
 class ArtifactStore:
@@ -69,6 +70,7 @@ class ArtifactStore:
         self._reads = Reads(self.db, self._index, self._files, self._leases)
         self._names = Names(self.db)
         self._collector = Collector(self.db, self._index, self._files, self._leases, max_bytes)
+        self._renditions = Renditions(self)
         self._publisher = Publisher(
             self.db,
             self._index,
@@ -121,6 +123,11 @@ class ArtifactStore:
 
     def path_of(self, artifact_id: str, version: int) -> Path:
         return self._files.path_of(artifact_id, version)
+
+    @property
+    def renditions(self) -> Renditions:
+        """The version's files other engines read by range (:mod:`catalog.renditions`)."""
+        return self._renditions
 
     def recover(self) -> dict[str, int]:
         """Restore consistency after a crash; returns what was repaired."""

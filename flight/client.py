@@ -11,6 +11,7 @@ detail.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -26,6 +27,7 @@ from foundation import InvalidArgument, TooLarge
 if TYPE_CHECKING:
     import polars as pl
 
+    from flight.renditions import RenditionReader
     from materialize import MaterializeRequest
 
 DEFAULT_LOCATION = "grpc://127.0.0.1:8815"
@@ -126,6 +128,16 @@ class QuiverClient:
         except fl.FlightError as exc:
             raise from_flight_error(exc) from None
         return json.loads(results[0].body.to_pybytes()) if results else None
+
+    def raw_action(self, name: str, raw: bytes) -> Iterator[Any]:
+        """Run one action whose results are raw bytes (``rendition-read``): the results,
+        the first one already received, so an error of the call is raised here."""
+        try:
+            results = iter(self._client.do_action(fl.Action(name, raw), self._options))
+            first = next(results, None)
+        except fl.FlightError as exc:
+            raise from_flight_error(exc) from None
+        return results if first is None else itertools.chain((first,), results)
 
     @staticmethod
     def _request(
@@ -396,6 +408,14 @@ class LocalActions:
 
         result = core.materializer.cached_hit(request)
         return None if result is None else result_json(result, request)
+
+    @property
+    def renditions(self) -> RenditionReader:
+        """The file renditions of artifacts (:mod:`flight.renditions`), read in this
+        process when the server runs here, else over gRPC."""
+        from flight.renditions import RenditionReader
+
+        return RenditionReader(self.client, self._local)
 
     def open_ready(self, uri: str) -> pa.RecordBatchReader | None:
         """The batches of the finished artifact ``uri`` (artifact or name URI) read in

@@ -13,14 +13,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as fl
 
 from catalog import ArtifactInfo, Build
-from flight import queries, registry, runtime, tables  # noqa: F401  (register their actions)
+from flight import queries, registry, renditions, runtime, tables  # noqa: F401  (register actions)
 from flight import sql as flight_sql
 from flight.actions import materialize, result_json
 from flight.args import info_json
@@ -415,12 +415,14 @@ class QuiverFlightServer(fl.FlightServerBase):
         return [(spec.name, spec.description) for spec in ACTIONS.values()]
 
     @guard
-    def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> list[fl.Result]:
+    def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Iterable[fl.Result]:
         raw = action.body.to_pybytes() if action.body is not None else b""
         if action.type in flight_sql.ACTION_TYPES:
             with status_errors():
                 answers = flight_sql.do_action(self.core, action.type, raw)
             return [fl.Result(pa.py_buffer(body)) for body in answers]
+        if action.type == renditions.READ:  # raw bytes, many results
+            return renditions.do_read(self.core, raw)
         return [fl.Result(pa.py_buffer(run_action(self.core, action.type, raw)))]
 
 

@@ -29,6 +29,7 @@ from rest.middleware import ASGIApp, BearerAuth, BodyLimit, RequestId
 from rest.names import names_router
 from rest.ops import ops_router
 from rest.registry import registry_router
+from rest.renditions import rendition_router
 from rest.uploads import upload_router
 from rest.web import web_router
 
@@ -141,6 +142,7 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
     # The registry's /v1/names/{name}/aliases/... routes before core's /v1/names/{name:path}.
     routers = [
         registry_router(link, settings),
+        rendition_router(link.renditions),
         core_router(link, metrics),
         artifacts_router(link),
         names_router(link),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -18,7 +18,8 @@ from flight import BLOB_COLUMN, Transform
 from foundation import BuildFailed, Conflict, InvalidArgument, NotFound, Unavailable
 from rest.link import ARTIFACT_URI_HEADER, ROW_COUNT_HEADER, FlightLink, json_response
 from rest.openapi import DATA, ArtifactId, DataFormat, Name, Version, name_field, raises
-from rest.streaming import check_format
+from rest.renditions import PARTIAL, RANGE_ERRORS
+from rest.streaming import MEDIA_TYPES, check_format
 
 MAX_PAGE = 10_000
 """Most artifacts one ``GET /v1/artifacts`` lists; a bigger ``limit`` is capped to it."""
@@ -177,16 +178,34 @@ def artifacts_router(link: FlightLink) -> APIRouter:
         status = act("status", {"artifact_id": artifact_id, "version": version})
         return json_response(info_json(status))
 
+    data_errors = {**DATA, **PARTIAL, **RANGE_ERRORS}
+    data_errors |= raises(InvalidArgument, NotFound, BuildFailed)
+
+    @router.head(
+        "/v1/artifacts/{artifact_id}/v/{version}/data",
+        response_class=Response,
+        responses=data_errors,
+    )
     @router.get(
         "/v1/artifacts/{artifact_id}/v/{version}/data",
         response_class=Response,
-        responses={**DATA, **raises(InvalidArgument, NotFound, BuildFailed)},
+        responses=data_errors,
     )
     def artifact_data(
-        artifact_id: ArtifactId, version: Version, format: DataFormat = None
+        request: Request, artifact_id: ArtifactId, version: Version, format: DataFormat = None
     ) -> Response:
-        """The artifact's rows, streamed: Arrow IPC (default), ``?format=csv|parquet``."""
-        check_format(format)
+        """The artifact's rows, streamed: Arrow IPC (default), ``?format=csv``;
+        ``?format=parquet`` is the Parquet file (``data.parquet``), read by range."""
+        fmt = check_format(format)
+        if fmt == "parquet":
+            return link.renditions.respond(
+                request.method,
+                request.headers,
+                artifact_id,
+                version,
+                "parquet",
+                filename=f"{artifact_id}-v{version}.parquet",
+            )
         status = act("status", {"artifact_id": artifact_id, "version": version})
         if status["state"] not in ("ready", "superseded"):
             raise InvalidArgument(f"Artifact is not ready (state={status['state']})")
@@ -200,9 +219,12 @@ def artifacts_router(link: FlightLink) -> APIRouter:
             ARTIFACT_URI_HEADER: status["artifact_uri"],
             ROW_COUNT_HEADER: str(status["row_count"]),
         }
-        return link.stream(
-            status["artifact_uri"], format, filename=f"{artifact_id}-v{version}", headers=headers
-        )
+        filename = f"{artifact_id}-v{version}"
+        if request.method == "HEAD":  # a stream: its length is known once it is sent
+            if fmt != "arrow":
+                headers["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
+            return Response(headers=headers, media_type=MEDIA_TYPES[fmt])
+        return link.stream(status["artifact_uri"], format, filename=filename, headers=headers)
 
     @router.get(
         "/v1/artifacts/{artifact_id}/v/{version}/lineage", response_model=None, responses=found

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from flight import LocalActions, MaterializeRequest, QuiverClient
 from foundation import Busy, Unavailable
+from rest.renditions import RenditionResponder
 from rest.streaming import StreamingResponse, check_format, stream_response
 
 ARTIFACT_URI_HEADER = "X-Strata-Artifact-Uri"
@@ -40,6 +41,7 @@ class FlightLink:
     def __init__(self, client: QuiverClient, *, in_process: bool = True) -> None:
         self.client = client
         self._actions = LocalActions(client, enabled=in_process)
+        self.renditions = RenditionResponder(self._actions)
 
     def _unreachable(self, exc: Unavailable) -> Unavailable:
         if isinstance(exc, Busy):  # the server answered: it is at capacity

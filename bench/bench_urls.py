@@ -1,0 +1,103 @@
+"""Artifacts by URL (issue 20): polars reading a 1M-row artifact's Parquet rendition over HTTP
+against the same Parquet file on local disk, and what a projected scan pulls over the wire.
+
+The real REST app (``app_from_settings``) under uvicorn in front of a real Flight server,
+wrapped in a counter of the body bytes it sends. ``bench/side_by_side.py urls`` prints it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from flight import Core, QuiverClient, QuiverFlightServer
+from foundation import Settings
+from rest.app import app_from_settings
+from tests.servers import serve_asgi
+
+ROWS = 1_000_000
+
+
+def table(rows: int = ROWS) -> pa.Table:
+    """1M rows × 5 columns, the shape of the scan figures."""
+    rng = np.random.default_rng(1)
+    return pa.table(
+        {
+            "id": np.arange(rows, dtype=np.int64),
+            "a": rng.random(rows),
+            "b": rng.integers(0, 1_000_000, rows, dtype=np.int64),
+            "c": rng.random(rows).astype(np.float32),
+            "s": pa.array(np.char.add("k", (np.arange(rows) % 1000).astype(str))),
+        }
+    )
+
+
+class BytesSent:
+    """ASGI wrapper counting the body bytes the app sends."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.sent = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def counted(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                self.sent += len(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, counted)
+
+
+@dataclass
+class Setup:
+    url: str
+    local: Path
+    counter: BytesSent
+    rendition_write_s: float
+
+
+@contextlib.contextmanager
+def setup(root: Path) -> Iterator[Setup]:
+    settings = Settings(data_dir=root / "data", notebook_root=root / "nb", flight_port=0)
+    server = QuiverFlightServer(Core.open(settings))
+    counter = BytesSent(app_from_settings(settings, flight_uri=server.location))
+    base, stop = serve_asgi(counter)
+    try:
+        with QuiverClient(server.location) as client:
+            answer = client.put(table())
+        path = f"/v1/artifacts/{answer['artifact_id']}/v/{answer['version']}/data.parquet"
+        t0 = time.perf_counter()
+        whole = httpx.get(base + path, timeout=120)  # the first request writes the rendition
+        written = time.perf_counter() - t0
+        local = root / "local.parquet"
+        local.write_bytes(whole.content)  # the same bytes, on local disk
+        yield Setup(base + path, local, counter, written)
+    finally:
+        stop()
+        server.close()
+
+
+def best_and_median(fn: Any, rounds: int) -> tuple[float, float]:
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    samples.sort()
+    return samples[0], samples[len(samples) // 2]
+
+
+def projected_bytes(s: Setup) -> tuple[int, int]:
+    """Bytes served for ``scan_parquet(url).select("a")`` and the file's size."""
+    s.counter.sent = 0
+    pl.scan_parquet(s.url).select("a").collect()
+    return s.counter.sent, s.local.stat().st_size
