@@ -19,7 +19,7 @@ from catalog.records import (
     NameInfo,
 )
 from catalog.registry import Registry
-from catalog.renditions import RENDITION_FORMATS, Rendition
+from catalog.renditions import RENDITION_FORMATS, Rendition, ipc_stream_span
 from catalog.store import ArtifactStore
 from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri, validate_name
 from catalog.warehouse import Predicate, ResolvedTable, Warehouses
@@ -46,6 +46,7 @@ __all__ = [
     "chunked_sha256",
     "demo_batch",
     "has_dictionaries",
+    "ipc_stream_span",
     "parse_uri",
     "validate_name",
     "write_demo_warehouse",

@@ -57,6 +57,22 @@ def etag_of(info: ArtifactInfo, fmt: str) -> str:
     return f'"{info.artifact_id}.v{info.version}.{made:x}.{fmt}"'
 
 
+def ipc_stream_span(path: Path, size: int) -> tuple[int, int]:
+    """Where the IPC *stream* lies inside the Arrow IPC file at ``path``: ``(offset, length)``.
+
+    The file format is ``ARROW1`` and padding (8 bytes), the stream format (schema,
+    dictionaries, batches, end-of-stream marker), the footer, its int32 length and
+    ``ARROW1``: the bytes between are a complete stream, sent as they are stored.
+    """
+    with open(path, "rb") as f:
+        f.seek(size - 10)
+        tail = f.read(10)
+    footer = int.from_bytes(tail[:4], "little", signed=True)
+    if tail[4:] != b"ARROW1" or not 0 < footer <= size - 18:
+        raise NotFound(f"{path.name} is not a whole Arrow IPC file")
+    return 8, size - 10 - footer - 8
+
+
 def check_rendition_format(fmt: str) -> RenditionFormat:
     if fmt not in RENDITION_FORMATS:
         known = ", ".join(RENDITION_FORMATS)

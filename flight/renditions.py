@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.flight as fl
 from pydantic import Field
 
-from catalog import Rendition
+from catalog import Rendition, ipc_stream_span
 from flight.args import ArtifactArg
 from flight.core import Core
 from flight.dispatch import action
@@ -46,13 +46,18 @@ class RangeArg(RenditionArg):
 
 
 def rendition_json(found: Rendition) -> dict[str, Any]:
-    return {
+    """What ``rendition`` answers; for the Arrow IPC file also where its IPC stream
+    lies (``stream_offset``, ``stream_length``): a stream read raw, never decoded."""
+    body: dict[str, Any] = {
         "artifact_id": found.artifact_id,
         "version": found.version,
         "format": found.format,
         "size": found.size,
         "etag": found.etag,
     }
+    if found.format == "arrow-file":
+        body["stream_offset"], body["stream_length"] = ipc_stream_span(found.path, found.size)
+    return body
 
 
 def _rendition(core: Core, body: Any, what: str, model: type[RenditionArg]) -> Any:
@@ -98,30 +103,59 @@ def read_range(core: Core, raw: bytes, *, mapped: bool = False) -> Iterator[memo
             detail={"offset": arg.offset, "size": found.size},
         )
     end = found.size if arg.length is None else min(found.size, arg.offset + arg.length)
-    fd = os.open(found.path, os.O_RDONLY)
-    if not mapped:
-        return _chunks(fd, arg.offset, end)
-    try:  # the file is immutable: its pages are handed out as views, never copied
-        view = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
-    finally:
-        os.close(fd)
-    return (
-        view[i : min(end, i + MAPPED_CHUNK_BYTES)]
-        for i in range(arg.offset, end, MAPPED_CHUNK_BYTES)
-    )
-
-
-def _chunks(fd: int, start: int, end: int) -> Iterator[memoryview | bytes]:
+    # Leased while read, as a DoGet is: gc and eviction leave a version being read.
+    lease = core.store.open(found.artifact_id, found.version, start=0, stop=0)
     try:
-        offset = start
-        while offset < end:
-            chunk = os.pread(fd, min(CHUNK_BYTES, end - offset), offset)
-            if not chunk:
-                raise Unavailable("the rendition file ended early")
-            offset += len(chunk)
-            yield chunk
-    finally:
-        os.close(fd)
+        fd = os.open(found.path, os.O_RDONLY)
+        if not mapped:
+            return Held(_chunks(fd, arg.offset, end), lease, fd)
+        try:  # the file is immutable: its pages are handed out as views, never copied
+            view = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+        finally:
+            os.close(fd)
+    except BaseException:
+        lease.close()
+        raise
+    step = MAPPED_CHUNK_BYTES
+    return Held((view[i : min(end, i + step)] for i in range(arg.offset, end, step)), lease)
+
+
+class Held(Iterator[Any]):
+    """Chunks that hold the version's read lease until they end or are closed."""
+
+    def __init__(
+        self, chunks: Iterator[Any], lease: pa.RecordBatchReader, fd: int | None = None
+    ) -> None:
+        self._chunks = chunks
+        self._lease: pa.RecordBatchReader | None = lease
+        self._fd = fd
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._chunks)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            if self._fd is not None:
+                os.close(self._fd)
+            lease.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _chunks(fd: int, start: int, end: int) -> Iterator[bytes]:
+    offset = start
+    while offset < end:
+        chunk = os.pread(fd, min(CHUNK_BYTES, end - offset), offset)
+        if not chunk:
+            raise Unavailable("the rendition file ended early")
+        offset += len(chunk)
+        yield chunk
 
 
 def do_read(core: Core, raw: bytes) -> Iterator[fl.Result]:

@@ -224,6 +224,9 @@ def artifacts_router(link: FlightLink) -> APIRouter:
             if fmt != "arrow":
                 headers["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
             return Response(headers=headers, media_type=MEDIA_TYPES[fmt])
+        if fmt == "arrow" and not link.renditions.actions.renditions.local:
+            # Over gRPC: the stored stream's bytes, not batches decoded and re-encoded.
+            return link.renditions.ipc_stream(artifact_id, version, headers)
         return link.stream(status["artifact_uri"], format, filename=filename, headers=headers)
 
     @router.get(

@@ -23,7 +23,7 @@ from flight import LocalActions
 from foundation import InvalidArgument, NotFound, QuiverError, Unavailable
 from rest.errors import quiver_error_response
 from rest.openapi import ArtifactId, Version, content, raises
-from rest.streaming import ReadAheadResponse
+from rest.streaming import ARROW_STREAM, ReadAheadResponse
 
 MEDIA_TYPES: dict[str, str] = {
     "parquet": "application/vnd.apache.parquet",
@@ -148,6 +148,23 @@ class RenditionResponder:
         )
         response.status_code = status
         return response
+
+    def ipc_stream(
+        self, artifact_id: str, version: int, headers: Mapping[str, str]
+    ) -> ReadAheadResponse:
+        """The artifact as an Arrow IPC stream: the stream inside its stored IPC file,
+        forwarded as the Flight service sends it (raw results), never decoded and
+        re-encoded. The read holds the version's lease; a client that leaves ends it."""
+        renditions = self.actions.renditions
+        found = renditions.describe(artifact_id, version, "arrow-file")
+        start, length = int(found["stream_offset"]), int(found["stream_length"])
+        chunks = renditions.read(artifact_id, version, "arrow-file", start, length)
+        return ReadAheadResponse(
+            chunks,
+            media_type=ARROW_STREAM,
+            headers={**headers, "Content-Length": str(length)},
+            depth=self.CHUNK_DEPTH,
+        )
 
 
 class MappedResponse(Response):

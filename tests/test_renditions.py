@@ -213,3 +213,27 @@ def test_recovery_removes_a_dead_writers_temp_rendition(tmp_path: Path) -> None:
         assert not tmp.exists()
     finally:
         store.close()
+
+
+def test_data_stream_is_the_stored_stream_forwarded(rest: Rest) -> None:
+    """Over gRPC ``…/data`` forwards the IPC stream inside the stored file (raw results);
+    in-process it re-encodes batches. Both give the same table, dictionaries included."""
+    data = table(200_000)
+    data = data.set_column(2, "k", data.column("k").dictionary_encode())
+    assert rest.flight is not None
+    with connect(rest.flight.location) as client:
+        answer = client.put(data.to_reader(max_chunksize=30_000))
+    aid, v = answer["artifact_id"], answer["version"]
+    got = rest.http.get(f"/v1/artifacts/{aid}/v/{v}/data")
+    assert got.status_code == 200, got.text
+    assert got.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    read = ipc.open_stream(pa.BufferReader(got.content)).read_all()
+    assert read.to_pydict() == data.to_pydict()
+    assert pl.read_ipc_stream(io.BytesIO(got.content)).shape == (200_000, 3)
+    with connect(rest.flight.location) as client:
+        found = client.action(
+            "rendition", {"artifact_id": aid, "version": v, "format": "arrow-file"}
+        )
+    assert found["stream_offset"] == 8
+    assert found["size"] > found["stream_length"] > 0
+    assert rest.flight.core.store.readers(aid, v) == 0
