@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from flight import LocalActions
@@ -96,9 +97,38 @@ class RenditionResponder:
     """Builds the responses of renditions for one Flight link's actions."""
 
     CHUNK_DEPTH: ClassVar[int] = 8
+    KNOWN_MAX: ClassVar[int] = 4096
 
     def __init__(self, actions: LocalActions) -> None:
         self.actions = actions
+        self._known: set[tuple[str, int, str]] = set()
+
+    async def respond_async(
+        self,
+        method: str,
+        headers: Mapping[str, str],
+        artifact_id: str,
+        version: int,
+        fmt: str,
+        *,
+        filename: str,
+    ) -> Response:
+        """:meth:`respond` on the event loop when the rendition is in this process and
+        already written (a few index lookups and a mapped view: no thread hop, which an
+        engine's footer request waits on before it asks for the rest); in a worker
+        thread when it may need writing or the bytes come over gRPC."""
+        key = (artifact_id, version, fmt)
+        local = self.actions.renditions.local
+        if local and key in self._known:
+            return self.respond(method, headers, artifact_id, version, fmt, filename=filename)
+        response = await run_in_threadpool(
+            self.respond, method, headers, artifact_id, version, fmt, filename=filename
+        )
+        if local and response.status_code < 400:
+            if len(self._known) >= self.KNOWN_MAX:
+                self._known.clear()
+            self._known.add(key)
+        return response
 
     def respond(
         self,
@@ -196,8 +226,10 @@ def rendition_router(responder: RenditionResponder) -> APIRouter:
     found = {**FILE, **raises(InvalidArgument, NotFound), **RANGE_ERRORS}
 
     def route(suffix: str, fmt: str, doc: str) -> None:
-        def rendition(request: Request, artifact_id: ArtifactId, version: Version) -> Response:
-            return responder.respond(
+        async def rendition(
+            request: Request, artifact_id: ArtifactId, version: Version
+        ) -> Response:
+            return await responder.respond_async(
                 request.method,
                 request.headers,
                 artifact_id,
