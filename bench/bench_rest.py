@@ -164,6 +164,34 @@ def server_cpu_ms(url: str, rounds: int) -> float:
     return (used() - before) / rounds * 1000
 
 
+@contextlib.contextmanager
+def rest_process(flight_location: str, tmp: Path) -> Iterator[tuple[str, psutil.Process]]:
+    """``quiver rest --flight`` in its own process, as a REST front end in front of a Flight
+    service runs: its base URL (answering ``/health``) and the process, stopped on exit."""
+    quiver = shutil.which("quiver", path=str(Path(sys.executable).parent)) or "quiver"
+    proc = subprocess.Popen(
+        [quiver, "rest", "--flight", flight_location, "--rest-port", "0",
+         "--data-dir", str(tmp / "rest"), "--notebook-root", str(tmp / "nb")],
+        stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "QUIVER_LOG_LEVEL": "warning"},
+    )  # fmt: skip
+    try:
+        url = None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("rest: "):
+                url = line.split(": ", 1)[1].strip()
+            if line.startswith("ready"):
+                break
+        assert url is not None, f"quiver rest did not start (exit code {proc.poll()})"
+        subprocess.run(["curl", "-sS", "-o", "/dev/null", url + "/health"], check=True)
+        yield url, psutil.Process(proc.pid)
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(15)
+
+
 def rss_while_streaming(tmp: Path, rows: int = 10_000_000) -> tuple[int, int, float]:
     """Upload a ``rows``-row artifact, run ``quiver rest`` as its own process, read the artifact
     through it with curl; (bytes streamed, REST RSS rise in bytes, seconds)."""
@@ -178,25 +206,8 @@ def rss_while_streaming(tmp: Path, rows: int = 10_000_000) -> tuple[int, int, fl
             )  # fmt: skip
             schema = pa.schema([("i", pa.int64()), ("x", pa.float64())])
             put = q.put(pa.RecordBatchReader.from_batches(schema, batches))
-        quiver = shutil.which("quiver", path=str(Path(sys.executable).parent)) or "quiver"
-        proc = subprocess.Popen(
-            [quiver, "rest", "--flight", flight.location, "--rest-port", "0",
-             "--data-dir", str(tmp / "rest"), "--notebook-root", str(tmp / "nb")],
-            stdout=subprocess.PIPE, text=True,
-            env={**os.environ, "QUIVER_LOG_LEVEL": "warning"},
-        )  # fmt: skip
-        try:
-            url = None
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith("rest: "):
-                    url = line.split(": ", 1)[1].strip()
-                if line.startswith("ready"):
-                    break
-            assert url is not None
+        with rest_process(flight.location, tmp) as (url, rest):
             path = f"{url}/v1/artifacts/{put['artifact_id']}/v/{put['version']}/data"
-            subprocess.run(["curl", "-sS", "-o", "/dev/null", url + "/health"], check=True)
-            rest = psutil.Process(proc.pid)
             before = rest.memory_info().rss
             peak = [before]
             done = threading.Event()
@@ -213,10 +224,6 @@ def rss_while_streaming(tmp: Path, rows: int = 10_000_000) -> tuple[int, int, fl
             done.set()
             sampler.join()
             return size, peak[0] - before, seconds
-        finally:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(15)
     finally:
         flight.close()
 

@@ -579,6 +579,39 @@ def url_figures(rounds: int = 9) -> list[Row]:
         ]
 
 
+def split_figures(rounds: int = 7, rows: int = 1_000_000) -> list[Row]:
+    """Issue 20: GET …/data through ``quiver rest --flight`` in its own process vs bare FastAPI."""
+    from bench.bench_split import measure, split_setup
+
+    with tempfile.TemporaryDirectory() as tmp, split_setup(Path(tmp), rows) as s:
+        measure(s, 1)  # warm both
+        m = measure(s, rounds)
+    mb = m["bytes"] / 1e6
+    return [
+        (
+            f"GET …/data ready {rows / 1e6:g}M-row artifact, split REST, median",
+            f"{mb / m['ours_median']:.0f} MB/s",
+            f"{m['bare_bytes'] / 1e6 / m['bare_median']:.0f} MB/s (bare FastAPI, in memory)",
+            f"{m['bare_median'] / m['ours_median']:.2f}x",
+            ">= 0.8x",
+        ),
+        (
+            "  best of the rounds",
+            f"{m['ours_best'] * 1e3:.0f} ms",
+            f"{m['bare_best'] * 1e3:.0f} ms",
+            f"{m['bare_best'] / m['ours_best']:.2f}x",
+            f"({mb:.1f} MB, curl reads all)",
+        ),
+        (
+            "  CPU per body: REST process + Flight server",
+            f"{m['cpu_rest_ms']:.0f} + {m['cpu_flight_ms']:.0f} ms",
+            f"{m['cpu_bare_ms']:.0f} ms (bare FastAPI)",
+            "",
+            "(2 cores, curl too)",
+        ),
+    ]
+
+
 GROUPS: dict[str, Callable[[], list[Row]]] = {
     "core": core_figures,
     "flight": flight_figures,
@@ -592,6 +625,7 @@ GROUPS: dict[str, Callable[[], list[Row]]] = {
     "ai": ai_figures,
     "env": env_figures,
     "urls": url_figures,
+    "split": split_figures,
 }
 
 
