@@ -8,6 +8,9 @@ wrapped in a counter of the body bytes it sends. ``bench/side_by_side.py urls`` 
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ import pyarrow as pa
 from flight import Core, QuiverClient, QuiverFlightServer
 from foundation import Settings
 from rest.app import app_from_settings
+from rest.renditions import byte_range
 from tests.servers import serve_asgi
 
 ROWS = 1_000_000
@@ -86,14 +90,59 @@ def setup(root: Path) -> Iterator[Setup]:
         server.close()
 
 
-def best_and_median(fn: Any, rounds: int) -> tuple[float, float]:
-    samples = []
+@contextlib.contextmanager
+def sendfile_server(path: Path) -> Iterator[str]:
+    """The floor: a minimal HTTP/1.1 server of one file with ``Range`` support, a thread per
+    connection and ``os.sendfile`` (no event loop, no framework, no copy through Python).
+    What polars's HTTP reading costs here whoever serves the bytes; its URL."""
+    size = path.stat().st_size
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer(conn: socket.socket) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        lines = conn.makefile("rb")
+        with conn, contextlib.suppress(OSError):
+            while request := lines.readline():
+                headers = {}
+                while (line := lines.readline()) not in (b"\r\n", b""):
+                    key, _, value = line.decode().partition(":")
+                    headers[key.strip().lower()] = value.strip()
+                span = byte_range(headers.get("range"), size) or (0, size)
+                start, end = span
+                status = "200 OK"
+                if "range" in headers:
+                    status = f"206 Partial Content\r\nContent-Range: bytes {start}-{end - 1}/{size}"
+                conn.sendall(
+                    f"HTTP/1.1 {status}\r\nContent-Length: {end - start}\r\n"
+                    "Accept-Ranges: bytes\r\n\r\n".encode()
+                )
+                while start < end and not request.startswith(b"HEAD"):
+                    start += os.sendfile(conn.fileno(), fd, start, end - start)
+        os.close(fd)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/{path.name}"
+    finally:
+        listener.close()
+
+
+def interleaved(fns: dict[str, Any], rounds: int) -> dict[str, tuple[float, float]]:
+    """(best, median) seconds of each function, their rounds interleaved so a busy moment
+    of the machine falls on all of them alike."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    samples.sort()
-    return samples[0], samples[len(samples) // 2]
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return {n: (min(s), sorted(s)[len(s) // 2]) for n, s in samples.items()}
 
 
 def projected_bytes(s: Setup) -> tuple[int, int]:
