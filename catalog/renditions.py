@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog.records import ArtifactInfo
-from foundation import InvalidArgument, NotFound
+from foundation import ARTIFACT_ID_PATTERN, InvalidArgument, NotFound
 
 RenditionFormat = Literal["parquet", "arrow-file"]
 RENDITION_FORMATS: tuple[RenditionFormat, ...] = ("parquet", "arrow-file")
@@ -114,6 +115,14 @@ class Renditions:
         except FileNotFoundError:  # removed with its version since
             raise NotFound(f"artifact {info.uri} was removed") from None
         return Rendition(artifact_id, version, checked, path, size, etag_of(info, checked))
+
+    def written(self, artifact_id: str, version: int, fmt: str) -> bool:
+        """Whether the rendition is on disk, so that :meth:`get` writes nothing (a stat, no
+        index lookup: :meth:`get` still says whether the version may be served)."""
+        if fmt not in RENDITION_FORMATS or not re.fullmatch(ARTIFACT_ID_PATTERN, artifact_id):
+            return False
+        path = self.store.path_of(artifact_id, version).with_suffix(SUFFIXES[fmt])
+        return path.exists()
 
     def _servable(self, artifact_id: str, version: int) -> ArtifactInfo:
         info = self.store.get(artifact_id, version)

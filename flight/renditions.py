@@ -186,6 +186,12 @@ class RenditionReader:
         """Whether reads are views of a file in this process (cheap: no thread needed)."""
         return self._local() is not None
 
+    def written(self, artifact_id: str, version: int, fmt: str) -> bool:
+        """Whether the rendition is on disk beside a server in this process, so describing
+        and reading it is cheap (False over gRPC: not known here)."""
+        core = self._local()
+        return core is not None and core.store.renditions.written(artifact_id, version, fmt)
+
     def describe(self, artifact_id: str, version: int, fmt: str) -> dict[str, Any]:
         body = {"artifact_id": artifact_id, "version": version, "format": fmt}
         core = self._local()

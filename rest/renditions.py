@@ -97,11 +97,9 @@ class RenditionResponder:
     """Builds the responses of renditions for one Flight link's actions."""
 
     CHUNK_DEPTH: ClassVar[int] = 8
-    KNOWN_MAX: ClassVar[int] = 4096
 
     def __init__(self, actions: LocalActions) -> None:
         self.actions = actions
-        self._known: set[tuple[str, int, str]] = set()
 
     async def respond_async(
         self,
@@ -113,22 +111,15 @@ class RenditionResponder:
         *,
         filename: str,
     ) -> Response:
-        """:meth:`respond` on the event loop when the rendition is in this process and
-        already written (a few index lookups and a mapped view: no thread hop, which an
-        engine's footer request waits on before it asks for the rest); in a worker
-        thread when it may need writing or the bytes come over gRPC."""
-        key = (artifact_id, version, fmt)
-        local = self.actions.renditions.local
-        if local and key in self._known:
+        """:meth:`respond` on the event loop when the rendition is on disk beside a server
+        in this process (a few index lookups and a mapped view: no thread hop, which an
+        engine's footer request waits on before it asks for the rest); in a worker thread
+        when it must be written first or the bytes come over gRPC."""
+        if self.actions.renditions.written(artifact_id, version, fmt):
             return self.respond(method, headers, artifact_id, version, fmt, filename=filename)
-        response = await run_in_threadpool(
+        return await run_in_threadpool(
             self.respond, method, headers, artifact_id, version, fmt, filename=filename
         )
-        if local and response.status_code < 400:
-            if len(self._known) >= self.KNOWN_MAX:
-                self._known.clear()
-            self._known.add(key)
-        return response
 
     def respond(
         self,

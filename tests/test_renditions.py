@@ -148,8 +148,12 @@ def test_rendition_written_once_beside_the_artifact_and_evicted_with_it(rest: Re
     published = store.path_of(aid, v)
     beside = published.with_suffix(".parquet")
     assert not beside.exists()
+    renditions = store.renditions
+    assert not renditions.written(aid, v, "parquet") and renditions.written(aid, v, "arrow-file")
     assert rest.http.head(paths(aid, v)["parquet"]).status_code == 200
-    assert beside.exists()
+    assert beside.exists() and renditions.written(aid, v, "parquet")
+    assert not renditions.written("../" + aid, v, "parquet")
+    assert not renditions.written(aid, v, "csv")
     written = beside.stat().st_mtime_ns
     assert rest.http.get(paths(aid, v)["parquet"]).status_code == 200
     assert beside.stat().st_mtime_ns == written
