@@ -7,7 +7,7 @@ from typing import Any
 
 from notebooks.analysis import Dag
 from notebooks.model import EMPTY_CELL_FIELDS, narrowed_mounts
-from notebooks.session import CellState, Derived, Session
+from notebooks.session import CellState, Derived, Session, resolved_timeout, resolved_worker
 
 
 def dag_dict(dag: Dag, *, producers: bool = True) -> dict[str, Any]:
@@ -43,9 +43,7 @@ def cell_static(cell: CellState) -> dict[str, Any]:
         "references": list(info.references),
         "mutation_defines": list(info.mutation_defines),
         "builtin_references": list(info.builtin_references),
-        "worker": entry.worker,
         "worker_override": entry.worker,
-        "timeout": entry.timeout,
         "timeout_override": entry.timeout,
         "env_overrides": dict(entry.env),
         "mount_overrides": list(entry.mounts),
@@ -83,6 +81,8 @@ def cell_dynamic(cell: CellState, derived: Derived) -> dict[str, Any]:
     status = "running" if derived.running == cell.id else (st.status if st else "idle")
     out: dict[str, Any] = {
         "status": status,
+        "worker": resolved_worker(cell, derived.notebook_worker),  # worker_override: the cell's
+        "timeout": resolved_timeout(cell, derived.notebook_timeout),
         "env": {**dict(derived.notebook_env), **cell.entry.env},  # env_overrides: the cell's
         "mounts": narrowed_mounts(derived.notebook_mounts, cell.entry.mounts),  # mount_overrides
         "upstream_ids": list(dag.upstream.get(cell.id, ())),
@@ -125,6 +125,8 @@ def cell_json(cell: CellState, derived: Derived, cache: dict[str, Any]) -> bytes
     key = (
         derived.notebook_env,
         derived.notebook_mounts,
+        derived.notebook_worker,
+        derived.notebook_timeout,
         dag.upstream.get(cell.id),
         dag.downstream.get(cell.id),
         derived.staleness.get(cell.id),

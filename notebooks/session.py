@@ -77,12 +77,29 @@ class Derived:
     """The notebook's ``[env]``, under each cell's own ``env`` in its Cell JSON."""
     notebook_mounts: tuple[Mapping[str, Any], ...] = ()
     """The notebook's ``[[mounts]]``, narrowed by each cell's own in its Cell JSON."""
+    notebook_worker: str | None = None
+    notebook_timeout: Any = None
+    """The notebook's default ``worker`` and ``timeout``, under each cell's own."""
 
     def cell(self, cell_id: str) -> CellState | None:
         for cell in self.cells:
             if cell.id == cell_id:
                 return cell
         return None
+
+
+def resolved_worker(cell: CellState, default: str | None) -> str | None:
+    """The worker ``cell`` runs on: its ``# @worker`` annotation, else its toml ``worker``,
+    else the notebook's default."""
+    return cell.analysis.annotations.worker or cell.entry.worker or default
+
+
+def resolved_timeout(cell: CellState, default: Any) -> float | None:
+    """``# @timeout`` annotation, else the cell's toml ``timeout``, else the notebook's."""
+    for value in (cell.analysis.annotations.timeout, cell.entry.timeout, default):
+        if isinstance(value, int | float) and value > 0:
+            return float(value)
+    return None
 
 
 def _analyse_cell(nb: NotebookDir, entry: CellEntry, source: str | None = None) -> CellState:
@@ -233,7 +250,7 @@ class Session:
                 c.entry.language,
                 c.source_hash,
                 c.analysis.annotations.name,
-                c.analysis.annotations.worker or c.entry.worker or default_worker,
+                resolved_worker(c, default_worker),
                 _merged_env(nb_env, c),
                 self.mount_fingerprints(c, env=_merged_env(nb_env, c)),
             )
@@ -251,6 +268,8 @@ class Session:
             self.derived.running,
             nb_env,
             tuple(self.nb.get("mounts") or ()),
+            default_worker,
+            self.nb.get("timeout"),
         )
 
     def set_running(self, cell_id: str | None) -> None:
@@ -275,18 +294,10 @@ class Session:
         return self.mount_facts(notebook, own, env, fresh or self._fresh_mounts)
 
     def cell_worker(self, cell: CellState) -> str | None:
-        return cell.analysis.annotations.worker or cell.entry.worker or self.nb.get("worker")
+        return resolved_worker(cell, self.nb.get("worker"))
 
     def cell_timeout(self, cell: CellState) -> float | None:
-        """``# @timeout`` annotation, else the cell's toml ``timeout``, else the notebook's."""
-        for value in (
-            cell.analysis.annotations.timeout,
-            cell.entry.timeout,
-            self.nb.get("timeout"),
-        ):
-            if isinstance(value, int | float) and value > 0:
-                return float(value)
-        return None
+        return resolved_timeout(cell, self.nb.get("timeout"))
 
     def _require_cell(self, cell_id: str, message: str) -> CellState:
         cell = self.derived.cell(cell_id)

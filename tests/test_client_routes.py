@@ -30,6 +30,8 @@ def test_env_and_timeout(nb: Nb) -> None:
 
     r = nb.client.put(f"{nb.base}/timeout", json={"timeout": 30})
     assert r.status_code == 200 and r.json()["timeout"] == 30
+    cell = nb.cells()[a]  # resolved against the notebook's default (API.md §2.1)
+    assert cell["timeout"] == 30 and cell["timeout_override"] is None
     assert nb.client.put(f"{nb.base}/timeout", json={"timeout": 0}).status_code == 422
     assert nb.client.put(f"{nb.base}/timeout", json={"timeout": None}).json()["timeout"] is None
 

@@ -105,6 +105,8 @@ def test_catalog_definitions_and_default(
     assert [w["name"] for w in toml["workers"]] == ["node2", "strata-box", "nowhere"]
 
     cell = nb.add("# @worker ghost\nx = 1")
+    shown = nb.cells()[cell]  # the worker it runs on; the override is its toml value
+    assert shown["worker"] == "ghost" and shown["worker_override"] is None
     body = nb.client.get(f"{nb.base}/workers", params={"refresh": "true"}).json()
     assert body["definitions_editable"] is True and body["health_checked_at"] > 0
     names = [w["name"] for w in body["workers"]]
