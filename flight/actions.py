@@ -85,14 +85,25 @@ def _explain(core: Core, body: Any) -> Any:
     return core.materializer.explain(parse_model(MaterializeRequest, body, "materialize request"))
 
 
+class StatusArg(ArtifactArg):
+    """A version to describe; ``wait_seconds`` > 0 first waits that long for its build to end."""
+
+    wait_seconds: float = Field(default=0.0, ge=0, le=60, allow_inf_nan=False)
+
+
 @action(
     "status",
     "The state, schema, rows and bytes of an artifact version "
-    '({"artifact_uri"} or {"artifact_id", "version"}).',
+    '({"artifact_uri"} or {"artifact_id", "version"}); "wait_seconds"? (0, at most 60) '
+    "answers when its build ends or that time passes, in place of polling.",
 )
 def _status(core: Core, body: Any) -> Any:
-    aid, version = parse_model(ArtifactArg, body, "status request").resolve(core)
-    info = core.store.get(aid, version)
+    arg = parse_model(StatusArg, body, "status request")
+    aid, version = arg.resolve(core)
+    info = core.store.get(aid, version)  # NotFound before any wait
+    if info.state == "building" and arg.wait_seconds > 0:
+        core.materializer.wait_built(aid, version, arg.wait_seconds)
+        info = core.store.get(aid, version)
     answer = info_json(info)
     answer["arrow_schema"] = (
         base64.b64encode(info.schema.serialize().to_pybytes()).decode() if info.schema else None

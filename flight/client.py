@@ -316,8 +316,12 @@ class QuiverClient:
         query = {k: v for k, v in body.items() if v is not None}
         return self.action("registry-audit", query)["entries"]
 
-    def status(self, uri: str) -> dict[str, Any]:
-        return self.action("status", {"artifact_uri": uri})
+    def status(self, uri: str, *, wait_seconds: float = 0.0) -> dict[str, Any]:
+        """The version's status; with ``wait_seconds``, once its build ends (or that passes)."""
+        body: dict[str, Any] = {"artifact_uri": uri}
+        if wait_seconds:
+            body["wait_seconds"] = wait_seconds
+        return self.action("status", body)
 
     def lineage(self, uri: str) -> list[dict[str, Any]]:
         return self.action("lineage", {"artifact_uri": uri})["inputs"]

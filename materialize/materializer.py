@@ -347,6 +347,16 @@ class Materializer:
                 flight.build.wait(wait)
         return True
 
+    def wait_built(self, artifact_id: str, version: int, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the build of that version here to end,
+        however it ends; at once when none runs here. The caller reads the outcome from
+        the store: a server-side wait in place of a client polling the status."""
+        flight = self._flights.of_version(artifact_id, version)
+        if flight is None or flight.build is None or timeout <= 0:
+            return
+        with contextlib.suppress(QuiverError):  # failed or still running: the row says which
+            flight.build.wait(timeout)
+
     def building(self) -> list[Build]:
         return self._flights.builds()
 

@@ -486,3 +486,39 @@ def test_runtime_answers_when_the_data_directory_cannot_be_measured(server, clie
     assert runtime["pid"] == os.getpid() and runtime["thread_pools"]["builds"]["busy"] == 0
     assert runtime["disk_cache"]["path"] == str(data)
     assert "cannot measure" in runtime["disk_cache"]["error"]
+
+
+# --- status with a server-side wait ------------------------------------------------------
+
+
+def test_status_waits_for_the_build_in_place_of_polling(client) -> None:
+    res = act(client, "materialize", gated_request("waited"))
+    uri = res["artifact_uri"]
+    # a short wait answers when it runs out, the build still held at its gate
+    assert act(client, "status", {"artifact_uri": uri, "wait_seconds": 0.05})["state"] == "building"
+    # one call answers once the build has ended, whenever the gate opens around it
+    opener = threading.Thread(target=GATES["waited"].set)
+    opener.start()
+    status = act(client, "status", {"artifact_uri": uri, "wait_seconds": 30})
+    opener.join()
+    assert status["state"] == "ready" and status["row_count"] == 4000
+    # a ready version answers at once, whatever the wait
+    assert act(client, "status", {"artifact_uri": uri, "wait_seconds": 60})["state"] == "ready"
+
+
+def test_status_wait_ends_with_a_failed_build(client) -> None:
+    res = act(client, "materialize", gated_request("failing"))
+    canceller = threading.Thread(
+        target=act, args=(client, "cancel", {"build_id": res["build_id"] or res["stream_id"]})
+    )
+    canceller.start()
+    status = act(client, "status", {"artifact_uri": res["artifact_uri"], "wait_seconds": 30})
+    canceller.join()
+    assert status["state"] == "failed" and "cancelled" in status["error"]
+
+
+@pytest.mark.parametrize("wait", [-1, 61, "soon"])
+def test_status_wait_out_of_range_is_a_clean_error(client, wait: object) -> None:
+    res = act(client, "materialize", gated_request("range"))
+    with pytest.raises(fl.FlightServerError, match="wait_seconds"):
+        act(client, "status", {"artifact_uri": res["artifact_uri"], "wait_seconds": wait})
