@@ -31,16 +31,19 @@ def data_files(warehouses: Warehouses, ref: TableRef) -> list[str]:
     return [t.file.file_path.removeprefix("file://") for t in table.scan().plan_files()]
 
 
-def duckdb_baseline(files: list[str]) -> pa.Table:
-    """DuckDB reading the same Parquet files straight into an Arrow table."""
+PARQUET_SQL = "select * from read_parquet($files, hive_partitioning=false)"
+
+
+def warm_duckdb(files: list[str]) -> Callable[[], pa.Table]:
+    """DuckDB at its best: one connection kept open, reading the files into an Arrow
+    table each call (the baseline a cold scan is held to)."""
     con = duckdb.connect()
-    try:
-        return con.sql(
-            "select * from read_parquet($files, hive_partitioning=false)",
-            params={"files": files},
-        ).to_arrow_table()
-    finally:
-        con.close()
+    con.sql(PARQUET_SQL, params={"files": files}).to_arrow_table()  # warm it
+
+    def read() -> pa.Table:
+        return con.sql(PARQUET_SQL, params={"files": files}).to_arrow_table()
+
+    return read
 
 
 def make_materializer(data_dir: Path) -> Materializer:
@@ -62,6 +65,10 @@ def cold_scan(m: Materializer, ref: TableRef) -> int:
     return res.info.row_count or 0
 
 
+def best_and_median(samples: list[float]) -> tuple[float, float]:
+    return min(samples), statistics.median(samples)
+
+
 def median_time(fn: Callable[[], object], rounds: int) -> float:
     samples = []
     for _ in range(rounds):
@@ -72,13 +79,16 @@ def median_time(fn: Callable[[], object], rounds: int) -> float:
 
 
 @contextlib.contextmanager
-def quiver_serve(root: Path) -> Iterator[tuple[subprocess.Popen, dict[str, str]]]:
-    """A ``quiver serve`` process of its own (data and notebooks under ``root``), on free
-    ports: the process and its ``key: value`` start-up lines (``rest``, ``flight``)."""
+def quiver_serve(
+    root: Path, command: str = "serve"
+) -> Iterator[tuple[subprocess.Popen, dict[str, str]]]:
+    """A ``quiver serve`` (or ``quiver flight``) process of its own (data and notebooks
+    under ``root``), on free ports: the process and its ``key: value`` start-up lines
+    (``rest``, ``flight``)."""
     quiver = shutil.which("quiver", path=str(Path(sys.executable).parent)) or "quiver"
+    rest = ["--notebook-root", str(root / "nb"), "--rest-port", "0"] if command == "serve" else []
     proc = subprocess.Popen(
-        [quiver, "serve", "--data-dir", str(root / "data"), "--notebook-root", str(root / "nb"),
-         "--flight-port", "0", "--rest-port", "0"],
+        [quiver, command, "--data-dir", str(root / "data"), "--flight-port", "0", *rest],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "QUIVER_LOG_LEVEL": "warning"},
     )  # fmt: skip
     try:
