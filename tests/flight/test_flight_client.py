@@ -56,3 +56,12 @@ def test_client_errors_are_typed(make_server) -> None:
             q.fetch("strata://name/missing")
     with connect(server.location, token="wrong") as q, pytest.raises(errors.Unauthenticated):
         q.health()
+
+
+def test_client_status_waits_for_a_refreshed_build(server, demo_table) -> None:
+    with connect(server.location) as q:
+        q.fetch(q.materialize(demo_table.uri))  # v1 ready
+        again = q.materialize(demo_table.uri, refresh=True)
+        status = q.status(again["artifact_uri"], wait_seconds=30)
+        assert status["state"] == "ready" and status["row_count"] == DEMO_ROWS
+        assert status["artifact_uri"] == again["artifact_uri"] and status["version"] == 2
