@@ -24,7 +24,9 @@ class ResolvedInput:
     ``open_table`` gives the whole input as an Arrow table (an artifact is
     memory-mapped, so this copies nothing); ``open_reader`` streams it.
     ``table``/``snapshot_id`` carry the loaded pyiceberg table for executors
-    that plan their own reads (``scan@v1``).
+    that plan their own reads (``scan@v1``). For a table, ``cached_table`` gives
+    its plain scan as ``open_table`` does only when that is already built (else
+    None, having built nothing), so an executor may read the files instead.
     """
 
     uri: str
@@ -35,6 +37,7 @@ class ResolvedInput:
     table: Any = None
     snapshot_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cached_table: Callable[[], pa.Table | None] | None = None
 
 
 @dataclass(slots=True)

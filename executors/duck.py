@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -38,8 +38,12 @@ def connect(ctx: RunContext, *, sandboxed: bool) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(config=config)
 
 
-def lock_down(con: duckdb.DuckDBPyConnection) -> None:
-    """Turn off file and network access for good, and freeze the configuration."""
+def lock_down(con: duckdb.DuckDBPyConnection, *, allowed_files: Sequence[str] = ()) -> None:
+    """Turn off file and network access for good (but for reading exactly
+    ``allowed_files``), and freeze the configuration."""
+    if allowed_files:
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in allowed_files)
+        con.execute(f"SET allowed_paths=[{listed}]")
     con.execute("SET enable_external_access=false")
     con.execute("SET lock_configuration=true")
 

@@ -1,8 +1,12 @@
 """``sql@v1``: DuckDB SQL over the inputs, bound as ``input0``, ``input1``, …
 
-Inputs are registered as Arrow tables (artifacts memory-mapped, tables
-materialized once as a plain ``scan@v1`` artifact), then the connection loses
-file and network access for good before the user's SQL runs.
+Artifacts are registered as Arrow tables (memory-mapped). A table is read through
+its plain ``scan@v1`` artifact when that is already built; otherwise, when a raw
+read of its files shows nothing the scan hides (:func:`executors.scan.file_scan`),
+it is a view over its Parquet files, so DuckDB reads only the columns and row
+groups the query needs; else its scan is built first. Then the connection loses
+file and network access for good, but for reading exactly those files, before the
+user's SQL runs. How a table was read changes no result and no provenance.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from catalog import Warehouses
 from executors import duck
 from executors.base import ResolvedInput, RunContext
+from executors.scan import file_scan
 from foundation import InvalidArgument
 
 MAX_SQL_CHARS = 1_000_000
@@ -44,6 +50,10 @@ class SqlExecutor:
         "DuckDB SQL over the inputs, which are bound as input0, input1, ... in order. "
         "One SELECT statement; no file or network access."
     )
+
+    def __init__(self, warehouses: Warehouses | None = None) -> None:
+        # Only the file plan cache is used here; the materialize layer resolves tables.
+        self._warehouses = warehouses or Warehouses()
 
     def check_inputs(self, input_uris: Sequence[str]) -> None:
         if len(input_uris) > 64:
@@ -74,9 +84,10 @@ class SqlExecutor:
         self._check_statement(params.sql)
         con = duck.connect(ctx, sandboxed=True)
         try:
+            files: list[str] = []
             for i, inp in enumerate(inputs):
-                con.register(f"input{i}", inp.open_table())
-            duck.lock_down(con)
+                files += self._bind(con, f"input{i}", inp)
+            duck.lock_down(con, allowed_files=files)
         except BaseException:
             con.close()
             raise
@@ -89,6 +100,20 @@ class SqlExecutor:
             ctx,
             what=f"{self.name} query",
         )
+
+    def _bind(self, con: duckdb.DuckDBPyConnection, name: str, inp: ResolvedInput) -> list[str]:
+        """Bind one input as ``name``; the files the query must be allowed to read."""
+        if inp.kind == "table" and inp.table is not None and inp.cached_table is not None:
+            cached = inp.cached_table()
+            if cached is not None:
+                con.register(name, cached)
+                return []
+            scan = file_scan(inp.table, self._warehouses)
+            if scan is not None:
+                con.execute(f"CREATE TEMP VIEW {name} AS {scan.sql}")
+                return list(scan.files)
+        con.register(name, inp.open_table())
+        return []
 
 
 class DuckdbSqlExecutor(SqlExecutor):

@@ -57,7 +57,9 @@ class Materializer:
         self.store = store
         self.registry = registry
         self.warehouses = warehouses or Warehouses()
-        self.planner = Planner(settings, store, registry, self.warehouses, self._scan_table)
+        self.planner = Planner(
+            settings, store, registry, self.warehouses, self._scan_table, self._cached_scan_table
+        )
         self._flights = Flights(settings)
         self._lock = self._flights.lock  # the one lock: the flights and the counters
         self._threads = BuildThreads(settings.build_threads)
@@ -71,16 +73,18 @@ class Materializer:
     def _scan_table(self, uri: str, snapshot_id: int | None) -> pa.Table:
         # A table read by another executor is materialized as a plain scan first:
         # cached, shared, and memory-mapped rather than held in RAM.
-        params: dict[str, Any] = {}
-        if snapshot_id is not None:
-            params["snapshot_id"] = snapshot_id
-        res = self.materialize(
-            MaterializeRequest(
-                inputs=[uri], transform=Transform(executor="scan@v1", params=params)
-            ),
-            wait=True,
-        )
+        res = self.materialize(_plain_scan(uri, snapshot_id), wait=True)
         return self.store.open_table(res.artifact_id, res.version)
+
+    def _cached_scan_table(self, uri: str, snapshot_id: int | None) -> pa.Table | None:
+        # That plain scan only if it is built: a hit, else None and nothing started.
+        request = _plain_scan(uri, snapshot_id)
+        plan = self.plan(request)
+        info = self.store.find_ready(plan.provenance)
+        if info is None or not self.store.verify(info):
+            return None
+        self._hit(plan, info)
+        return self.store.open_table(info.artifact_id, info.version)
 
     def explain(self, request: MaterializeRequest) -> dict[str, Any]:
         """Would this request hit? With which input versions and provenance?"""
@@ -400,6 +404,13 @@ CANCEL_WAIT_S = 5.0
 USE_RECORDED_WITHIN_S = 60.0
 """A hit on a version whose last recorded use is older than this records one (a write):
 ``ArtifactStore.note_use``'s interval, so the full path then writes it."""
+
+
+def _plain_scan(uri: str, snapshot_id: int | None) -> MaterializeRequest:
+    params: dict[str, Any] = {}
+    if snapshot_id is not None:
+        params["snapshot_id"] = snapshot_id
+    return MaterializeRequest(inputs=[uri], transform=Transform(executor="scan@v1", params=params))
 
 
 def _use_recorded(info: ArtifactInfo) -> bool:

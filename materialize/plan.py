@@ -35,6 +35,9 @@ from materialize.request import MaterializeRequest
 ScanTable = Callable[[str, int | None], pa.Table]
 """Materializes a table input as a plain ``scan@v1`` artifact and opens it (memory-mapped)."""
 
+CachedScanTable = Callable[[str, int | None], pa.Table | None]
+"""Opens a table input's plain ``scan@v1`` artifact if it is built, else None (builds nothing)."""
+
 
 class NotCached(Exception):
     """Planning would have to open a catalog or load table metadata (see ``cached_only``)."""
@@ -61,7 +64,8 @@ class Planner:
 
     ``scan_table`` is how a table read by another executor becomes a table: the
     materializer builds it as a plain scan first (cached, shared, and
-    memory-mapped rather than held in RAM).
+    memory-mapped rather than held in RAM); ``cached_scan_table`` opens that scan
+    only if it is already built.
     """
 
     def __init__(
@@ -71,12 +75,14 @@ class Planner:
         registry: Registry,
         warehouses: Warehouses,
         scan_table: ScanTable,
+        cached_scan_table: CachedScanTable | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
         self.warehouses = warehouses
         self._scan_table = scan_table
+        self._cached_scan_table = cached_scan_table
 
     def plan(self, request: MaterializeRequest, *, cached_only: bool = False) -> Plan:
         """Resolve inputs and hash the provenance. ``cached_only`` raises :class:`NotCached`
@@ -162,4 +168,7 @@ class Planner:
             snapshot_id=table.snapshot_id,
             extra={"table_uuid": table.table_uuid},
         )
+        if self._cached_scan_table is not None:
+            cached = self._cached_scan_table
+            resolved.cached_table = lambda: cached(uri, snapshot_id)
         return resolved, InputVersion(uri, table.version)

@@ -60,6 +60,11 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def list_literal(texts: list[str]) -> str:
+    """A DuckDB list of string literals."""
+    return "[" + ", ".join(quote_literal(t) for t in texts) + "]"
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledFilter:
     """One filter as SQL with its bound values, and as a predicate for file pruning."""
@@ -75,8 +80,14 @@ def query_text(
     filters: list[CompiledFilter],
     data_files: list[str],
     delete_files: list[str],
+    *,
+    inline_files: bool = False,
 ) -> tuple[str, list[Any]]:
-    """The query and its parameters: the projection over the data files, deletes applied."""
+    """The query and its parameters: the projection over the data files, deletes applied.
+
+    ``inline_files`` writes the file lists into the text as literals (they are paths
+    from the table's metadata, not user values), for a view, which takes no parameters.
+    """
     projection = ", ".join(quote_ident(f.name) for f in out_fields)
     if not data_files:
         casts = ", ".join(
@@ -90,20 +101,22 @@ def query_text(
         if (t := duck_type(f)) is not None
     )
     options = f"schema = MAP {{{entries}}}, hive_partitioning = false"
-    params: list[Any] = [data_files]
+    params: list[Any] = [] if inline_files else [data_files]
     if delete_files:
         options += ", filename = true, file_row_number = true"
-    source = f"read_parquet(?, {options})"
+    source = f"read_parquet({list_literal(data_files) if inline_files else '?'}, {options})"
     if delete_files:
         # Position deletes name the data file by its location (a file:// URI
         # or a path) and the row by its position in that file.
         source = (
             f"{source} AS d ANTI JOIN (SELECT CASE WHEN starts_with(file_path, 'file://') "
             "THEN substr(file_path, 8) ELSE file_path END AS del_path, pos AS del_pos "
-            "FROM read_parquet(?, hive_partitioning = false)) AS del "
+            f"FROM read_parquet({list_literal(delete_files) if inline_files else '?'}, "
+            "hive_partitioning = false)) AS del "
             "ON d.filename = del.del_path AND d.file_row_number = del.del_pos"
         )
-        params.append(delete_files)
+        if not inline_files:
+            params.append(delete_files)
     sql = f"SELECT {projection} FROM {source}"
     if filters:
         sql += " WHERE " + " AND ".join(f"({c.sql})" for c in filters)
