@@ -27,32 +27,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from flight import QuiverClient
 from foundation import Conflict, InvalidArgument, NotFound, QuiverError
 from notebooks.analysis import mount_inputs, provenance
-from notebooks.env import kernel_python
-from notebooks.exchange import HELPER as MOUNT_HELPER
-from notebooks.exchange import cell_mounts, kernel_spec
-from notebooks.execution import (
-    FlightConfig,
-    KernelDied,
-    KernelProcess,
-    SqlBuild,
-    SqlCellError,
-    run_sql,
-)
+from notebooks.engines import Engines
+from notebooks.execution import FlightConfig, KernelProcess
 from notebooks.frames import status_payload
-from notebooks.model import (
-    CellResult,
-    clip,
-    display_output,
-    error_output,
-    input_spec,
-    markdown_output,
-    pickle_size,
-)
+from notebooks.model import CellResult, error_output, input_spec, markdown_output
 from notebooks.session import CellState, Session
 from notebooks.workers import Workers
 
@@ -62,7 +45,6 @@ MODES = ("normal", "rerun", "force")
 Emit = Callable[[str, dict[str, Any]], None]
 PromptHook = Callable[["Runner", CellState, str, dict[str, str], bool], CellResult]
 """Runs a prompt cell (``notebooks.ai``): runner, cell, provenance, inputs, use_cache."""
-CANCEL_GRACE_S = 5.0
 
 
 def _no_emit(kind: str, payload: dict[str, Any]) -> None:
@@ -89,71 +71,48 @@ class Runner:
         prompts: PromptHook | None = None,
     ) -> None:
         self.session = session
-        self.workers = workers
-        self.flight = flight
         self.client = client
         self.prompts = prompts
-        self.default_timeout = default_timeout
         self.emit = emit
-        self.python = python or kernel_python(session.nb.path)
         self._run_lock = threading.Lock()
-        self._kernel_lock = threading.Lock()
-        self._kernel: KernelProcess | None = None
-        self._kernel_id = ""
-        self._kernel_used = False
         self.current: str | None = None
         self._cancel = threading.Event()
-        self._sql_lock = threading.Lock()
-        self._sql: SqlBuild | None = None
-        self._closed = False
         self._frames = threading.Lock()
         self._held: list[tuple[str, dict[str, Any]]] = []
+        self.engines = Engines(
+            session,
+            flight,
+            client,
+            cancelled=self._cancel,
+            send=self._send,
+            default_timeout=default_timeout,
+            python=python,
+            workers=workers,
+        )
 
-    # -- kernel ------------------------------------------------------------------------------
+    # -- the kernel (notebooks.engines) ------------------------------------------------------
+
+    @property
+    def python(self) -> str:
+        """The interpreter the session's kernel runs on."""
+        return self.engines.python
 
     @property
     def kernel_alive(self) -> bool:
         """Is a kernel process running for this session (started, not yet stopped)?"""
-        kernel = self._kernel
-        return kernel is not None and kernel.alive
+        return self.engines.kernel_alive
 
     def start_kernel(self) -> KernelProcess:
         """The live kernel, started if needed (started early so a first run finds it warm)."""
-        with self._kernel_lock:
-            if self._closed:
-                raise Conflict("The notebook session is closed")
-            if self._kernel is None or not self._kernel.alive:
-                env = {str(k): str(v) for k, v in (self.session.nb.get("env") or {}).items()}
-                self._kernel = KernelProcess(self.python, cwd=self.session.nb.path, env=env)
-                self._kernel_id = uuid.uuid4().hex[:12]
-                self._kernel_used = False
-            return self._kernel
+        return self.engines.start_kernel()
 
     def reset_kernel(self) -> None:
-        """The environment changed: the kernel restarts on the notebook's venv. A warm
-        kernel's successor starts now, so the next run finds it (nearly) ready."""
-        self.python = kernel_python(self.session.nb.path)
-        was_warm = self.kernel_alive
-        self._drop_kernel()
-        if was_warm:
-            with contextlib.suppress(QuiverError, OSError):  # closed meanwhile: the run says
-                self.start_kernel()
-
-    def _drop_kernel(self) -> None:
-        with self._kernel_lock:
-            kernel, self._kernel = self._kernel, None
-        if kernel is not None:
-            kernel.kill()
+        """The environment changed: the kernel restarts on the notebook's venv."""
+        self.engines.reset_kernel()
 
     def close(self) -> None:
-        with self._kernel_lock:
-            self._closed = True
-            kernel, self._kernel = self._kernel, None
         self._cancel.set()
-        self._cancel_sql()
-        if kernel is not None:
-            kernel.interrupt()
-            kernel.shutdown(timeout=2)
+        self.engines.close()
 
     # -- public ------------------------------------------------------------------------------
 
@@ -217,29 +176,10 @@ class Runner:
         current = self.current
         cell = self.session.derived.cell(current) if current is not None else None
         if cell is not None and cell.entry.language == "sql":
-            self._cancel_sql()
-            return True
-        kernel = self._kernel
-        if kernel is not None and current is not None:
-            kernel.interrupt()
-            watched = self._kernel_id
-            timer = threading.Timer(CANCEL_GRACE_S, self._kill_if_stuck, args=(watched,))
-            timer.daemon = True
-            timer.start()
+            self.engines.cancel_sql()
+        elif current is not None:
+            self.engines.interrupt(lambda: self.busy and self._cancel.is_set())
         return True
-
-    def _cancel_sql(self) -> None:
-        with self._sql_lock:
-            sql = self._sql
-        if sql is not None:
-            sql.cancel()
-
-    def _kill_if_stuck(self, kernel_id: str) -> None:
-        # A cell blocked where SIGINT cannot reach it: restart the kernel.
-        if self.busy and self._cancel.is_set() and self._kernel_id == kernel_id:
-            kernel = self._kernel
-            if kernel is not None:
-                kernel.kill()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -325,8 +265,8 @@ class Runner:
     def _memory_alive(self, result: CellResult) -> bool:
         if not any(v.get("kind") == "memory" for v in result.variables.values()):
             return True
-        kernel = self._kernel
-        return kernel is not None and kernel.alive and result.kernel == self._kernel_id
+        engines = self.engines
+        return engines.kernel_alive and result.kernel == engines.kernel_id
 
     def _execute(self, cell_id: str, mode: str, plan_id: str | None) -> dict:
         target = self._cell(cell_id)
@@ -406,9 +346,9 @@ class Runner:
         self._send("cell_status", {"cell_id": cell.id, "status": "running"})
         started = time.perf_counter()
         if cell.entry.language == "sql":
-            result = self._run_sql(cell, prov, specs, consumed)
+            result = self.engines.run_sql(cell, prov, specs, consumed)
         elif cell.entry.language == "python":
-            result = self._run_python(cell, prov, specs, consumed)
+            result = self.engines.run_python(cell, prov, specs, consumed)
         elif cell.entry.language == "prompt" and self.prompts is not None:
             result = self.prompts(self, cell, prov, consumed, use_cache)
         else:
@@ -486,113 +426,3 @@ class Runner:
             if var is not None:
                 specs[edge.variable] = input_spec(var, producer.provenance_hash)
         return specs, consumed
-
-    def _run_python(
-        self, cell: CellState, prov: str, specs: dict[str, Any], consumed: dict[str, str]
-    ) -> CellResult:
-        session = self.session
-        result = CellResult(cell.id, prov, "ready", inputs=consumed)
-        out: list[str] = []
-        err: list[str] = []
-        cid = cell.id
-
-        def on_console(stream: str, text: str) -> None:
-            (out if stream == "stdout" else err).append(text)
-            self._send("cell_console", {"cell_id": cid, "stream": stream, "text": text})
-
-        upstream_uris = [s["uri"] for s in specs.values() if s.get("kind") == "arrow"]
-        request = {
-            "cell_id": cid,
-            "source": cell.source,
-            "inputs": specs,
-            "exports": list(cell.analysis.produces),
-            "env": session.cell_env(cell),
-            "token": prov,
-            "flight": {"location": self.flight.location, "token": self.flight.token},
-            "put_metadata": {
-                "notebook_id": session.nb.notebook_id,
-                "cell_id": cid,
-                "cell_provenance": prov,
-                "inputs": upstream_uris,
-            },
-        }
-        mounts = cell_mounts(session.nb.get("mounts") or [], cell.entry.mounts)
-        if mounts:
-            request["mounts"] = [kernel_spec(m) for m in mounts]
-            request["mount_helper"] = MOUNT_HELPER
-        timeout = session.cell_timeout(cell) or self.default_timeout
-        worker = session.cell_worker(cell)
-        remote = self.workers.remote(session.nb.get("workers"), worker) if self.workers else None
-        try:
-            if remote is not None:  # another engine runs it (notebooks.workers)
-                result.execution_method = "executor"
-                result.remote = {"remote_worker": remote.name, "remote_transport": remote.transport}
-                answer = remote.execute(
-                    request, on_console=on_console, timeout=timeout, cancel=self._cancel
-                )
-            else:
-                kernel = self.start_kernel()
-                result.execution_method = "warm" if self._kernel_used else "cold"
-                self._kernel_used = True
-                answer = kernel.execute(request, on_console=on_console, timeout=timeout)
-        except KernelDied as exc:
-            if remote is None:
-                self._drop_kernel()
-            result.stdout, result.stderr = clip("".join(out)), clip("".join(err))
-            if self._cancel.is_set() and not exc.timed_out:
-                result.status, result.error = "cancelled", "Execution cancelled"
-                return result
-            result.status = "error"
-            result.error = (
-                f"TimeoutError: {exc.reason}" if exc.timed_out else f"KernelDied: {exc.reason}"
-            )
-            return result
-        result.stdout, result.stderr = clip("".join(out)), clip("".join(err))
-        result.kernel = self._kernel_id if remote is None else None
-        if answer.get("status") == "cancelled":
-            result.status, result.error = "cancelled", "Execution cancelled"
-            return result
-        if answer.get("status") != "ok":
-            e = answer.get("error") or {}
-            result.status = "error"
-            result.error = f"{e.get('ename', 'Error')}: {e.get('evalue', '')}"
-            result.traceback = e.get("traceback")
-            return result
-        variables = answer.get("variables") or {}
-        for var in variables.values():
-            if var.get("kind") == "pickle":
-                var["bytes"] = pickle_size(var)
-        result.variables = variables
-        shown = display_output(answer.get("display"))
-        result.displays = [shown] if shown else []
-        return result
-
-    def _run_sql(
-        self, cell: CellState, prov: str, specs: dict[str, Any], consumed: dict[str, str]
-    ) -> CellResult:
-        result = CellResult(cell.id, prov, "ready", inputs=consumed, execution_method="executor")
-        tables: dict[str, str | None] = {
-            name: spec.get("uri") if spec.get("kind") == "arrow" else None
-            for name, spec in specs.items()
-        }
-        variable = cell.analysis.defines[0] if cell.analysis.defines else f"sql_{cell.id}"
-        sql = SqlBuild(self.client)
-        with self._sql_lock:
-            self._sql = sql
-        if self._cancel.is_set():  # a cancel that came before self._sql was set
-            sql.cancel()
-        try:
-            client = cast(QuiverClient, sql)  # run_sql's calls go through the stand-in
-            result.variables, display = run_sql(client, cell.source, tables, variable)
-        except SqlCellError as exc:
-            if sql.cancelled:
-                result.status, result.error = "cancelled", "Execution cancelled"
-                return result
-            result.status, result.error = "error", f"SQL error: {exc}"
-            return result
-        finally:
-            with self._sql_lock:
-                self._sql = None
-        shown = display_output(display)
-        result.displays = [shown] if shown else []
-        return result
