@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,15 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quiver"))
 # packages make wheels and point uv at them (tests/wheels.py).
 os.environ["UV_OFFLINE"] = "1"
 os.environ["UV_NO_INDEX"] = "1"
+# The shared base venv (notebooks.env.base) is made in a folder of this run's own, never in
+# the user's cache: a test run leaves nothing behind and never finds an earlier run's venv.
+_CACHE_DIR = tempfile.mkdtemp(prefix="quiver-test-cache-")
+os.environ["QUIVER_CACHE_DIR"] = _CACHE_DIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_CACHE_DIR, ignore_errors=True)
+
 
 pytest_plugins = [
     "tests.fixtures_iceberg",

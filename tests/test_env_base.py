@@ -120,8 +120,27 @@ def test_without_a_cache_folder_a_notebook_gets_its_own_venv(
 ) -> None:
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    monkeypatch.setenv("QUIVER_CACHE_DIR", str(blocked / "quiver"))
     notebook = tmp_path / "nb"
     notebook.mkdir()
     (notebook / "pyproject.toml").write_text("[project]\nname='n'\nversion='0'\ndependencies=[]\n")
     assert kernel_python(notebook) == str(notebook / ".venv" / "bin" / "python")
+
+
+def test_a_base_venv_left_half_made_by_a_dead_server_is_swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    from notebooks.env.base import base_python
+
+    monkeypatch.setenv("QUIVER_CACHE_DIR", str(tmp_path / "cache"))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    venv = base_venv_dir()
+    left = venv.with_name(f"{venv.name}.new-{int(gone.stdout)}")
+    (left / "bin").mkdir(parents=True)
+    python = base_python()
+    assert python.exists() and python.is_relative_to(venv)
+    assert not left.exists(), sorted(p.name for p in venv.parent.iterdir())

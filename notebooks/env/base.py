@@ -30,9 +30,31 @@ _made = threading.Lock()
 
 
 def cache_root() -> Path:
-    """Where the base venvs live: ``$XDG_CACHE_HOME/quiver`` (``~/.cache/quiver``)."""
+    """Where the base venvs live: ``$QUIVER_CACHE_DIR`` when set, else
+    ``$XDG_CACHE_HOME/quiver`` (``~/.cache/quiver``)."""
+    own = os.environ.get("QUIVER_CACHE_DIR")
+    if own:
+        return Path(own)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "quiver"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_aside(venv: Path) -> None:
+    """Remove venvs left half-made beside ``venv`` by servers that died making them."""
+    for aside in venv.parent.glob(f"{venv.name}.new-*"):
+        pid = aside.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def base_venv_dir() -> Path:
@@ -55,6 +77,7 @@ def base_python() -> Path:
         aside = venv.with_name(f"{venv.name}.new-{os.getpid()}")
         shutil.rmtree(aside, ignore_errors=True)
         aside.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_aside(venv)
         made = make_venv(aside, sys.executable, share_server=True)
         if not made.ok:
             shutil.rmtree(aside, ignore_errors=True)
