@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 from catalog.dictionaries import DictionaryUnifier, has_dictionaries
 from catalog.hashing import HashingFile
+from catalog.parts import PartInfo
 from catalog.records import ArtifactInfo
 from catalog.uris import artifact_uri
 from foundation import BuildFailed
@@ -50,6 +52,21 @@ class Ledger(Protocol):
         ...
 
     def lease(self, artifact_id: str, version: int) -> Lease: ...
+
+    def open(self, artifact_id: str, version: int) -> pa.RecordBatchReader: ...
+
+    def publish_parts(
+        self,
+        build: Build,
+        schema: pa.Schema,
+        parts: Sequence[PartInfo],
+        provenance: str | None,
+    ) -> ArtifactInfo:
+        """Check the parts, record them and mark the row ready (or answer the ready artifact
+        that already has ``provenance``, as :meth:`publish` does)."""
+        ...
+
+    def drop_parts(self, prefix: str) -> None: ...
 
 
 class _GrowingFile:
@@ -146,6 +163,9 @@ class Build:
         self._written = 0
         self._done = False
         self._schema_known = threading.Event()
+        self.parts: list[PartInfo] = []
+        self._part_token = uuid.uuid4().hex[:12]
+        self._parts_written = False
 
     @property
     def uri(self) -> str:
@@ -154,6 +174,14 @@ class Build:
     @property
     def done(self) -> bool:
         return self._done
+
+    @property
+    def part_prefix(self) -> str:
+        """Where this build's parts go in the part storage, unique to it
+        (``<artifact_id>/v<n>-<token>/``). A build whose prefix was asked for deletes what is
+        under it when it fails or is discarded."""
+        self._parts_written = True
+        return f"{self.artifact_id}/v{self.version}-{self._part_token}/"
 
     # --- writer side -------------------------------------------------------
     def start(self, schema: pa.Schema) -> None:
@@ -245,6 +273,53 @@ class Build:
             self._cond.notify_all()
         return info
 
+    def publish_parts(
+        self,
+        schema: pa.Schema,
+        parts: Sequence[PartInfo],
+        provenance: str | None = None,
+        before_notify: Callable[[], None] | None = None,
+    ) -> ArtifactInfo:
+        """Publish the ordered ``parts`` (written to the part storage under
+        :attr:`part_prefix`) instead of a file of this build's own: the parts are checked
+        (there, whole, with ``schema``), recorded and the row marked ready in one
+        transaction. ``provenance`` and deduplication as in :meth:`publish`. A part that is
+        wrong fails the build (its parts deleted) and raises BuildFailed: never a ready
+        row whose parts are missing. Not after :meth:`write`."""
+        if self._writer is not None:
+            raise RuntimeError("publish_parts() of a build that wrote batches itself")
+        if self.provisional and provenance is None:
+            raise RuntimeError("a build with a provisional provenance needs provenance=")
+        self._close_quietly()
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp_path.unlink()
+        try:
+            info = self.ledger.publish_parts(self, schema, parts, provenance)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        if info.artifact_id != self.artifact_id or info.version != self.version:
+            self.deduplicated = True
+            with self._cond:
+                self.error = BuildFailed(f"build of {self.uri} was deduplicated")
+                self._done = True
+                self._schema_known.set()
+                self._cond.notify_all()
+            return info
+        if before_notify is not None:
+            before_notify()
+        with self._cond:
+            self.info = info
+            self._done = True
+            self._cond.notify_all()
+        self._schema_known.set()
+        return info
+
+    def _drop_parts(self) -> None:
+        if self._parts_written:
+            with contextlib.suppress(Exception):
+                self.ledger.drop_parts(self.part_prefix)
+
     def _deduplicate(self, existing: ArtifactInfo) -> ArtifactInfo:
         self.discard()
         self.deduplicated = True
@@ -261,6 +336,7 @@ class Build:
             return
         self._close_quietly()
         self.ledger.discard(self)
+        self._drop_parts()
         with self._cond:
             self.error = BuildFailed(f"build of {self.uri} was discarded")
             self._done = True
@@ -306,6 +382,7 @@ class Build:
         self._close_quietly()
         message = str(error) or type(error).__name__
         self.ledger.fail(self, message)
+        self._drop_parts()
         if before_notify is not None:
             before_notify()
         with self._cond:
@@ -353,6 +430,8 @@ class Build:
     def follow(self) -> pa.RecordBatchReader:
         """Stream every batch of this build, from the first, as it is written."""
         schema = self.wait_schema()
+        if self.parts and self._done and self.info is not None:  # published as parts
+            return self.ledger.open(self.artifact_id, self.version)
         with self._cond:
             path = self.final_path if self._done else self.tmp_path
             if self._done and self.info is None:

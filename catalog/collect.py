@@ -18,6 +18,7 @@ from typing import Any
 from catalog.database import Database, delete_version
 from catalog.files import Files, remove_published
 from catalog.index import Index
+from catalog.partitioned import Parts, rows_of
 from catalog.reads import Leases
 from catalog.uris import artifact_uri
 from foundation import Conflict, InvalidArgument, NotFound
@@ -114,8 +115,15 @@ class Collector:
     stored versions: past it, the least-recently-used versions nothing needs go."""
 
     def __init__(
-        self, db: Database, index: Index, files: Files, leases: Leases, max_bytes: int
+        self,
+        db: Database,
+        index: Index,
+        files: Files,
+        leases: Leases,
+        max_bytes: int,
+        parts: Parts,
     ) -> None:
+        self.parts = parts
         self.db = db
         self.index = index
         self.files = files
@@ -161,8 +169,10 @@ class Collector:
         path = self.files.path_of(artifact_id, version)
         with self.db.lock:
             with self.db.tx() as db:
+                parts = rows_of(db, artifact_id, version)
                 delete_version(db, artifact_id, version)
             remove_published(path)
+            self.parts.delete(parts)
 
     def touch(self, artifact_id: str, version: int, *, at: float | None = None) -> None:
         """Record a use of a version at ``at`` (default: now); gc's idleness counts from it.

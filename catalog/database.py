@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog import audit
+from catalog.partitioned import PARTS_SCHEMA
 from catalog.uris import artifact_uri
 from foundation import NotFound
 
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     build_pid     INTEGER,
     metadata      TEXT,
     build_owner   TEXT,
+    part_count    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (artifact_id, version)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS artifacts_ready_provenance
@@ -83,6 +85,7 @@ class Database:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(SCHEMA)
+        self._db.executescript(PARTS_SCHEMA)
         self._migrate()
         self._db.executescript(audit.SCHEMA)  # aliases, tags, the registry audit
 
@@ -96,6 +99,8 @@ class Database:
             columns = {r["name"] for r in db.execute("PRAGMA table_info(artifacts)")}
             if "build_owner" not in columns:  # builds named their process by pid alone
                 db.execute("ALTER TABLE artifacts ADD COLUMN build_owner TEXT")
+            if "part_count" not in columns:  # every version was one file
+                db.execute("ALTER TABLE artifacts ADD COLUMN part_count INTEGER NOT NULL DEFAULT 0")
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -150,3 +155,6 @@ def delete_version(db: sqlite3.Connection, artifact_id: str, version: int) -> No
         "DELETE FROM artifact_inputs WHERE artifact_id=? AND version=?", (artifact_id, version)
     )
     db.execute("DELETE FROM names WHERE artifact_id=? AND version=?", (artifact_id, version))
+    db.execute(
+        "DELETE FROM artifact_parts WHERE artifact_id=? AND version=?", (artifact_id, version)
+    )

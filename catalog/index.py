@@ -51,6 +51,7 @@ class Index:
             last_read_at=row["last_read_at"],
             error=row["error"],
             metadata=json.loads(row["metadata"]) if row["metadata"] else {},
+            parts=row["part_count"] or 0,
         )
 
     def clear_caches(self) -> dict[str, int]:

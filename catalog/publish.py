@@ -32,6 +32,8 @@ from catalog.collect import Collector
 from catalog.database import Database, delete_version
 from catalog.files import Files, fsync_dir, remove_published
 from catalog.index import Index
+from catalog.partitioned import Parts, record, rows_of
+from catalog.parts import PartInfo
 from catalog.reads import Leases, ReadLease, Reads
 from catalog.records import PROVISIONAL_PREFIX, ArtifactInfo, InputVersion
 from foundation import BuildFailed
@@ -52,6 +54,7 @@ class Publisher:
         leases: Leases,
         collector: Collector,
         owner: str,
+        parts: Parts,
         *,
         fsync_derived: bool = False,
     ) -> None:
@@ -62,6 +65,7 @@ class Publisher:
         self.leases = leases
         self.collector = collector
         self.owner = owner
+        self.parts = parts
         self.fsync_derived = fsync_derived
 
     # --- what a build asks of its store ----------------------------------------
@@ -73,6 +77,12 @@ class Publisher:
 
     def lease(self, artifact_id: str, version: int) -> ReadLease:
         return self.leases.take(artifact_id, version)
+
+    def open(self, artifact_id: str, version: int) -> pa.RecordBatchReader:
+        return self.reads.open(artifact_id, version)
+
+    def drop_parts(self, prefix: str) -> None:
+        self.parts.store.delete_prefix(prefix)
 
     # --- builds ----------------------------------------------------------------
     def begin_build(
@@ -186,6 +196,44 @@ class Publisher:
         self.collector.evict(keep={(build.artifact_id, build.version)})
         return info
 
+    def publish_parts(
+        self,
+        build: Build,
+        schema: pa.Schema,
+        parts: Sequence[PartInfo],
+        provenance: str | None = None,
+    ) -> ArtifactInfo:
+        """Check the parts (each there, whole, with ``schema``), then record them in order and
+        mark the row ready in one transaction; deduplicates as :meth:`publish` does (the
+        build's parts are then deleted). BuildFailed when a part is wrong."""
+        try:
+            batches = self.parts.check(schema, parts)
+        except (ValueError, OSError, pa.ArrowException) as exc:
+            raise BuildFailed(f"build of {build.uri} cannot publish its parts: {exc}") from None
+        build.schema = schema
+        build.rows = sum(p.rows for p in parts)
+        build.batches = batches
+        build.parts = list(parts)
+        with self.db.lock:
+            winner = self._mark_ready(build, sum(p.bytes for p in parts), time.time(), provenance)
+        if winner == _ENDED:
+            raise BuildFailed(f"build of {build.uri} was abandoned")
+        if winner is not None:
+            self.parts.delete(parts)
+            return self.index.get(*winner)
+        info = self.index.get(build.artifact_id, build.version)
+        self.collector.evict(keep={(build.artifact_id, build.version)})
+        return info
+
+    def _whole(self, db: Any, key: tuple[str, int], byte_size: int, part_count: int) -> bool:
+        """Whether a ready version's file (or every part) is stored whole."""
+        if part_count:
+            return self.parts.whole(rows_of(db, *key))
+        try:
+            return self.files.path_of(*key).stat().st_size == byte_size
+        except FileNotFoundError:
+            return False
+
     def _mark_ready(
         self, build: Build, size: int, now: float, provenance: str | None = None
     ) -> tuple[str, int] | None:
@@ -212,17 +260,13 @@ class Publisher:
                 )
             else:
                 other = db.execute(
-                    "SELECT artifact_id, version, byte_size FROM artifacts "
+                    "SELECT artifact_id, version, byte_size, part_count FROM artifacts "
                     "WHERE provenance=? AND state='ready'",
                     (provenance,),
                 ).fetchone()
                 if other is not None:
                     key = (other["artifact_id"], other["version"])
-                    try:
-                        whole = self.files.path_of(*key).stat().st_size == other["byte_size"]
-                    except FileNotFoundError:
-                        whole = False
-                    if whole:
+                    if self._whole(db, key, other["byte_size"], other["part_count"]):
                         delete_version(db, build.artifact_id, build.version)
                         return key
                     db.execute(
@@ -237,7 +281,7 @@ class Publisher:
             db.execute(
                 "UPDATE artifacts SET state='ready', arrow_schema=?, row_count=?, byte_size=?, "
                 "num_batches=?, finished_at=?, last_read_at=?, build_pid=NULL, "
-                "build_owner=NULL "
+                "build_owner=NULL, part_count=? "
                 "WHERE artifact_id=? AND version=?",
                 (
                     build.schema.serialize().to_pybytes(),
@@ -246,10 +290,12 @@ class Publisher:
                     build.batches,
                     now,
                     now,
+                    len(build.parts),
                     build.artifact_id,
                     build.version,
                 ),
             )
+            record(db, build.artifact_id, build.version, build.parts)
         return None
 
     def discard(self, build: Build) -> None:

@@ -23,6 +23,8 @@ import pyarrow as pa
 from catalog.database import Database
 from catalog.files import Files
 from catalog.index import Index
+from catalog.partitioned import Parts, rows_of
+from catalog.parts import PartInfo
 from catalog.records import ArtifactInfo, CorruptArtifact
 from foundation import Conflict
 
@@ -77,11 +79,29 @@ class Leases:
 class Reads:
     """Opens ready versions for reading, leased and memory-mapped."""
 
-    def __init__(self, db: Database, index: Index, files: Files, leases: Leases) -> None:
+    def __init__(
+        self, db: Database, index: Index, files: Files, leases: Leases, parts: Parts
+    ) -> None:
         self.db = db
         self.index = index
         self.files = files
         self.leases = leases
+        self.parts = parts
+
+    def parts_of(self, artifact_id: str, version: int) -> list[PartInfo]:
+        """A version's parts in order; [] for a one-file version."""
+        with self.db.reading() as db:
+            return rows_of(db, artifact_id, version)
+
+    def intact(self, info: ArtifactInfo) -> bool:
+        """Whether a version's file (or every part) is there with its recorded size; no write."""
+        try:
+            if info.parts:
+                return self.parts.whole(self.parts_of(info.artifact_id, info.version))
+            path = self.files.path_of(info.artifact_id, info.version)
+            return path.stat().st_size == info.byte_size
+        except OSError:
+            return False
 
     def _readable(self, artifact_id: str, version: int) -> tuple[ArtifactInfo, Path]:
         info = self.index.get(artifact_id, version)
@@ -91,12 +111,16 @@ class Reads:
                 detail={"state": info.state, "error": info.error},
             )
         path = self.files.path_of(artifact_id, version)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            size = -1
-        if size != info.byte_size:
-            self._mark_corrupt(info, "file missing or truncated")
+        if info.parts:
+            if not self.intact(info):
+                self._mark_corrupt(info, "part missing or truncated")
+        else:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = -1
+            if size != info.byte_size:
+                self._mark_corrupt(info, "file missing or truncated")
         self.db.execute(
             "UPDATE artifacts SET last_read_at=? WHERE artifact_id=? AND version=?",
             (time.time(), artifact_id, version),
@@ -105,14 +129,11 @@ class Reads:
 
     def verify(self, info: ArtifactInfo) -> bool:
         """Cheap check that a ready artifact's file is whole; marks it failed if not."""
-        try:
-            path = self.files.path_of(info.artifact_id, info.version)
-            ok = path.stat().st_size == info.byte_size
-        except FileNotFoundError:
-            ok = False
+        ok = self.intact(info)
         if not ok:
             with contextlib.suppress(CorruptArtifact):
-                self._mark_corrupt(info, "file missing or truncated")
+                what = "part" if info.parts else "file"
+                self._mark_corrupt(info, f"{what} missing or truncated")
         return ok
 
     def _mark_corrupt(self, info: ArtifactInfo, why: str) -> None:
@@ -137,6 +158,9 @@ class Reads:
         lease = self.leases.take(artifact_id, version)
         try:
             info, path = self._readable(artifact_id, version)
+            if info.parts and not path.exists():
+                assert info.schema is not None
+                self.parts.join(info.schema, self.parts_of(artifact_id, version), path)
             return self._open_file(info, path), lease
         except BaseException:
             lease.release()
@@ -156,6 +180,8 @@ class Reads:
         The artifact is leased (never evicted) until the reader is exhausted or
         closed.
         """
+        if self.index.get(artifact_id, version).parts:
+            return self._open_parts(artifact_id, version, start, stop)
         file_reader, lease = self._open_leased(artifact_id, version)
         n = file_reader.num_record_batches
         stop = n if stop is None else min(stop, n)
@@ -169,6 +195,29 @@ class Reads:
 
         return pa.RecordBatchReader.from_batches(file_reader.schema, batches())
 
+    def _open_parts(
+        self, artifact_id: str, version: int, start: int, stop: int | None
+    ) -> pa.RecordBatchReader:
+        lease = self.leases.take(artifact_id, version)
+        try:
+            info, _ = self._readable(artifact_id, version)
+        except BaseException:
+            lease.release()
+            raise
+        assert info.schema is not None
+        chained = self.parts.chain(info.schema, self.parts_of(artifact_id, version), start, stop)
+        return pa.RecordBatchReader.from_batches(info.schema, _leased(chained, lease))
+
     def open_table(self, artifact_id: str, version: int) -> pa.Table:
         """The whole artifact as a table backed by the memory map (no copy)."""
+        if self.index.get(artifact_id, version).parts:
+            reader = self._open_parts(artifact_id, version, 0, None)
+            return pa.Table.from_batches(list(reader), schema=reader.schema)
         return self.open_file(artifact_id, version).read_all()
+
+
+def _leased(batches: Iterator[pa.RecordBatch], lease: ReadLease) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from batches
+    finally:
+        lease.release()

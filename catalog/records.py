@@ -48,6 +48,8 @@ class ArtifactInfo:
     last_read_at: float | None
     error: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    parts: int = 0
+    """How many parts a partitioned version has (:mod:`catalog.partitioned`); 0: one file."""
 
     @property
     def uri(self) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from catalog import owners
 from catalog.database import Database
 from catalog.files import Files
+from catalog.partitioned import Parts, rows_of
 
 
 def _owner_alive(owners_dir: Path, owner: str | None, pid: int | None) -> bool:
@@ -26,7 +27,7 @@ def _owner_alive(owners_dir: Path, owner: str | None, pid: int | None) -> bool:
     return owners.pid_alive(pid) and pid != os.getpid()
 
 
-def recover(db: Database, files: Files, owners_dir: Path) -> dict[str, int]:
+def recover(db: Database, files: Files, owners_dir: Path, parts: Parts) -> dict[str, int]:
     """Restore consistency after a crash; returns what was repaired."""
     report = {"failed_builds": 0, "temp_removed": 0, "missing_files": 0, "orphans": 0}
     now = time.time()
@@ -52,13 +53,16 @@ def recover(db: Database, files: Files, owners_dir: Path) -> dict[str, int]:
             with contextlib.suppress(FileNotFoundError):
                 files.path_of(r["artifact_id"], r["version"]).unlink()
         for r in conn.execute(
-            "SELECT artifact_id, version, byte_size FROM artifacts WHERE state IN "
+            "SELECT artifact_id, version, byte_size, part_count FROM artifacts WHERE state IN "
             "('ready', 'superseded')"
         ).fetchall():
             path = files.path_of(r["artifact_id"], r["version"])
             try:
-                ok = path.stat().st_size == r["byte_size"]
-            except FileNotFoundError:
+                if r["part_count"]:  # a partitioned version: its parts, not a file
+                    ok = parts.whole(rows_of(conn, r["artifact_id"], r["version"]))
+                else:
+                    ok = path.stat().st_size == r["byte_size"]
+            except OSError:
                 ok = False
             if not ok:
                 conn.execute(

@@ -110,6 +110,8 @@ class Renditions:
         path = self.store.path_of(artifact_id, version).with_suffix(SUFFIXES[checked])
         if checked == "parquet" and not path.exists():
             self._write_once(info, path)
+        elif info.parts and not path.exists():  # a partitioned version: its parts, joined once
+            self.store.open_file(artifact_id, version)
         try:
             size = path.stat().st_size
         except FileNotFoundError:  # removed with its version since

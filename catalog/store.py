@@ -6,6 +6,8 @@ Layout under ``root``::
                                   registry's aliases, tags and audit (catalog.audit)
     artifacts/<id>/v<n>.arrow     published artifacts (Arrow IPC *file* format)
     tmp/<id>.v<n>.<owner>.arrow   builds in progress
+    parts/<id>/v<n>-<token>/...   parts of partitioned versions (catalog.partitioned), unless
+                                  the part storage is elsewhere (a shared dir, S3)
     owners/<owner>.lock           one per open store, locked while it is open
                                   (catalog.owners: who is still alive)
 
@@ -43,6 +45,8 @@ from catalog.database import Database
 from catalog.files import Files
 from catalog.index import Index
 from catalog.names import Names
+from catalog.partitioned import Parts
+from catalog.parts import PartInfo, PartStore
 from catalog.publish import Publisher
 from catalog.reads import Leases, Reads
 from catalog.records import ArtifactInfo, InputVersion, NameInfo
@@ -59,17 +63,28 @@ class ArtifactStore:
     evicted. :meth:`gc` collects by age and size on request.
     """
 
-    def __init__(self, root: Path, *, max_bytes: int = 0, fsync_derived: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int = 0,
+        fsync_derived: bool = False,
+        part_storage: str = "",
+    ) -> None:
         self.root = Path(root)
         self._files = Files(self.root)
         self.db = Database(self.root / "store.db")
         self._owner = owners.Owner(self.root / "owners")
+        self.parts = PartStore(part_storage or str(self.root.absolute() / "parts"))
+        self._parts = Parts(self.parts, self._files.tmp_dir, self._owner.token)
         self.recover()
         self._index = Index(self.db)
         self._leases = Leases(self.db.lock)
-        self._reads = Reads(self.db, self._index, self._files, self._leases)
+        self._reads = Reads(self.db, self._index, self._files, self._leases, self._parts)
         self._names = Names(self.db)
-        self._collector = Collector(self.db, self._index, self._files, self._leases, max_bytes)
+        self._collector = Collector(
+            self.db, self._index, self._files, self._leases, max_bytes, self._parts
+        )
         self._renditions = Renditions(self)
         self._publisher = Publisher(
             self.db,
@@ -79,6 +94,7 @@ class ArtifactStore:
             self._leases,
             self._collector,
             self._owner.token,
+            self._parts,
             fsync_derived=fsync_derived,
         )
 
@@ -131,7 +147,7 @@ class ArtifactStore:
 
     def recover(self) -> dict[str, int]:
         """Restore consistency after a crash; returns what was repaired."""
-        return recover(self.db, self._files, self.root / "owners")
+        return recover(self.db, self._files, self.root / "owners", self._parts)
 
     # --- reading metadata (catalog.index) -----------------------------------
     def clear_caches(self) -> dict[str, int]:
@@ -228,6 +244,16 @@ class ArtifactStore:
     def verify(self, info: ArtifactInfo) -> bool:
         """Cheap check that a ready artifact's file is whole; marks it failed if not."""
         return self._reads.verify(info)
+
+    def intact(self, info: ArtifactInfo) -> bool:
+        """Whether a version's file (or every part) is stored whole; unlike :meth:`verify`,
+        marks nothing."""
+        return self._reads.intact(info)
+
+    def parts_of(self, artifact_id: str, version: int) -> list[PartInfo]:
+        """A partitioned version's parts in order (:mod:`catalog.partitioned`); [] for a
+        one-file version."""
+        return self._reads.parts_of(artifact_id, version)
 
     def open_file(self, artifact_id: str, version: int) -> pa.ipc.RecordBatchFileReader:
         """The memory-mapped IPC file reader of a ready artifact (random access)."""

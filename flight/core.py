@@ -28,6 +28,7 @@ class Core:
             settings.store_dir,
             max_bytes=settings.cache_max_bytes,
             fsync_derived=settings.fsync_derived,
+            part_storage=settings.part_storage,
         )
         registry = registry if registry is not None else load_registry()
         warehouses = Warehouses()

@@ -23,6 +23,13 @@ class Settings(BaseSettings):
         default=Path("~/.quiver"),
         description="Where the artifact store (store.db, artifacts/) lives.",
     )
+    part_storage: str = Field(
+        default="",
+        description="Where the parts of partitioned artifacts live, reachable by every node: "
+        "a directory (/abs/dir or file:///abs/dir) or an S3-compatible bucket "
+        "(s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http&region=REGION; "
+        "credentials from AWS_* variables). Empty means <data_dir>/parts.",
+    )
     cache_max_bytes: int = Field(
         default=20 * 1024**3,
         ge=0,

@@ -145,11 +145,7 @@ class Materializer:
     def _intact(self, info: ArtifactInfo) -> bool:
         """:meth:`ArtifactStore.verify` without its write: a file that is not whole is left
         to the full path, which marks it failed."""
-        try:
-            path = self.store.path_of(info.artifact_id, info.version)
-            return path.stat().st_size == info.byte_size
-        except OSError:
-            return False
+        return self.store.intact(info)
 
     def materialize(self, request: MaterializeRequest, *, wait: bool = False) -> MaterializeResult:
         """Hit, join the build in flight, or start one. ``wait`` blocks until it ends."""

@@ -47,6 +47,7 @@ pytest_plugins = [
     "tests.fixtures_notebooks",
     "tests.fixtures_execution",
     "tests.fixtures_rest",
+    "tests.fixtures_s3",
     "tests.ai_provider",
 ]
 

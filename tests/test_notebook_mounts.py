@@ -7,7 +7,6 @@ server (moto's server mode on an ephemeral loopback port) for ``s3://``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,19 +168,6 @@ def test_pin_replaces_the_listing_and_rw_cells_are_never_cached(nb: Nb, tmp_path
     assert (tmp_path / "ext_sink" / "w.txt").read_text() == "ok"
     assert nb.cells()[writer]["status"] == "idle"
     assert nb.run(writer)["cache_hit"] is False
-
-
-@pytest.fixture
-def s3() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def test_s3_mount_reads_through_fsspec_and_refuses_writes(nb: Nb, s3: str) -> None:

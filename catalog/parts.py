@@ -1,0 +1,154 @@
+"""Part storage: where the ordered parts of a partitioned artifact live.
+
+A *part* is an Arrow IPC *file* with its artifact's schema, stored under a
+relative key (``<artifact_id>/v<n>-<token>/part-00002.arrow``) in a storage
+every node reaches: a local directory (one machine or a shared mount) or an
+S3-compatible bucket, both through :mod:`pyarrow.fs`. Only the head server
+writes metadata (:mod:`catalog.partitioned`); builders anywhere write parts
+here and hand back :class:`PartInfo` records, data nodes read them.
+
+A :class:`PartStore` is named by its URI alone (it pickles as that URI), so a
+Dask task or a data node opens the same storage from the string:
+
+- ``/abs/dir`` or ``file:///abs/dir`` — a local directory;
+- ``s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http&region=REGION`` —
+  an S3-compatible store (credentials from the usual ``AWS_*`` environment).
+
+Keys are checked (:func:`check_key`): no absolute path, no ``..``, no empty or
+hidden component, so a key taken from a ticket never leaves the storage.
+Writes are atomic: a part is written under a hidden temporary key beside its
+own and moved into place when complete (a rename locally, a server-side copy
+on S3), so nothing is ever visible under a key until it is whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from foundation import InvalidArgument
+
+_COMPONENT = re.compile(r"[A-Za-z0-9_=][A-Za-z0-9._=-]{0,199}")
+MAX_KEY_CHARS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PartInfo:
+    """One stored part: its key inside the part storage, its rows and its bytes."""
+
+    key: str
+    rows: int
+    bytes: int
+
+
+def check_key(key: str, *, prefix: bool = False) -> str:
+    """``key`` if it is a safe relative key (a ``prefix`` may end with ``/``); else
+    :class:`InvalidArgument`."""
+    body = key[:-1] if isinstance(key, str) and prefix and key.endswith("/") else key
+    if (
+        not isinstance(body, str)
+        or not body
+        or len(key) > MAX_KEY_CHARS
+        or not all(_COMPONENT.fullmatch(p) for p in body.split("/"))
+    ):
+        raise InvalidArgument(f"invalid part key {key!r}: relative, no '..' or hidden parts")
+    return key
+
+
+class PartStore:
+    """Where parts live: a local directory, or an S3-compatible bucket through pyarrow.fs."""
+
+    def __init__(self, uri: str) -> None:
+        scheme = urlsplit(uri).scheme
+        if scheme == "s3":
+            fs, base = pafs.FileSystem.from_uri(uri)
+            self.local = False
+            self.uri = uri
+        elif scheme in ("", "file"):
+            path = Path(urlsplit(uri).path if scheme == "file" else uri)
+            if not path.is_absolute():
+                raise InvalidArgument(f"part storage {uri!r} must be an absolute path")
+            path.mkdir(parents=True, exist_ok=True)
+            fs, base = pafs.LocalFileSystem(), str(path)
+            self.local = True
+            self.uri = str(path)
+        else:
+            raise InvalidArgument(f"part storage {uri!r}: expected a directory or s3://")
+        self.fs: pafs.FileSystem = fs
+        self.base = base.rstrip("/")
+
+    def __reduce__(self) -> tuple[type[PartStore], tuple[str]]:
+        return (PartStore, (self.uri,))
+
+    def __repr__(self) -> str:
+        return f"PartStore({self.uri!r})"
+
+    def path(self, key: str) -> str:
+        """The filesystem path of a (checked) key."""
+        return f"{self.base}/{check_key(key)}"
+
+    # --- writing -------------------------------------------------------------
+    def write(
+        self, key: str, reader: pa.RecordBatchReader, schema: pa.Schema | None = None
+    ) -> PartInfo:
+        """Write ``reader`` as the IPC file at ``key`` (batches cast to ``schema`` when given);
+        nothing is visible under ``key`` until it is complete."""
+        final = self.path(key)
+        parent, _, name = final.rpartition("/")
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{name}"
+        schema = schema if schema is not None else reader.schema
+        rows = 0
+        if self.local:
+            self.fs.create_dir(parent, recursive=True)
+        try:
+            with (
+                self.fs.open_output_stream(tmp) as sink,
+                pa.ipc.new_file(sink, schema) as writer,
+            ):
+                for batch in reader:
+                    if batch.schema != schema:
+                        batch = batch.cast(schema)
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+            self.fs.move(tmp, final)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.fs.delete_file(tmp)
+            raise
+        size = self.size(key)
+        if size is None:
+            raise FileNotFoundError(f"part {key} vanished as it was written")
+        return PartInfo(key=key, rows=rows, bytes=size)
+
+    # --- reading -------------------------------------------------------------
+    def open(self, key: str) -> pa.ipc.RecordBatchFileReader:
+        """The part's IPC file reader: memory-mapped when local, ranged reads on S3."""
+        path = self.path(key)
+        if self.local:
+            return pa.ipc.open_file(pa.memory_map(path, "r"))
+        return pa.ipc.open_file(self.fs.open_input_file(path))
+
+    def size(self, key: str) -> int | None:
+        """The stored size of ``key``, or None when there is nothing under it."""
+        return self.sizes([key])[0]
+
+    def sizes(self, keys: list[str]) -> list[int | None]:
+        """The stored sizes of ``keys`` (None where missing), asked in one call."""
+        if not keys:
+            return []
+        infos = self.fs.get_file_info([self.path(k) for k in keys])
+        return [i.size if i.type == pafs.FileType.File else None for i in infos]
+
+    # --- removing --------------------------------------------------------------
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every part under ``prefix`` (a build's parts); nothing there is fine."""
+        path = f"{self.base}/{check_key(prefix, prefix=True).rstrip('/')}"
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_dir(path)

@@ -1,0 +1,193 @@
+"""Part storage and partitioned artifacts (issue 20): a real local directory and a real
+S3-compatible server (moto's server mode on loopback), the real store."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from catalog import ArtifactStore
+from catalog.parts import PartInfo, PartStore, check_key
+from foundation import BuildFailed, Conflict, InvalidArgument, NotFound
+from tests.fixtures_s3 import S3_CREDENTIALS, make_bucket
+
+SCHEMA = pa.schema([("i", pa.int64()), ("s", pa.string())])
+
+
+def batch(start: int, n: int) -> pa.RecordBatch:
+    return pa.record_batch(
+        [pa.array(range(start, start + n)), pa.array([f"r{k}" for k in range(start, start + n)])],
+        schema=SCHEMA,
+    )
+
+
+def reader_of(*batches: pa.RecordBatch) -> pa.RecordBatchReader:
+    return pa.RecordBatchReader.from_batches(SCHEMA, list(batches))
+
+
+@pytest.fixture(params=["local", "s3"])
+def part_uri(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    if request.param == "local":
+        return str(tmp_path / "parts")
+    endpoint = request.getfixturevalue("s3")
+    for k, v in S3_CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    make_bucket(endpoint, "quiver")
+    host = endpoint.removeprefix("http://")
+    return f"s3://quiver/parts?endpoint_override={host}&scheme=http&region=us-east-1"
+
+
+@pytest.fixture
+def store(tmp_path: Path, part_uri: str) -> Iterator[ArtifactStore]:
+    with ArtifactStore(tmp_path / "store", part_storage=part_uri) as s:
+        yield s
+
+
+@pytest.mark.parametrize(
+    "key", ["", "/abs/p.arrow", "../p.arrow", "a/../p.arrow", "a//p.arrow", "a/./p", ".tmp-x/p"]
+)
+def test_a_key_that_could_leave_the_storage_is_refused(key: str) -> None:
+    with pytest.raises(InvalidArgument):
+        check_key(key)
+
+
+def test_a_part_store_pickles_as_its_uri(part_uri: str) -> None:
+    parts = PartStore(part_uri)
+    info = parts.write("a/p-0.arrow", reader_of(batch(0, 5)))
+    again = pickle.loads(pickle.dumps(parts))
+    assert again.uri == parts.uri
+    assert again.open(info.key).read_all().num_rows == 5
+    with pytest.raises(InvalidArgument):
+        parts.open("../store.db")
+
+
+def test_a_part_is_visible_only_once_complete_and_a_failed_write_leaves_nothing(
+    part_uri: str,
+) -> None:
+    parts = PartStore(part_uri)
+    seen_while_writing: list[int | None] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield batch(0, 10)
+        seen_while_writing.append(parts.size("b/p-0.arrow"))
+        yield batch(10, 10)
+
+    info = parts.write("b/p-0.arrow", pa.RecordBatchReader.from_batches(SCHEMA, batches()))
+    assert seen_while_writing == [None]
+    assert info == PartInfo("b/p-0.arrow", 20, parts.size("b/p-0.arrow") or -1)
+
+    def broken() -> Iterator[pa.RecordBatch]:
+        yield batch(0, 10)
+        raise RuntimeError("the task died")
+
+    with pytest.raises(RuntimeError, match="the task died"):
+        parts.write("b/p-1.arrow", pa.RecordBatchReader.from_batches(SCHEMA, broken()))
+    assert parts.size("b/p-1.arrow") is None
+    listed = parts.fs.get_file_info(pa.fs.FileSelector(f"{parts.base}/b", recursive=True))
+    assert [Path(f.path).name for f in listed] == ["p-0.arrow"]  # no temporary left behind
+    parts.delete_prefix("b/")
+    assert parts.size("b/p-0.arrow") is None
+    parts.delete_prefix("b/")  # nothing there: fine
+
+
+def build_parts(store: ArtifactStore, sizes: list[int], *, provenance: str = "p1") -> tuple:
+    build = store.begin_build(provenance=provenance, executor="t", params={}, inputs=[])
+    written, start = [], 0
+    for i, n in enumerate(sizes):
+        key = f"{build.part_prefix}part-{i:05d}.arrow"
+        written.append(
+            store.parts.write(
+                key, reader_of(batch(start, n // 2), batch(start + n // 2, n - n // 2))
+            )
+        )
+        start += n
+    return build, written
+
+
+def test_published_parts_read_in_order_by_every_reader(store: ArtifactStore) -> None:
+    build, written = build_parts(store, [30, 20, 50])
+    info = build.publish_parts(SCHEMA, written)
+    assert (info.state, info.parts, info.row_count, info.num_batches) == ("ready", 3, 100, 6)
+    assert info.byte_size == sum(p.bytes for p in written)
+    assert store.parts_of(info.artifact_id, info.version) == written
+    expected = pa.Table.from_batches([batch(0, 100)])
+    assert store.open_table(info.artifact_id, info.version).equals(expected)
+    assert store.open(info.artifact_id, info.version).read_all().equals(expected)
+    middle = store.open(info.artifact_id, info.version, start=1, stop=4).read_all()
+    assert middle.column("i").to_pylist() == list(range(15, 50))
+    assert build.follow().read_all().equals(expected)
+    assert store.open_file(info.artifact_id, info.version).read_all().equals(expected)
+    parquet = store.renditions.get(info.artifact_id, info.version, "parquet")
+    assert pa.parquet.read_table(parquet.path).equals(expected)
+    assert store.renditions.get(info.artifact_id, info.version, "arrow-file").size > 0
+    one_file = store.put(reader_of(batch(0, 3)), provenance="plain")
+    assert one_file.parts == 0 and store.parts_of(one_file.artifact_id, one_file.version) == []
+
+
+def test_a_wrong_or_missing_part_fails_the_build_and_its_parts_go(store: ArtifactStore) -> None:
+    build, written = build_parts(store, [10, 10])
+    store.parts.delete_prefix(written[1].key.rpartition("/")[0] + "/")
+    store.parts.write(written[0].key, reader_of(batch(0, 10)))
+    with pytest.raises(BuildFailed, match="cannot publish its parts"):
+        build.publish_parts(SCHEMA, written)
+    assert store.get(build.artifact_id, build.version).state == "failed"
+    assert store.parts.size(written[0].key) is None
+
+    build, written = build_parts(store, [10], provenance="p2")
+    other = pa.schema([("i", pa.int64())])
+    with pytest.raises(BuildFailed, match="another schema"):
+        build.publish_parts(other, written)
+    with pytest.raises(BuildFailed):
+        build.wait()
+
+
+def test_delete_gc_and_eviction_remove_the_parts(store: ArtifactStore) -> None:
+    build, written = build_parts(store, [10, 10])
+    info = build.publish_parts(SCHEMA, written)
+    store.delete(info.artifact_id, info.version)
+    assert store.parts.sizes([p.key for p in written]) == [None, None]
+
+    build, written = build_parts(store, [10, 10], provenance="p3")
+    build.publish_parts(SCHEMA, written)
+    store.gc(max_bytes=0, collect_latest=True)
+    assert store.parts.sizes([p.key for p in written]) == [None, None]
+
+
+def test_identical_provenance_publishes_once_and_drops_the_duplicate_parts(
+    store: ArtifactStore,
+) -> None:
+    first, written = build_parts(store, [10])
+    info = first.publish_parts(SCHEMA, written)
+    second = store.begin_build(provenance=None, executor="t", params={}, inputs=[])
+    again = [store.parts.write(f"{second.part_prefix}part-0.arrow", reader_of(batch(0, 10)))]
+    assert second.publish_parts(SCHEMA, again, provenance="p1") == store.get(
+        info.artifact_id, info.version
+    )
+    assert second.deduplicated and store.parts.size(again[0].key) is None
+
+
+def test_recovery_marks_a_ready_version_with_a_missing_part_failed(
+    tmp_path: Path, part_uri: str
+) -> None:
+    with ArtifactStore(tmp_path / "store", part_storage=part_uri) as store:
+        build, written = build_parts(store, [10, 10])
+        info = build.publish_parts(SCHEMA, written)
+        store.parts.fs.delete_file(store.parts.path(written[1].key))
+    with ArtifactStore(tmp_path / "store", part_storage=part_uri) as store:
+        assert store.get(info.artifact_id, info.version).state == "failed"
+        with pytest.raises(Conflict, match="not ready"):
+            store.open_table(info.artifact_id, info.version)
+
+    with ArtifactStore(tmp_path / "other", part_storage=part_uri) as store:
+        build, written = build_parts(store, [10, 10])
+        info = build.publish_parts(SCHEMA, written)
+        store.parts.fs.delete_file(store.parts.path(written[0].key))
+        with pytest.raises(NotFound, match="part missing"):  # found on read: failed, not served
+            store.open_table(info.artifact_id, info.version)
+        assert store.get(info.artifact_id, info.version).state == "failed"
