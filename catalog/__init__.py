@@ -11,6 +11,7 @@ from catalog.build import Build
 from catalog.demo import demo_batch, write_demo_warehouse
 from catalog.dictionaries import has_dictionaries
 from catalog.hashing import ChunkedSha256, chunked_sha256
+from catalog.parts import PartInfo, PartStore, check_key
 from catalog.records import (
     PROVISIONAL_PREFIX,
     ArtifactInfo,
@@ -36,6 +37,8 @@ __all__ = [
     "InputVersion",
     "NameInfo",
     "NameRef",
+    "PartInfo",
+    "PartStore",
     "Predicate",
     "Registry",
     "Rendition",
@@ -43,6 +46,7 @@ __all__ = [
     "TableRef",
     "Warehouses",
     "artifact_uri",
+    "check_key",
     "chunked_sha256",
     "demo_batch",
     "has_dictionaries",

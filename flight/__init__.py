@@ -1,10 +1,11 @@
 """Arrow Flight: the server, the Python client, and the wire protocol both speak.
 
 The public door: :class:`QuiverFlightServer`, :class:`Core` and :func:`start`
-(the server side), and :func:`action`, the hook a layer above registers
-an action of its own with; :class:`QuiverClient`, :func:`connect` and
-:class:`LocalActions` (the client side); the protocol's request models, limits
-and upload markers, which the REST layer states and checks as they are here.
+(the server side), :class:`DataNodeServer` (a data node of a head), and
+:func:`action`, the hook a layer above registers an action of its own with;
+:class:`QuiverClient`, :func:`connect` and :class:`LocalActions` (the client side);
+the protocol's request models, limits and upload markers, which the REST layer
+states and checks as they are here.
 The wire protocol is written down in docs/flight.md.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from flight.client import LocalActions, QuiverClient, connect
 from flight.core import Core
+from flight.datanode import DataNodeServer
 from flight.dispatch import action
 from flight.protocol import MAX_COMMAND_BYTES, check_command_size
 from flight.runtime import process_json
@@ -30,6 +32,7 @@ __all__ = [
     "MAX_COMMAND_BYTES",
     "PROVENANCE_HASH_PATTERN",
     "Core",
+    "DataNodeServer",
     "LocalActions",
     "MaterializeRequest",
     "QuiverClient",

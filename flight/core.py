@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from catalog import ArtifactStore, Warehouses
 from executors import Registry, load_registry
+from flight.nodes import DataNodes
 from foundation import Settings
 from materialize import Materializer
 
@@ -20,6 +21,8 @@ class Core:
     registry: Registry
     warehouses: Warehouses
     materializer: Materializer
+    nodes: DataNodes = field(default_factory=DataNodes)
+    """The data nodes that joined this server (:mod:`flight.nodes`)."""
 
     @classmethod
     def open(cls, settings: Settings, *, registry: Registry | None = None) -> Core:
@@ -33,7 +36,8 @@ class Core:
         registry = registry if registry is not None else load_registry()
         warehouses = Warehouses()
         materializer = Materializer(settings, store, registry, warehouses)
-        return cls(settings, store, registry, warehouses, materializer)
+        nodes = DataNodes(settings.node_heartbeat_s)
+        return cls(settings, store, registry, warehouses, materializer, nodes)
 
     def close(self, *, cancel: bool = False) -> None:
         """Let running builds finish (or cancel them: they are marked failed), then close."""

@@ -11,7 +11,9 @@ docs/flight.md is the prose version of this module; keep the two in step.
 - Tickets are UTF-8 JSON ``{"artifact_id": str, "version": int}`` plus an
   optional ``"batches": [start, stop]`` range, or an optional ``"view":
   {filters?, search?, sort_by?, sort_dir?}`` (the rows a table viewer keeps,
-  in its order; ``flight.tables``). An artifact or name URI
+  in its order; ``flight.tables``), or a *part ticket* ``{"artifact_id", "version",
+  "part": i, "key": str, "bytes": int}`` for part ``i`` of a partitioned artifact
+  (``flight.parts``: any node reads it from the part storage). An artifact or name URI
   (``strata://artifact/{id}@v={n}``, ``strata://name/{name}``) is accepted as a
   ticket too, so a person can type one.
 - Action bodies are UTF-8 JSON objects (an empty body means ``{}``); every
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow.flight as fl
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from catalog import ArtifactRef, NameRef, parse_uri, validate_name
+from catalog import ArtifactRef, NameRef, check_key, parse_uri, validate_name
 from foundation import InvalidArgument, TooLarge
 from materialize import MaterializeRequest
 
@@ -64,6 +66,38 @@ class ArtifactTicket:
 
     def ticket(self) -> fl.Ticket:
         return fl.Ticket(self.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class PartTicket:
+    """A ticket for part ``part`` of a partitioned artifact: its key in the part storage
+    and its size, so a data node with no metadata serves it and checks it."""
+
+    artifact_id: str
+    version: int
+    part: int
+    key: str
+    bytes: int
+
+    def encode(self) -> bytes:
+        body = {
+            "artifact_id": self.artifact_id,
+            "version": self.version,
+            "part": self.part,
+            "key": self.key,
+            "bytes": self.bytes,
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _part_ticket(aid: str, version: int, body: dict[str, Any]) -> PartTicket:
+    part, key, size = body.get("part"), body.get("key"), body.get("bytes")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (part, size)):
+        raise InvalidArgument('a part ticket needs "part" and "bytes" (integers >= 0)')
+    if not isinstance(key, str) or not key.startswith(f"{aid}/v{version}-"):
+        raise InvalidArgument(f'a part ticket\'s "key" lies under "{aid}/v{version}-"')
+    assert isinstance(part, int) and isinstance(size, int)
+    return PartTicket(aid, version, part, check_key(key), size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +165,7 @@ def encode_json(value: Any) -> bytes:
     return json.dumps(value, default=str, separators=(",", ":")).encode()
 
 
-def decode_ticket(raw: bytes) -> ArtifactTicket | NameTicket:
+def decode_ticket(raw: bytes) -> ArtifactTicket | NameTicket | PartTicket:
     text = raw.strip()
     if text.startswith(b"strata://"):
         ref = parse_uri(text.decode("utf-8", "replace"))
@@ -151,6 +185,10 @@ def decode_ticket(raw: bytes) -> ArtifactTicket | NameTicket:
     # Validates the id's characters the same way URIs do.
     ref = parse_uri(f"strata://artifact/{aid}@v={version}")
     assert isinstance(ref, ArtifactRef)
+    if "part" in body:
+        if "view" in body or "batches" in body:
+            raise InvalidArgument('"part" is not given with "view" or "batches"')
+        return _part_ticket(ref.artifact_id, ref.version, body)
     view = body.get("view")
     if view is not None:
         if not isinstance(view, dict) or "batches" in body:

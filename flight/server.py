@@ -20,13 +20,14 @@ import pyarrow as pa
 import pyarrow.flight as fl
 
 from catalog import ArtifactInfo, Build
-from flight import queries, registry, renditions, runtime, tables  # noqa: F401  (register actions)
+from flight import joins, queries, registry, renditions, runtime, tables  # noqa: F401  (actions)
 from flight import sql as flight_sql
 from flight.actions import materialize, result_json
 from flight.args import info_json
 from flight.core import Core
 from flight.dispatch import ACTIONS, run_action
 from flight.errors import guard, status_errors
+from flight.parts import part_endpoints
 from flight.protocol import (
     ArtifactPath,
     ArtifactTicket,
@@ -197,6 +198,8 @@ class QuiverFlightServer(fl.FlightServerBase):
 
     # --- FlightInfo ---------------------------------------------------------
     def _endpoints(self, info: ArtifactInfo, wrap: Wrap = None) -> list[fl.FlightEndpoint]:
+        if info.parts:
+            return part_endpoints(self.core.store, info, self.core.nodes.plan(), wrap)
         batches = info.num_batches or 0
         parts = math.ceil((info.byte_size or 0) / self.core.settings.flight_endpoint_bytes)
         parts = min(parts, batches)

@@ -11,7 +11,8 @@ import pyarrow.flight as fl
 
 from catalog import has_dictionaries
 from flight.errors import to_flight_error
-from flight.protocol import NameTicket, decode_ticket, parse_model
+from flight.parts import check_recorded, open_part
+from flight.protocol import NameTicket, PartTicket, decode_ticket, parse_model
 from flight.tables import View, view_reader
 from foundation import Settings, Unavailable
 
@@ -97,6 +98,9 @@ def open_ticket(core: Core, raw: bytes) -> pa.RecordBatchReader:
     if isinstance(target, NameTicket):
         named = core.store.get_name(target.name)
         return core.materializer.open_artifact(named.artifact_id, named.version)
+    if isinstance(target, PartTicket):
+        check_recorded(core.store, target)
+        return open_part(core.store.parts, target)
     if target.view is not None:
         view = parse_model(View, target.view, "ticket view")
         return view_reader(core, target.artifact_id, target.version, view)

@@ -30,6 +30,13 @@ class Settings(BaseSettings):
         "(s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http&region=REGION; "
         "credentials from AWS_* variables). Empty means <data_dir>/parts.",
     )
+    node_heartbeat_s: float = Field(
+        default=2.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="How often a data node (quiver flight --join) tells its head it is alive; "
+        "the head leaves a node out of its FlightInfos after 3 periods without a heartbeat.",
+    )
     cache_max_bytes: int = Field(
         default=20 * 1024**3,
         ge=0,

@@ -210,6 +210,14 @@ def _materialize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flight(args: argparse.Namespace) -> int:
+    if args.join:
+        return servers.data_node(settings_from(args), args.join, args.advertise)
+    if args.advertise:
+        raise InvalidArgument("--advertise is for a data node (with --join)")
+    return servers.serve(settings_from(args), rest=False)
+
+
 # --- the parser -------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quiver", description=__doc__.splitlines()[0])
@@ -230,7 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--notebook-root", dest="notebook_root")
     serve.set_defaults(func=lambda a: servers.serve(settings_from(a), rest=True))
     fl_ = sub.add_parser("flight", parents=[common], help="only the Flight server")
-    fl_.set_defaults(func=lambda a: servers.serve(settings_from(a), rest=False))
+    fl_.add_argument(
+        "--join", help="run a data node of the head at this location (grpc://head:port)"
+    )
+    fl_.add_argument("--advertise", help="the location the head gives clients for this node")
+    fl_.set_defaults(func=_flight)
     rest = sub.add_parser("rest", parents=[common], help="only the REST app, over a Flight server")
     rest.add_argument("--flight", help="Flight server (default grpc://<host>:<flight-port>)")
     rest.add_argument("--rest-port", dest="rest_port", type=int, help="0 picks a free port")

@@ -102,6 +102,15 @@ def _on_stop_signals() -> list[bool]:
     return stopping
 
 
+def _process_start(settings: Settings) -> list[bool]:
+    """Logging as settings say, stacks on SIGUSR1, and the flag SIGINT/SIGTERM set."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
+    )
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
+    return _on_stop_signals()
+
+
 def _wait_for(stopping: list[bool]) -> None:
     while not stopping[0]:
         time.sleep(0.2)  # the flag is seen within 0.2 s of the signal
@@ -111,11 +120,7 @@ def serve(settings: Settings, *, rest: bool) -> int:
     from flight import start
     from notebooks import enable_remote_cells
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
-    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
-    stopping = _on_stop_signals()
+    stopping = _process_start(settings)
     server = start(settings)
     token = settings.token.get_secret_value() if settings.token is not None else None
     cells = enable_remote_cells(server, token)  # other nodes may run cells here
@@ -141,12 +146,26 @@ def serve(settings: Settings, *, rest: bool) -> int:
     return 0
 
 
+def data_node(settings: Settings, head: str, advertise: str | None = None) -> int:
+    """A stateless Flight data node of the head at ``head`` (:mod:`flight.datanode`)."""
+    from flight import DataNodeServer
+
+    stopping = _process_start(settings)
+    node = DataNodeServer(settings, head, advertise)
+    try:
+        print(f"flight: {node.location}", flush=True)
+        print(f"joined: {head} (parts: {node.parts.uri})", flush=True)
+        print("ready (Ctrl-C to stop)", flush=True)
+        _wait_for(stopping)
+    finally:
+        node.close()
+    print("stopped", flush=True)
+    return 0
+
+
 def rest_only(settings: Settings, flight: str | None) -> int:
     """Only the REST app, in front of a Flight server that runs elsewhere."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
-    )
-    stopping = _on_stop_signals()
+    stopping = _process_start(settings)
     flight_uri = flight or f"grpc://{settings.host}:{settings.flight_port}"
     handle = start_rest(settings, flight_uri)
     try:

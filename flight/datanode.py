@@ -1,0 +1,125 @@
+"""A Flight data node: stateless, it serves the parts of partitioned artifacts.
+
+``quiver flight --join grpc://head:port`` starts one. It keeps no metadata: it joins
+its head (the ``node-register`` action, :mod:`flight.joins`), which answers with the
+part storage's URI and the heartbeat period, then heartbeats every period from a
+thread, joining again when the head forgot it (a head restarted, or a pause long
+enough to be dropped). A ``DoGet`` of a part ticket streams that part from the part
+storage (:func:`flight.parts.open_part`: checked against the ticket's size, a part
+that cannot be read is a clean Flight error). Every other call is the head's: the
+node says so. On close it leaves the head at once (``node-leave``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Any
+
+import pyarrow.flight as fl
+
+from catalog import PartStore
+from flight.errors import guard
+from flight.parts import open_part
+from flight.protocol import PartTicket, decode_ticket, encode_json, load_json
+from flight.security import (
+    BearerTokenMiddlewareFactory,
+    HandshakeOk,
+    check_bind,
+    host_for_uri,
+    tls_certificates,
+)
+from flight.streams import data_stream
+from foundation import InvalidArgument, Settings, Unavailable
+
+log = logging.getLogger("quiver.flight.node")
+
+JOIN_TIMEOUT_S = 10.0
+"""How long one call to the head may take (join, heartbeat, leave)."""
+
+
+class DataNodeServer(fl.FlightServerBase):
+    """Serves part tickets from the part storage its head names. Starts on construction:
+    listens, joins the head (raises if the head does not answer), starts heartbeating."""
+
+    def __init__(self, settings: Settings, head: str, advertise: str | None = None) -> None:
+        check_bind(settings)
+        tls = tls_certificates(settings)
+        scheme = "grpc+tls" if tls else "grpc"
+        host = host_for_uri(settings.host)
+        token = settings.token.get_secret_value() if settings.token is not None else None
+        super().__init__(
+            f"{scheme}://{host}:{settings.flight_port}",
+            tls_certificates=tls,
+            auth_handler=HandshakeOk(),
+            middleware={"auth": BearerTokenMiddlewareFactory(token)},
+        )
+        self.settings = settings
+        self.location = advertise or f"{scheme}://{host}:{self.port}"
+        self.head = head
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        self._options = fl.FlightCallOptions(timeout=JOIN_TIMEOUT_S, headers=headers)
+        self._client = fl.connect(head)
+        self._stop = threading.Event()
+        try:
+            answer = self._join()
+        except BaseException:
+            self.shutdown()
+            raise
+        self.parts = PartStore(answer["part_storage"])
+        self.heartbeat_s = float(answer["heartbeat_s"])
+        self._beats = threading.Thread(target=self._heartbeat, name="quiver-node-beat", daemon=True)
+        self._beats.start()
+
+    # --- the head ----------------------------------------------------------------
+    def _call(self, name: str, body: dict[str, Any]) -> Any:
+        results = self._client.do_action(fl.Action(name, encode_json(body)), self._options)
+        return load_json(next(iter(results)).body.to_pybytes(), f"answer to {name}")
+
+    def _join(self) -> dict[str, Any]:
+        answer = self._call("node-register", {"location": self.location})
+        self.node_id = str(answer["node_id"])
+        return answer
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                if not self._call("node-heartbeat", {"node_id": self.node_id})["known"]:
+                    log.warning("the head at %s forgot this node: joining again", self.head)
+                    self._join()
+            except Exception as exc:  # the head is away: keep trying, it may come back
+                log.warning("heartbeat to %s failed: %s", self.head, exc)
+
+    def close(self) -> None:
+        """Leave the head, stop heartbeating, stop serving. Idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._beats.join()
+        with contextlib.suppress(Exception):
+            self._call("node-leave", {"node_id": self.node_id})
+        self._client.close()
+        self.shutdown()
+
+    # --- Flight --------------------------------------------------------------------
+    @guard
+    def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
+        target = decode_ticket(ticket.ticket)
+        if not isinstance(target, PartTicket):
+            raise InvalidArgument(
+                f"a data node serves part tickets only; ask its head ({self.head}) for this"
+            )
+        if self._stop.is_set():
+            raise Unavailable("data node shutting down")
+        return data_stream(open_part(self.parts, target), self.settings)
+
+    @guard
+    def get_flight_info(
+        self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor
+    ) -> fl.FlightInfo:
+        raise InvalidArgument(f"a data node serves part tickets only; ask its head ({self.head})")
+
+    @guard
+    def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Any:
+        raise InvalidArgument(f"a data node has no actions; ask its head ({self.head})")
