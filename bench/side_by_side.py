@@ -678,6 +678,46 @@ def coldscan_figures(rounds: int = 9, rows: int = 1_000_000) -> list[Row]:
     return out
 
 
+def node_figures(rounds: int = 7, rows: int = 2_000_000) -> list[Row]:
+    """Issue 20: every endpoint of a partitioned artifact read at once from 2 data nodes
+    pinned to separate cores vs from 1; plain, and with zstd streams (the nodes' work grows)."""
+    from bench.bench_nodes import PARTS, measure, nodes_setup
+
+    out: list[Row] = []
+    for compression in ("none", "zstd"):
+        with tempfile.TemporaryDirectory() as tmp, nodes_setup(Path(tmp), rows, compression) as s:
+            measure(s, 1)  # warm: page cache, connections, both nodes
+            m = measure(s, rounds)
+        mb = s.bytes / 1e6
+        (one_best, one_med), (two_best, two_med) = (best_and_median(m[w]) for w in ("one", "two"))
+        cpu = {k: statistics.median(v) * 1e3 for k, v in m.items() if k.endswith("_cpu")}
+        shape = f"{rows / 1e6:g}M rows, {PARTS} parts, {mb:.0f} MB, IPC {compression}"
+        out += [
+            (
+                f"parallel read, {shape}: 2 nodes vs 1, median",
+                f"{mb / two_med:.0f} MB/s",
+                f"{mb / one_med:.0f} MB/s (1 node, same client)",
+                f"{one_med / two_med:.2f}x",
+                ">= 1.5x",
+            ),
+            (
+                "  best of the rounds",
+                f"{two_best * 1e3:.0f} ms",
+                f"{one_best * 1e3:.0f} ms",
+                f"{one_best / two_best:.2f}x",
+                "",
+            ),
+            (
+                "  CPU per read, median: client + nodes",
+                f"{cpu['two_client_cpu']:.0f} + {cpu['two_nodes_cpu']:.0f} ms",
+                f"{cpu['one_client_cpu']:.0f} + {cpu['one_nodes_cpu']:.0f} ms",
+                "",
+                "(2 cores in all)",
+            ),
+        ]
+    return out
+
+
 GROUPS: dict[str, Callable[[], list[Row]]] = {
     "core": core_figures,
     "coldscan": coldscan_figures,
@@ -693,6 +733,7 @@ GROUPS: dict[str, Callable[[], list[Row]]] = {
     "env": env_figures,
     "urls": url_figures,
     "split": split_figures,
+    "nodes": node_figures,
 }
 
 

@@ -9,20 +9,28 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 QUIVER = shutil.which("quiver", path=str(Path(sys.executable).parent)) or "quiver"
 
 
-def start_quiver(args: list[str], stderr_path: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    """Run ``quiver *args``; return it once it printed ``ready``, with its ``key: value`` lines."""
+def start_quiver(
+    args: list[str],
+    stderr_path: Path,
+    *,
+    prefix: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen, dict[str, str]]:
+    """Run ``quiver *args`` (after ``prefix``, e.g. ``taskset -c 1``; with ``env`` added to
+    the environment); return it once it printed ``ready``, with its ``key: value`` lines."""
     errors = stderr_path.open("a")
     proc = subprocess.Popen(
-        [QUIVER, *args],
+        [*prefix, QUIVER, *args],
         stdout=subprocess.PIPE,
         stderr=errors,
         text=True,
-        env={**os.environ, "QUIVER_LOG_LEVEL": "warning"},
+        env={**os.environ, "QUIVER_LOG_LEVEL": "warning", **(env or {})},
     )
     errors.close()
     seen: dict[str, str] = {}
