@@ -20,6 +20,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from catalog.dictionaries import DictionaryUnifier, has_dictionaries
+from catalog.growing import GrowingFile
 from catalog.hashing import HashingFile
 from catalog.parts import PartInfo
 from catalog.records import ArtifactInfo
@@ -67,45 +68,6 @@ class Ledger(Protocol):
         ...
 
     def drop_parts(self, prefix: str) -> None: ...
-
-
-class _GrowingFile:
-    """A read-only file object over a build's temp file that waits for more bytes.
-
-    ``read(n)`` blocks until ``n`` bytes were written or the build ended, so an
-    Arrow IPC stream reader on top of it follows the build batch by batch.
-    """
-
-    def __init__(self, build: Build, path: Path) -> None:
-        self._build = build
-        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._f.seek(8)  # skip the IPC file magic: a stream follows it
-        self._pos = 8
-        self.closed = False
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self._pos - 8
-
-    def read(self, n: int = -1) -> bytes:
-        want = self._pos + n if n is not None and n >= 0 else None
-        self._build._wait_for(want)
-        data = self._f.read(n if n is not None and n >= 0 else -1)
-        self._pos += len(data)
-        return data
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._f.close()
 
 
 class Build:
@@ -437,14 +399,14 @@ class Build:
             if self._done and self.info is None:
                 self._raise_failure()
             try:
-                source = _GrowingFile(self, path)
+                source = GrowingFile(self._wait_for, path)
             except FileNotFoundError:
                 # publish() (or fail()) moved the temp file away but has not
                 # marked the build done yet: wait for that, then read the result.
                 self._cond.wait_for(lambda: self._done)
                 if self.info is None:
                     self._raise_failure()
-                source = _GrowingFile(self, self.final_path)
+                source = GrowingFile(self._wait_for, self.final_path)
         lease = self.ledger.lease(self.artifact_id, self.version)
 
         def batches() -> Iterator[pa.RecordBatch]:

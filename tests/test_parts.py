@@ -3,16 +3,19 @@ S3-compatible server (moto's server mode on loopback), the real store."""
 
 from __future__ import annotations
 
+import json
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.flight as fl
 import pytest
 
 from catalog import ArtifactStore
 from catalog.parts import PartInfo, PartStore, check_key
-from foundation import BuildFailed, Conflict, InvalidArgument, NotFound
+from flight import DataNodeServer, QuiverFlightServer
+from foundation import BuildFailed, Conflict, InvalidArgument, NotFound, Settings
 from tests.fixtures_s3 import S3_CREDENTIALS, make_bucket
 
 SCHEMA = pa.schema([("i", pa.int64()), ("s", pa.string())])
@@ -191,3 +194,37 @@ def test_recovery_marks_a_ready_version_with_a_missing_part_failed(
         with pytest.raises(NotFound, match="part missing"):  # found on read: failed, not served
             store.open_table(info.artifact_id, info.version)
         assert store.get(info.artifact_id, info.version).state == "failed"
+
+
+def test_flight_offers_a_part_per_endpoint_and_a_joined_node_serves_them(
+    make_flight_server: Callable[..., QuiverFlightServer], part_uri: str, tmp_path: Path
+) -> None:
+    server = make_flight_server(part_storage=part_uri)
+    build, written = build_parts(server.core.store, [30, 20, 50])
+    info = build.publish_parts(SCHEMA, written)
+    expected = pa.Table.from_batches([batch(0, 100)])
+    descriptor = fl.FlightDescriptor.for_path("artifact", info.artifact_id, str(info.version))
+    with fl.connect(server.location) as client:
+        flight = client.get_flight_info(descriptor)
+        assert flight.total_records == 100 and flight.total_bytes == info.byte_size
+        assert [e.locations for e in flight.endpoints] == [[], [], []]  # no node: ask the head
+        parts = [client.do_get(e.ticket).read_all() for e in flight.endpoints]
+        assert pa.concat_tables(parts).equals(expected)
+        settings = Settings(data_dir=tmp_path / "node", flight_port=0, host="127.0.0.1")
+        node = DataNodeServer(settings, server.location)
+        try:
+            assert node.parts.uri == server.core.store.parts.uri
+            flight = client.get_flight_info(descriptor)
+            assert {loc.uri.decode() for e in flight.endpoints for loc in e.locations} == {
+                node.location
+            }
+            with fl.connect(node.location) as reader:
+                parts = [reader.do_get(e.ticket).read_all() for e in flight.endpoints]
+                assert pa.concat_tables(parts).equals(expected)
+                whole = json.dumps({"artifact_id": info.artifact_id, "version": info.version})
+                with pytest.raises(fl.FlightError, match="part tickets only"):
+                    reader.do_get(fl.Ticket(whole.encode())).read_all()
+        finally:
+            node.close()
+        flight = client.get_flight_info(descriptor)  # the node left: out of the plans at once
+        assert [e.locations for e in flight.endpoints] == [[], [], []]
