@@ -69,7 +69,8 @@ def prefixes(parts: Sequence[PartInfo]) -> list[str]:
 class Parts:
     """Checks, reads and joins the parts of partitioned versions of one store."""
 
-    def __init__(self, store: PartStore, tmp_dir: Path, owner: str) -> None:
+    def __init__(self, store: PartStore, tmp_dir: Path, owner: str, lock: threading.RLock) -> None:
+        self.lock = lock  # the store's: a delete removes an artifact's directory under it
         self.store = store
         self.tmp_dir = tmp_dir
         self.owner = owner
@@ -130,8 +131,9 @@ class Parts:
                 ):
                     for batch in self.chain(schema, parts):
                         writer.write_batch(unify(batch) if unify is not None else batch)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, path)
+                with self.lock:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, path)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()

@@ -76,7 +76,7 @@ class ArtifactStore:
         self.db = Database(self.root / "store.db")
         self._owner = owners.Owner(self.root / "owners")
         self.parts = PartStore(part_storage or str(self.root.absolute() / "parts"))
-        self._parts = Parts(self.parts, self._files.tmp_dir, self._owner.token)
+        self._parts = Parts(self.parts, self._files.tmp_dir, self._owner.token, self.db.lock)
         self.recover()
         self._index = Index(self.db)
         self._leases = Leases(self.db.lock)

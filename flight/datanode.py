@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow.flight as fl
 
 from catalog import PartStore
-from flight.errors import guard
+from flight.errors import guard, one_line
 from flight.parts import open_part
 from flight.protocol import PartTicket, decode_ticket, encode_json, load_json
 from flight.security import (
@@ -78,7 +78,12 @@ class DataNodeServer(fl.FlightServerBase):
         return load_json(next(iter(results)).body.to_pybytes(), f"answer to {name}")
 
     def _join(self) -> dict[str, Any]:
-        answer = self._call("node-register", {"location": self.location})
+        try:
+            answer = self._call("node-register", {"location": self.location})
+        except fl.FlightError as exc:
+            raise Unavailable(
+                f"cannot join the head at {self.head}: {one_line(str(exc))}"
+            ) from None
         self.node_id = str(answer["node_id"])
         return answer
 

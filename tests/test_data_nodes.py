@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ import pytest
 
 from catalog import ArtifactInfo, ArtifactStore
 from tests.polling import wait_until
-from tests.processes import start_quiver, stop
+from tests.processes import QUIVER, start_quiver, stop
 
 PART_ROWS = [1_000_000, 600_000, 900_000, 500_000]
 
@@ -173,3 +174,17 @@ def test_a_part_that_cannot_be_read_is_a_clean_error_never_wrong_data(
             pytest.raises(fl.FlightError, match=r"cannot be read|part missing"),
         ):
             client.do_get(endpoint.ticket).read_all()
+
+
+def test_a_node_whose_head_does_not_answer_says_so_and_exits(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = subprocess.run(
+        [QUIVER, "flight", "--join", f"grpc://127.0.0.1:{port}", "--flight-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("quiver: unavailable: cannot join the head at grpc://")
