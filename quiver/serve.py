@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,15 +153,8 @@ def data_node(settings: Settings, head: str, advertise: str | None = None) -> in
 
     stopping = _process_start(settings)
     node = DataNodeServer(settings, head, advertise)
-    try:
-        print(f"flight: {node.location}", flush=True)
-        print(f"joined: {head} (parts: {node.parts.uri})", flush=True)
-        print("ready (Ctrl-C to stop)", flush=True)
-        _wait_for(stopping)
-    finally:
-        node.close()
-    print("stopped", flush=True)
-    return 0
+    said = {"flight": node.location, "joined": f"{head} (parts: {node.parts.uri})"}
+    return _run_until_stopped(stopping, said, node.close)
 
 
 def rest_only(settings: Settings, flight: str | None) -> int:
@@ -168,12 +162,21 @@ def rest_only(settings: Settings, flight: str | None) -> int:
     stopping = _process_start(settings)
     flight_uri = flight or f"grpc://{settings.host}:{settings.flight_port}"
     handle = start_rest(settings, flight_uri)
+    return _run_until_stopped(
+        stopping,
+        {"flight": flight_uri, "rest": handle.url},
+        lambda: handle.stop(settings.shutdown_timeout_s + REST_STOP_MARGIN_S),
+    )
+
+
+def _run_until_stopped(stopping: list[bool], said: dict[str, str], stop: Callable[[], None]) -> int:
+    """Print ``key: value`` lines and ``ready``, wait for SIGINT/SIGTERM, then ``stop``."""
     try:
-        print(f"flight: {flight_uri}", flush=True)
-        print(f"rest: {handle.url}", flush=True)
+        for key, value in said.items():
+            print(f"{key}: {value}", flush=True)
         print("ready (Ctrl-C to stop)", flush=True)
         _wait_for(stopping)
     finally:
-        handle.stop(settings.shutdown_timeout_s + REST_STOP_MARGIN_S)
+        stop()
     print("stopped", flush=True)
     return 0
