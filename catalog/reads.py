@@ -175,45 +175,34 @@ class Reads:
     def open(
         self, artifact_id: str, version: int, *, start: int = 0, stop: int | None = None
     ) -> pa.RecordBatchReader:
-        """Stream batches ``[start, stop)`` of a ready artifact, memory-mapped, zero-copy.
+        """Stream batches ``[start, stop)`` of a ready artifact, memory-mapped, zero-copy
+        (a partitioned one: its parts' batches in order, counted across the parts).
 
         The artifact is leased (never evicted) until the reader is exhausted or
         closed.
         """
-        if self.index.get(artifact_id, version).parts:
-            return self._open_parts(artifact_id, version, start, stop)
-        file_reader, lease = self._open_leased(artifact_id, version)
-        n = file_reader.num_record_batches
-        stop = n if stop is None else min(stop, n)
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                for i in range(start, stop):
-                    yield file_reader.get_batch(i)
-            finally:
-                lease.release()
-
-        return pa.RecordBatchReader.from_batches(file_reader.schema, batches())
-
-    def _open_parts(
-        self, artifact_id: str, version: int, start: int, stop: int | None
-    ) -> pa.RecordBatchReader:
         lease = self.leases.take(artifact_id, version)
         try:
-            info, _ = self._readable(artifact_id, version)
+            info, path = self._readable(artifact_id, version)
+            if info.parts:
+                assert info.schema is not None
+                parts = self.parts_of(artifact_id, version)
+                chained = self.parts.chain(info.schema, parts, start, stop)
+                return pa.RecordBatchReader.from_batches(info.schema, _leased(chained, lease))
+            file_reader = self._open_file(info, path)
         except BaseException:
             lease.release()
             raise
-        assert info.schema is not None
-        chained = self.parts.chain(info.schema, self.parts_of(artifact_id, version), start, stop)
-        return pa.RecordBatchReader.from_batches(info.schema, _leased(chained, lease))
+        n = file_reader.num_record_batches
+        stop = n if stop is None else min(stop, n)
+        batches = (file_reader.get_batch(i) for i in range(start, stop))
+        return pa.RecordBatchReader.from_batches(file_reader.schema, _leased(batches, lease))
 
     def open_table(self, artifact_id: str, version: int) -> pa.Table:
-        """The whole artifact as a table backed by the memory map (no copy)."""
-        if self.index.get(artifact_id, version).parts:
-            reader = self._open_parts(artifact_id, version, 0, None)
-            return pa.Table.from_batches(list(reader), schema=reader.schema)
-        return self.open_file(artifact_id, version).read_all()
+        """The whole artifact as a table backed by the memory map (no copy); a partitioned
+        one backed by its parts' maps when they are local."""
+        reader = self.open(artifact_id, version)
+        return pa.Table.from_batches(list(reader), schema=reader.schema)
 
 
 def _leased(batches: Iterator[pa.RecordBatch], lease: ReadLease) -> Iterator[pa.RecordBatch]:
