@@ -141,6 +141,16 @@ class Parts:
                     if self._joining.get(path) is lock:
                         del self._joining[path]
 
+    def sweep(self, artifact_id: str, version: int) -> int:
+        """Remove what builds of this version wrote under their prefixes
+        (``<artifact_id>/v<n>-<token>/``): for a build that died before it published or
+        failed. How many prefixes went."""
+        found = self.store.children(f"{artifact_id}/")
+        mine = [name for name in found if name.startswith(f"v{version}-")]
+        for name in mine:
+            self.store.delete_prefix(f"{artifact_id}/{name}/")
+        return len(mine)
+
     def delete(self, parts: Sequence[PartInfo]) -> None:
         """Remove the stored parts (their build's directories)."""
         for prefix in prefixes(parts):

@@ -12,7 +12,8 @@ Dask task or a data node opens the same storage from the string:
 
 - ``/abs/dir`` or ``file:///abs/dir`` — a local directory;
 - ``s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http&region=REGION`` —
-  an S3-compatible store (credentials from the usual ``AWS_*`` environment).
+  an S3-compatible store (credentials from the usual ``AWS_*`` environment; the
+  options :data:`S3_OPTIONS` are all it takes).
 
 Keys are checked (:func:`check_key`): no absolute path, no ``..``, no empty or
 hidden component, so a key taken from a ticket never leaves the storage.
@@ -28,7 +29,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -62,13 +63,45 @@ def check_key(key: str, *, prefix: bool = False) -> str:
     return key
 
 
+S3_OPTIONS = ("endpoint_override", "scheme", "region", "max_attempts", "connect_timeout")
+
+
+def _s3(uri: str) -> tuple[pafs.S3FileSystem, str]:
+    """The S3 filesystem and ``bucket/prefix`` of an ``s3://`` part storage URI. Options in
+    its query: ``endpoint_override``, ``scheme``, ``region``, ``max_attempts`` (per request,
+    default 3: a storage that does not answer is an error after them) and
+    ``connect_timeout`` (seconds); credentials from the usual ``AWS_*`` environment."""
+    parts = urlsplit(uri)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(set(query) - set(S3_OPTIONS))
+    if unknown or not parts.netloc:
+        raise InvalidArgument(
+            f"part storage {uri!r}: s3://bucket/prefix with options {', '.join(S3_OPTIONS)}"
+        )
+    try:
+        attempts = int(query.get("max_attempts", "3"))
+        timeout = float(query["connect_timeout"]) if "connect_timeout" in query else None
+    except ValueError:
+        raise InvalidArgument(
+            f"part storage {uri!r}: max_attempts and connect_timeout are numbers"
+        ) from None
+    fs = pafs.S3FileSystem(
+        endpoint_override=query.get("endpoint_override"),
+        scheme=query.get("scheme", "https"),
+        region=query.get("region"),
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=max(attempts, 1)),
+        connect_timeout=timeout,
+    )
+    return fs, f"{parts.netloc}{parts.path}"
+
+
 class PartStore:
     """Where parts live: a local directory, or an S3-compatible bucket through pyarrow.fs."""
 
     def __init__(self, uri: str) -> None:
         scheme = urlsplit(uri).scheme
         if scheme == "s3":
-            fs, base = pafs.FileSystem.from_uri(uri)
+            fs, base = _s3(uri)
             self.local = False
             self.uri = uri
         elif scheme in ("", "file"):
@@ -145,6 +178,12 @@ class PartStore:
             return []
         infos = self.fs.get_file_info([self.path(k) for k in keys])
         return [i.size if i.type == pafs.FileType.File else None for i in infos]
+
+    def children(self, prefix: str) -> list[str]:
+        """The names directly under ``prefix`` (directories and parts); [] when none."""
+        path = f"{self.base}/{check_key(prefix, prefix=True).rstrip('/')}"
+        selector = pafs.FileSelector(path, allow_not_found=True)
+        return sorted(info.base_name for info in self.fs.get_file_info(selector))
 
     # --- removing --------------------------------------------------------------
     def delete_prefix(self, prefix: str) -> None:

@@ -26,7 +26,7 @@ from catalog.index import Index
 from catalog.partitioned import Parts, rows_of
 from catalog.parts import PartInfo
 from catalog.records import ArtifactInfo, CorruptArtifact
-from foundation import Conflict
+from foundation import Conflict, Unavailable
 
 Key = tuple[str, int]
 
@@ -94,10 +94,18 @@ class Reads:
             return rows_of(db, artifact_id, version)
 
     def intact(self, info: ArtifactInfo) -> bool:
-        """Whether a version's file (or every part) is there with its recorded size; no write."""
-        try:
-            if info.parts:
+        """Whether a version's file (or every part) is there with its recorded size; no write.
+
+        A part storage that does not answer is :class:`Unavailable`, not a missing part:
+        an outage must not fail the versions it holds."""
+        if info.parts:
+            try:
                 return self.parts.whole(self.parts_of(info.artifact_id, info.version))
+            except OSError as exc:
+                raise Unavailable(
+                    f"the part storage does not answer: {str(exc).splitlines()[0]}"
+                ) from None
+        try:
             path = self.files.path_of(info.artifact_id, info.version)
             return path.stat().st_size == info.byte_size
         except OSError:

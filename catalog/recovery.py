@@ -29,7 +29,13 @@ def _owner_alive(owners_dir: Path, owner: str | None, pid: int | None) -> bool:
 
 def recover(db: Database, files: Files, owners_dir: Path, parts: Parts) -> dict[str, int]:
     """Restore consistency after a crash; returns what was repaired."""
-    report = {"failed_builds": 0, "temp_removed": 0, "missing_files": 0, "orphans": 0}
+    report = {
+        "failed_builds": 0,
+        "temp_removed": 0,
+        "missing_files": 0,
+        "orphans": 0,
+        "parts_removed": 0,
+    }
     now = time.time()
     with db.tx() as conn:
         rows = conn.execute(
@@ -52,18 +58,23 @@ def recover(db: Database, files: Files, owners_dir: Path, parts: Parts) -> dict[
             report["failed_builds"] += 1
             with contextlib.suppress(FileNotFoundError):
                 files.path_of(r["artifact_id"], r["version"]).unlink()
+            with contextlib.suppress(OSError):  # the parts it wrote (a later open tries again)
+                report["parts_removed"] += parts.sweep(r["artifact_id"], r["version"])
         for r in conn.execute(
             "SELECT artifact_id, version, byte_size, part_count FROM artifacts WHERE state IN "
             "('ready', 'superseded')"
         ).fetchall():
             path = files.path_of(r["artifact_id"], r["version"])
-            try:
-                if r["part_count"]:  # a partitioned version: its parts, not a file
+            if r["part_count"]:  # a partitioned version: its parts, not a file
+                try:
                     ok = parts.whole(rows_of(conn, r["artifact_id"], r["version"]))
-                else:
+                except OSError:  # the storage does not answer: reads check again
+                    continue
+            else:
+                try:
                     ok = path.stat().st_size == r["byte_size"]
-            except OSError:
-                ok = False
+                except FileNotFoundError:
+                    ok = False
             if not ok:
                 conn.execute(
                     "UPDATE artifacts SET state='failed', error=? "

@@ -27,8 +27,9 @@ class Settings(BaseSettings):
         default="",
         description="Where the parts of partitioned artifacts live, reachable by every node: "
         "a directory (/abs/dir or file:///abs/dir) or an S3-compatible bucket "
-        "(s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http&region=REGION; "
-        "credentials from AWS_* variables). Empty means <data_dir>/parts.",
+        "(s3://bucket/prefix?endpoint_override=HOST:PORT&scheme=http&region=REGION, also "
+        "max_attempts and connect_timeout; credentials from AWS_* variables). Empty means "
+        "<data_dir>/parts.",
     )
     node_heartbeat_s: float = Field(
         default=2.0,

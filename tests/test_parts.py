@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import pytest
 from catalog import ArtifactStore
 from catalog.parts import PartInfo, PartStore, check_key
 from flight import DataNodeServer, QuiverFlightServer
-from foundation import BuildFailed, Conflict, InvalidArgument, NotFound, Settings
+from foundation import BuildFailed, Conflict, InvalidArgument, NotFound, Settings, Unavailable
 from tests.fixtures_s3 import S3_CREDENTIALS, make_bucket
 
 SCHEMA = pa.schema([("i", pa.int64()), ("s", pa.string())])
@@ -58,6 +61,14 @@ def store(tmp_path: Path, part_uri: str) -> Iterator[ArtifactStore]:
 def test_a_key_that_could_leave_the_storage_is_refused(key: str) -> None:
     with pytest.raises(InvalidArgument):
         check_key(key)
+
+
+@pytest.mark.parametrize(
+    "uri", ["relative/dir", "s3://b/p?secret=1", "s3:///p", "s3://b/p?max_attempts=x", "gs://b/p"]
+)
+def test_a_part_storage_uri_it_cannot_use_is_refused(uri: str) -> None:
+    with pytest.raises(InvalidArgument, match="part storage"):
+        PartStore(uri)
 
 
 def test_a_part_store_pickles_as_its_uri(part_uri: str) -> None:
@@ -228,3 +239,56 @@ def test_flight_offers_a_part_per_endpoint_and_a_joined_node_serves_them(
             node.close()
         flight = client.get_flight_info(descriptor)  # the node left: out of the plans at once
         assert [e.locations for e in flight.endpoints] == [[], [], []]
+
+
+PARTS_WRITER = """
+import sys, pyarrow as pa
+from catalog import ArtifactStore
+store = ArtifactStore(sys.argv[1], part_storage=sys.argv[2])
+b = store.begin_build(provenance="crash", executor="x", params={}, inputs=[])
+t = pa.table({"x": pa.array(range(1000), pa.int64())})
+store.parts.write(b.part_prefix + "part-00000.arrow", t.to_reader())
+print(b.artifact_id, b.part_prefix, flush=True)
+sys.stdin.read()  # until the test kills it
+"""
+
+
+def test_recovery_removes_the_parts_of_a_build_whose_process_died(
+    tmp_path: Path, part_uri: str
+) -> None:
+    root = tmp_path / "store"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PARTS_WRITER, str(root), part_uri],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert proc.stdout is not None
+    artifact_id, prefix = proc.stdout.readline().split()
+    proc.kill()
+    proc.communicate(timeout=30)
+    with ArtifactStore(root, part_storage=part_uri) as store:
+        assert store.get(artifact_id, 1).state == "failed"
+        assert store.parts.children(f"{artifact_id}/") == []
+        assert store.parts.size(f"{prefix}part-00000.arrow") is None
+
+
+def test_a_part_storage_that_does_not_answer_fails_nothing(
+    tmp_path: Path, s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for k, v in S3_CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    make_bucket(s3, "quiver")
+    good = f"s3://quiver/p?endpoint_override={s3.removeprefix('http://')}&scheme=http"
+    with ArtifactStore(tmp_path / "store", part_storage=good) as store:
+        build, written = build_parts(store, [10, 10])
+        info = build.publish_parts(SCHEMA, written)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dead = f"s3://quiver/p?endpoint_override=127.0.0.1:{port}&scheme=http&max_attempts=1"
+    with ArtifactStore(tmp_path / "store", part_storage=dead) as store:  # recovery: left alone
+        with pytest.raises(Unavailable, match="part storage does not answer"):
+            store.open_table(info.artifact_id, info.version)
+        assert store.get(info.artifact_id, info.version).state == "ready"
