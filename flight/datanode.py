@@ -1,7 +1,9 @@
-"""A Flight data node: stateless, it serves the parts of partitioned artifacts.
+"""A Flight data node: stateless, it serves the parts of partitioned artifacts; and the
+actions it calls on its head (``node-register``, ``node-heartbeat``, ``node-leave``,
+``node-list``), whose registry of nodes is :class:`flight.nodes.DataNodes`.
 
 ``quiver flight --join grpc://head:port`` starts one. It keeps no metadata: it joins
-its head (the ``node-register`` action, :mod:`flight.joins`), which answers with the
+its head (the ``node-register`` action, below), which answers with the
 part storage's URI and the heartbeat period, then heartbeats every period from a
 thread, joining again when the head forgot it (a head restarted, or a pause long
 enough to be dropped). A ``DoGet`` of a part ticket streams that part from the part
@@ -20,6 +22,8 @@ from typing import Any
 import pyarrow.flight as fl
 
 from catalog import PartStore
+from flight.core import Core
+from flight.dispatch import action
 from flight.errors import guard, one_line
 from flight.parts import open_part
 from flight.protocol import PartTicket, decode_ticket, encode_json, load_json
@@ -128,3 +132,43 @@ class DataNodeServer(fl.FlightServerBase):
     @guard
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Any:
         raise InvalidArgument(f"a data node has no actions; ask its head ({self.head})")
+
+
+# --- the head's side: the actions a node calls -------------------------------------
+def _location(body: Any) -> str:
+    location = body.get("location") if isinstance(body, dict) else None
+    if not isinstance(location, str) or not location.startswith(("grpc://", "grpc+tls://")):
+        raise InvalidArgument('node-register needs "location": "grpc://host:port"')
+    return location
+
+
+@action("node-register", 'A data node joins: {"location"}; its node id, part storage, heartbeat.')
+def _register(core: Core, body: Any) -> dict[str, Any]:
+    node_id = core.nodes.register(_location(body))
+    return {
+        "node_id": node_id,
+        "part_storage": core.store.parts.uri,
+        "heartbeat_s": core.nodes.heartbeat_s,
+    }
+
+
+@action("node-heartbeat", 'A data node is alive: {"node_id"}; "known": false means join again.')
+def _heartbeat(core: Core, body: Any) -> dict[str, Any]:
+    node_id = body.get("node_id") if isinstance(body, dict) else None
+    if not isinstance(node_id, str):
+        raise InvalidArgument('node-heartbeat needs "node_id"')
+    return {"known": core.nodes.beat(node_id)}
+
+
+@action("node-list", "The live data nodes' locations, in the order they joined.")
+def _list(core: Core, body: Any) -> dict[str, Any]:
+    return {"nodes": core.nodes.live(), "heartbeat_s": core.nodes.heartbeat_s}
+
+
+@action("node-leave", 'A data node leaves at once: {"node_id"}.')
+def _leave(core: Core, body: Any) -> dict[str, Any]:
+    node_id = body.get("node_id") if isinstance(body, dict) else None
+    if not isinstance(node_id, str):
+        raise InvalidArgument('node-leave needs "node_id"')
+    core.nodes.leave(node_id)
+    return {"left": node_id}

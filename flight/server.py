@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.flight as fl
 
 from catalog import ArtifactInfo, Build
-from flight import joins, queries, registry, renditions, runtime, tables  # noqa: F401  (actions)
+from flight import datanode, queries, registry, renditions, runtime, tables  # noqa: F401  (actions)
 from flight import sql as flight_sql
 from flight.actions import materialize, result_json
 from flight.args import info_json
