@@ -88,8 +88,7 @@ class Parts:
         if not parts:
             raise ValueError("a partitioned artifact needs at least one part")
         batches = 0
-        for p in parts:
-            size = self.store.size(p.key)
+        for p, size in zip(parts, self.store.sizes([p.key for p in parts]), strict=True):
             if size != p.bytes:
                 raise ValueError(f"part {p.key} is missing or not {p.bytes} bytes (found {size})")
             reader = self.store.open(p.key)

@@ -74,7 +74,9 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    monkeypatch.setenv("QUIVER_NODE_HEARTBEAT_S", "0.2")
+    # Dropped after 3 s without a heartbeat: quick for the test of a dead node, and far
+    # beyond what a busy machine delays a live node's heartbeat thread by.
+    monkeypatch.setenv("QUIVER_NODE_HEARTBEAT_S", "1.0")
     data = tmp_path / "head"
     with ArtifactStore(data) as store:
         info, expected = partitioned(store)
