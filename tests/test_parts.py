@@ -19,6 +19,7 @@ from catalog import ArtifactStore
 from catalog.parts import PartInfo, PartStore, check_key
 from flight import DataNodeServer, QuiverFlightServer
 from foundation import BuildFailed, Conflict, InvalidArgument, NotFound, Settings, Unavailable
+from tests.fixtures_rest import Rest
 from tests.fixtures_s3 import S3_CREDENTIALS, make_bucket
 
 SCHEMA = pa.schema([("i", pa.int64()), ("s", pa.string())])
@@ -292,3 +293,20 @@ def test_a_part_storage_that_does_not_answer_fails_nothing(
         with pytest.raises(Unavailable, match="part storage does not answer"):
             store.open_table(info.artifact_id, info.version)
         assert store.get(info.artifact_id, info.version).state == "ready"
+
+
+def test_rest_serves_a_partitioned_artifact_as_a_stream_and_as_files(rest: Rest) -> None:
+    assert rest.flight is not None
+    build, written = build_parts(rest.flight.core.store, [30, 20, 50])
+    info = build.publish_parts(SCHEMA, written)
+    expected = pa.Table.from_batches([batch(0, 100)])
+    base = f"/v1/artifacts/{info.artifact_id}/v/{info.version}"
+    got = rest.http.get(f"{base}/data")
+    assert got.status_code == 200, got.text
+    assert pa.ipc.open_stream(got.content).read_all().equals(expected)
+    arrow = rest.http.get(f"{base}/data.arrow")
+    assert arrow.status_code == 200, arrow.text
+    assert pa.ipc.open_file(pa.py_buffer(arrow.content)).read_all().equals(expected)
+    parquet = rest.http.get(f"{base}/data.parquet")
+    assert parquet.status_code == 200, parquet.text
+    assert pa.parquet.read_table(pa.BufferReader(parquet.content)).equals(expected)
