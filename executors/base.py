@@ -96,3 +96,46 @@ class Executor(Protocol):
     def run(
         self, inputs: Sequence[ResolvedInput], params: BaseModel, ctx: RunContext
     ) -> pa.RecordBatchReader: ...
+
+
+class Share(Protocol):
+    """One partition of a partitioned run: picklable, run where a Dask worker is.
+
+    ``reader`` streams this share's rows (the executor's own query over its part of
+    the inputs), in a process that may not be the head's; ``bytes`` is what it reads.
+    """
+
+    bytes: int
+
+    def reader(self, ctx: RunContext) -> pa.RecordBatchReader: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Partitioned:
+    """A run split into ordered shares whose results, concatenated, are the result.
+
+    ``schema`` is the result's schema, fixed once: every share's part is cast to it.
+    """
+
+    schema: pa.Schema
+    shares: tuple[Share, ...]
+
+
+@runtime_checkable
+class PartitionedExecutor(Protocol):
+    """An executor that can split a run into shares (``scan@v1`` over many data files).
+
+    ``partitions`` validates as ``run`` does, then answers the shares, in order,
+    about ``target_bytes`` each and at least ``min_parts`` when the inputs allow;
+    ``None`` when the run is one share (it then runs in-process, as ``run``).
+    """
+
+    def partitions(
+        self,
+        inputs: Sequence[ResolvedInput],
+        params: BaseModel,
+        ctx: RunContext,
+        *,
+        target_bytes: int,
+        min_parts: int,
+    ) -> Partitioned | None: ...

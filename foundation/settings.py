@@ -87,6 +87,19 @@ class Settings(BaseSettings):
         description="fsync derived artifacts before publishing. Uploads are always fsynced; "
         "a derived artifact that fails its integrity check on open is rebuilt, never served.",
     )
+    dask_scheduler: str = Field(
+        default="",
+        description="A Dask distributed scheduler, e.g. tcp://10.0.0.5:8786: a scan@v1 over "
+        "many data files is built as one Dask task per partition, each writing a part to the "
+        "part storage (docs/scale-out.md). Empty: every build runs in-process.",
+    )
+    part_target_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1,
+        description="Data-file bytes one Dask-built part aims to read (contiguous files, "
+        "balanced by bytes); a build has at least as many parts as the cluster has worker "
+        "threads when the files allow.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the servers bind to.")
     flight_port: int = Field(default=8815, ge=0, le=65535, description="Flight (gRPC) port.")
     rest_port: int = Field(default=8765, ge=0, le=65535, description="REST (HTTP) port.")

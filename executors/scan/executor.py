@@ -12,18 +12,25 @@ The pieces: :mod:`~executors.scan.params`, :mod:`~executors.scan.plan`,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 from pydantic import BaseModel
 
 from catalog import ResolvedTable, TableRef, Warehouses, parse_uri
-from executors.base import ResolvedInput, RunContext
+from executors.base import Partitioned, ResolvedInput, RunContext
 from executors.scan.params import NAME, ScanParams, canonical_value, check_columns, filter_key
+from executors.scan.partitions import ScanShare, group_files, result_schema
 from executors.scan.plan import check_tasks, compile_filter, find_field, local_path
 from executors.scan.run import Query, clear_databases
-from executors.scan.sql import duck_type
+from executors.scan.sql import CompiledFilter, duck_type
 from foundation import InvalidArgument
+
+if TYPE_CHECKING:
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import FileScanTask
+    from pyiceberg.types import NestedField
 
 
 class ScanExecutor:
@@ -80,6 +87,48 @@ class ScanExecutor:
     def run(
         self, inputs: Sequence[ResolvedInput], params: BaseModel, ctx: RunContext
     ) -> pa.RecordBatchReader:
+        scan = self._prepare(inputs, params)
+        data_files = [local_path(t.file.file_path) for t in scan.tasks]
+        return Query(
+            ctx, scan.schema, scan.out_fields, scan.filters, data_files, scan.delete_files
+        ).reader()
+
+    def partitions(
+        self,
+        inputs: Sequence[ResolvedInput],
+        params: BaseModel,
+        ctx: RunContext,
+        *,
+        target_bytes: int,
+        min_parts: int,
+    ) -> Partitioned | None:
+        """The scan as contiguous groups of data files balanced by bytes, each with the
+        delete files of its own data files; None when that is one group."""
+        scan = self._prepare(inputs, params)
+        sizes = [t.file.file_size_in_bytes for t in scan.tasks]
+        groups = group_files(sizes, target_bytes, min_parts)
+        if len(groups) < 2:
+            return None
+        shares = []
+        for group in groups:
+            tasks = scan.tasks[group.start : group.stop]
+            deletes = check_tasks(scan.resolved, tasks)
+            shares.append(
+                ScanShare(
+                    scan.schema,
+                    tuple(scan.out_fields),
+                    tuple(scan.filters),
+                    tuple(local_path(t.file.file_path) for t in tasks),
+                    tuple(deletes),
+                    group.bytes,
+                )
+            )
+        schema = result_schema(ctx, scan.schema, scan.out_fields, scan.filters)
+        return Partitioned(schema, tuple(shares))
+
+    def _prepare(self, inputs: Sequence[ResolvedInput], params: BaseModel) -> _Prepared:
+        """Params checked against the table, and its planned files (refusing what the
+        scan cannot read exactly)."""
         if len(inputs) != 1:
             raise InvalidArgument(f"{NAME} transform requires exactly one input, got {len(inputs)}")
         resolved = inputs[0].table
@@ -104,5 +153,14 @@ class ScanExecutor:
 
         tasks = self._warehouses.plan(resolved, [c.predicate for c in compiled])
         delete_files = check_tasks(resolved, tasks)
-        data_files = [local_path(t.file.file_path) for t in tasks]
-        return Query(ctx, schema, out_fields, compiled, data_files, delete_files).reader()
+        return _Prepared(resolved, schema, out_fields, compiled, list(tasks), delete_files)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    resolved: ResolvedTable
+    schema: Schema
+    out_fields: list[NestedField]
+    filters: list[CompiledFilter]
+    tasks: list[FileScanTask]
+    delete_files: list[str]

@@ -104,6 +104,20 @@ class Query:
         settings = self.ctx.settings
         return _database(settings.duckdb_threads, settings.duckdb_memory_limit).cursor()
 
+    def result_schema(self) -> pa.Schema:
+        """The schema :meth:`reader` gives, learned without reading a file: the same
+        projection over no files (each column cast to the type the files are read as)."""
+        con = self._connect()
+        try:
+            sql, params = query_text(self.schema, self.out_fields, self.filters, [], [])
+            empty = con.sql(sql, params=params).to_arrow_reader(self.ctx.settings.batch_size)
+            try:
+                return _utc_schema(empty.schema)
+            finally:
+                empty.close()
+        finally:
+            con.close()
+
     def reader(self) -> pa.RecordBatchReader:
         con = self._connect()
         # Keeps interrupting until the reader ends: one interrupt that arrives just
