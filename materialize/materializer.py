@@ -23,10 +23,12 @@ import pyarrow as pa
 from catalog import ArtifactInfo, ArtifactStore, Build, Warehouses, validate_name
 from executors import Registry, RunContext
 from foundation import BuildFailed, InvalidArgument, QuiverError, Settings, Unavailable
+from materialize.dask_builds import DaskBuilds
 from materialize.flights import Flights, InFlight
 from materialize.plan import Plan, Planner
 from materialize.request import MaterializeRequest, MaterializeResult, Transform
 from materialize.threads import BuildThreads
+from materialize.work import ReaderWork, Work
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Materializer:
         self._flights = Flights(settings)
         self._lock = self._flights.lock  # the one lock: the flights and the counters
         self._threads = BuildThreads(settings.build_threads)
+        self._dask = DaskBuilds(settings, store)
         self.counters: dict[str, int] = {"hits": 0, "misses": 0, "builds_failed": 0}
 
     # --- planning -----------------------------------------------------------
@@ -225,7 +228,9 @@ class Materializer:
     ) -> MaterializeResult:
         ctx = RunContext(self.settings)
         try:
-            reader = plan.executor.run(plan.inputs, plan.params, ctx)
+            work: Work | None = self._dask.work(plan.executor, plan.inputs, plan.params, ctx)
+            if work is None:
+                work = ReaderWork(plan.executor.run(plan.inputs, plan.params, ctx))
             previous = self.store.find_latest(plan.provenance)
             build = self.store.begin_build(
                 provenance=plan.provenance,
@@ -234,7 +239,7 @@ class Materializer:
                 inputs=plan.versions,
                 artifact_id=previous.artifact_id if previous else None,
             )
-            build.start(reader.schema)
+            build.start(work.schema)
         except BaseException as exc:
             self._flights.forget(plan.provenance)
             flight.error = exc
@@ -250,18 +255,13 @@ class Materializer:
         flight.ctx = ctx
         flight.ready.set()
         try:
-            self._threads.submit(self._run_build, plan, build, reader, request.name, ctx)
+            self._threads.submit(self._run_build, plan, build, work, request.name, ctx)
         except RuntimeError:  # closed between the check and here
             self._finish_failed(plan, build, Unavailable("the service is shutting down"))
         return self._following(plan, build)
 
     def _run_build(
-        self,
-        plan: Plan,
-        build: Build,
-        reader: pa.RecordBatchReader,
-        name: str | None,
-        ctx: RunContext,
+        self, plan: Plan, build: Build, work: Work, name: str | None, ctx: RunContext
     ) -> None:
         def published() -> None:
             # Before waiters wake: the name already points at the result, and the
@@ -274,17 +274,17 @@ class Materializer:
         try:
             if build.done:  # abandoned by close() while it waited for a thread
                 raise _cancelled(plan)
-            build.write_reader(reader)
+            work.write(build, ctx)
             if ctx.cancelled:  # the executor ended without noticing: still nothing is published
                 raise _cancelled(plan)
-            build.publish(before_notify=published)
+            work.publish(build, published)
         except BaseException as exc:  # recorded on the artifact
+            work.discard(build)
             if ctx.cancelled and not isinstance(exc, QuiverError):
                 exc = _cancelled(plan)  # however the executor stopped, it was a cancel
             self._finish_failed(plan, build, exc)
         finally:
-            with contextlib.suppress(Exception):
-                reader.close()
+            work.close()
 
     def _forget(self, plan: Plan) -> None:
         self._flights.forget(plan.provenance)
