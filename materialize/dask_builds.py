@@ -246,17 +246,17 @@ class PartsWork:
     def schema(self) -> pa.Schema:
         return self.partitioned.schema
 
+    def begin(self, build: Build) -> None:
+        pass  # the build writes no file of its own: followers wait for the parts
+
     def write(self, build: Build, ctx: RunContext) -> None:
         self.parts = self.builds.run(build, self.partitioned, ctx)
 
     def publish(self, build: Build, before_notify: Callable[[], None]) -> ArtifactInfo:
-        info = build.publish_parts(self.schema, self.parts)
-        before_notify()
-        return info
+        return build.publish_parts(self.schema, self.parts, before_notify=before_notify)
 
     def discard(self, build: Build) -> None:
-        with contextlib.suppress(Exception):  # a storage failing here leaves bytes, never a row
-            self.builds.store.parts.delete_prefix(build.part_prefix)
+        pass  # build.fail() deletes the build's part prefix (it was asked for)
 
     def close(self) -> None:
         pass

@@ -239,7 +239,7 @@ class Materializer:
                 inputs=plan.versions,
                 artifact_id=previous.artifact_id if previous else None,
             )
-            build.start(work.schema)
+            work.begin(build)
         except BaseException as exc:
             self._flights.forget(plan.provenance)
             flight.error = exc

@@ -25,6 +25,10 @@ class Work(Protocol):
     @property
     def schema(self) -> pa.Schema: ...
 
+    def begin(self, build: Build) -> None:
+        """Ready the build, in the request's thread (followers may learn the schema)."""
+        ...
+
     def write(self, build: Build, ctx: RunContext) -> None:
         """Produce the rows (raises on failure or cancel)."""
         ...
@@ -47,6 +51,9 @@ class ReaderWork:
     @property
     def schema(self) -> pa.Schema:
         return self.reader.schema
+
+    def begin(self, build: Build) -> None:
+        build.start(self.reader.schema)
 
     def write(self, build: Build, ctx: RunContext) -> None:
         build.write_reader(self.reader)

@@ -1,0 +1,258 @@
+"""``scan@v1`` built on a real Dask ``distributed.LocalCluster`` (2 worker processes): one
+task per partition of the data files, each writing a part; the head publishes them as one
+artifact. Checked against the in-process scan of the same snapshot."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from catalog import ArtifactStore, TableRef, demo_batch, write_demo_warehouse
+from executors import load_registry
+from executors.scan.partitions import group_files
+from foundation import BuildFailed, Settings
+from materialize import Materializer, MaterializeRequest, Transform
+from tests.fixtures_iceberg import ScanFn, commit_delete_file, open_catalog, position_deletes
+from tests.polling import wait_until
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """2 worker processes, one thread each: the cluster has 2 worker threads."""
+    c = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+        host="127.0.0.1", protocol="tcp",
+    )  # fmt: skip
+    try:
+        yield c
+    finally:
+        c.close(timeout=30)
+
+
+def _wide_table(path: Path, rows: int, files: int) -> tuple[TableRef, list[int]]:
+    """``rows`` demo rows in ``files`` files plus one appended file, ``category`` renamed to
+    ``kind``, position deletes in the first two files; the deleted ids."""
+    ref = write_demo_warehouse(path, rows=rows, files=files)
+    cat = open_catalog(path)
+    table = cat.load_table("db.events")
+    with table.update_schema() as upd:
+        upd.rename_column("category", "kind")
+    deleted: list[int] = []
+    by_file: dict[str, list[int]] = {}
+    for task in list(table.scan().plan_files())[:2]:
+        ids = pq.read_table(task.file.file_path.removeprefix("file://"), columns=["id"])["id"]
+        by_file[task.file.file_path] = [0, 3, len(ids) - 1]
+        deleted += [ids[p].as_py() for p in by_file[task.file.file_path]]
+    commit_delete_file(table, position_deletes(by_file))
+    table.append(demo_batch(rows, rows + 500).rename_columns(table.schema().column_names))
+    cat.engine.dispose()
+    return ref, deleted
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> tuple[TableRef, list[int]]:
+    return _wide_table(tmp_path_factory.mktemp("dask") / "wide", rows=6_000, files=6)
+
+
+def _settings(tmp_path: Path, cluster: Any, **kw: Any) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data", notebook_root=tmp_path / "nb",
+        dask_scheduler=cluster.scheduler_address, **kw,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def built(tmp_path: Path, cluster: Any) -> Iterator[tuple[Materializer, ArtifactStore]]:
+    settings = _settings(tmp_path, cluster, part_target_bytes=1)  # one part per data file
+    with ArtifactStore(settings.data_dir, max_bytes=settings.cache_max_bytes) as store:
+        m = Materializer(settings, store, load_registry())
+        yield m, store
+        m.close(cancel=True)
+
+
+def _request(ref: TableRef, **params: Any) -> MaterializeRequest:
+    return MaterializeRequest(
+        inputs=[ref.uri], transform=Transform(executor="scan@v1", params=params)
+    )
+
+
+def _stored_files(store: ArtifactStore) -> list[str]:
+    root = Path(store.parts.uri.removeprefix("file://"))
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_group_files_is_contiguous_and_balanced_by_bytes() -> None:
+    assert group_files([], 10, 2) == []
+    one = group_files([5, 5, 5], 100, 1)
+    assert [(g.start, g.stop) for g in one] == [(0, 3)]
+    halves = group_files([10, 10, 10, 10], 100, 2)
+    assert [(g.start, g.stop, g.bytes) for g in halves] == [(0, 2, 20), (2, 4, 20)]
+    # a big file stays alone; the small ones share a group; never more groups than files
+    assert [(g.start, g.stop) for g in group_files([90, 5, 5], 50, 2)] == [(0, 1), (1, 3)]
+    assert len(group_files([1, 1, 1], 1, 8)) == 3
+    assert [(g.start, g.stop) for g in group_files([1, 1, 1, 1, 1, 1], 2, 1)] == [
+        (0, 2), (2, 4), (4, 6),
+    ]  # fmt: skip
+
+
+def test_distributed_scan_is_the_in_process_scan_in_parts(
+    built: tuple[Materializer, ArtifactStore], wide: tuple[TableRef, list[int]], scan: ScanFn
+) -> None:
+    m, store = built
+    ref, deleted = wide
+    first, joined = m.materialize(_request(ref)), m.materialize(_request(ref))  # one build
+    followed = m.open(first)  # a reader that joined the build gets the parts once published
+    result = m.materialize(_request(ref), wait=True)
+    assert first.build is not None and m.counters["misses"] == 1
+    assert (joined.artifact_id, joined.version) == (first.artifact_id, first.version)
+    assert (result.artifact_id, result.version) == (first.artifact_id, first.version)
+    parts = store.parts_of(result.artifact_id, result.version)
+    assert len(parts) == 7  # one per data file (target 1 byte)
+    assert _stored_files(store) == sorted(p.key for p in parts)
+    got = store.open_table(result.artifact_id, result.version)
+    want = scan(ref).read_all()
+    assert got.schema == want.schema
+    assert got.schema.names == ["id", "value", "kind", "ts", "payload"]  # renamed by field id
+    assert got.sort_by("id").equals(want.sort_by("id"))
+    assert sum(p.rows for p in parts) == got.num_rows == 6_500 - len(deleted)
+    assert not set(deleted) & set(got["id"].to_pylist())
+    assert followed.read_all().equals(got)
+
+    misses = m.counters["misses"]
+    again = m.materialize(_request(ref), wait=True)
+    assert again.hit and (again.artifact_id, again.version) == (result.artifact_id, result.version)
+    assert m.counters["misses"] == misses
+
+
+def test_filters_and_projections_in_parts(
+    tmp_path: Path, cluster: Any, wide: tuple[TableRef, list[int]], scan: ScanFn
+) -> None:
+    ref, _ = wide
+    settings = _settings(tmp_path, cluster)  # default target: the 2 worker threads decide
+    params: dict[str, Any] = {
+        "columns": ["kind", "id"],
+        "filters": [{"column": "kind", "op": "in", "value": ["alpha", "gamma"]},
+                    {"column": "id", "op": ">=", "value": 1000}],
+    }  # fmt: skip
+    with ArtifactStore(settings.data_dir, max_bytes=settings.cache_max_bytes) as store:
+        m = Materializer(settings, store, load_registry())
+        try:
+            result = m.materialize(_request(ref, **params), wait=True)
+            assert len(store.parts_of(result.artifact_id, result.version)) == 2
+            got = store.open_table(result.artifact_id, result.version)
+            assert got.sort_by("id").equals(scan(ref, params).read_all().sort_by("id"))
+            assert got.num_rows > 0
+
+            none = {"filters": [{"column": "id", "op": "<", "value": -1}]}
+            empty = m.materialize(_request(ref, **none), wait=True)
+            table = store.open_table(empty.artifact_id, empty.version)
+            assert table.num_rows == 0 and table.schema == scan(ref, none).schema
+        finally:
+            m.close(cancel=True)
+
+
+def test_a_table_of_one_file_builds_in_process(
+    built: tuple[Materializer, ArtifactStore], tmp_path: Path
+) -> None:
+    m, store = built
+    ref = write_demo_warehouse(tmp_path / "small", rows=100, files=1)
+    result = m.materialize(_request(ref), wait=True)
+    assert store.parts_of(result.artifact_id, result.version) == []
+    assert store.open_table(result.artifact_id, result.version).num_rows == 100
+
+
+def test_a_failed_part_fails_the_build_and_leaves_no_parts(
+    built: tuple[Materializer, ArtifactStore], tmp_path: Path
+) -> None:
+    m, store = built
+    ref, _ = _wide_table(tmp_path / "broken", rows=600, files=3)
+    cat = open_catalog(tmp_path / "broken")
+    third = list(cat.load_table("db.events").scan().plan_files())[2].file.file_path
+    cat.engine.dispose()
+    Path(third.removeprefix("file://")).write_bytes(b"not parquet")
+    with pytest.raises(BuildFailed, match=r"part 3 of 4 failed on the Dask cluster: .*"):
+        m.materialize(_request(ref), wait=True)
+    assert wait_until(lambda: not _stored_files(store), timeout=10), _stored_files(store)
+    assert store.find_ready(m.plan(_request(ref)).provenance) is None
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> TableRef:
+    """Parts that take a while: 400k rows in 4 files (and 500 more in a fifth)."""
+    return _wide_table(tmp_path_factory.mktemp("dask") / "big", rows=400_000, files=4)[0]
+
+
+def _running_parts(client: Any, result: Any) -> dict[str, Any]:
+    """Wait until a part of the build runs on a worker: the workers and their part tasks."""
+    busy: dict[str, Any] = {}
+
+    def a_part_runs() -> bool:
+        nonlocal busy
+        busy = {
+            w: keys for w, keys in client.processing().items()
+            if any("quiver-part" in str(k) for k in keys)
+        }  # fmt: skip
+        return bool(busy) or result.build.done
+
+    assert wait_until(a_part_runs, timeout=30), busy
+    assert busy, "the build ended before a part was seen running"
+    return busy
+
+
+def test_cancel_stops_the_tasks_and_leaves_no_parts(
+    built: tuple[Materializer, ArtifactStore], cluster: Any, big: TableRef
+) -> None:
+    m, store = built
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        result = m.materialize(_request(big))
+        _running_parts(client, result)
+        assert m.cancel(result.artifact_id, result.version, wait=30)
+        with pytest.raises(BuildFailed, match="cancelled"):
+            result.build.wait(0)
+        assert store.parts_of(result.artifact_id, result.version) == []
+        assert wait_until(lambda: not _stored_files(store), timeout=10), _stored_files(store)
+        assert wait_until(lambda: not any(client.processing().values()), timeout=10)
+    again = m.materialize(_request(big), wait=True)  # a later request builds again
+    assert again.info is not None and again.info.row_count == 400_494
+
+
+def test_a_worker_killed_mid_build_never_publishes_a_partial_artifact(
+    cluster: Any, tmp_path: Path, scan: ScanFn, big: TableRef
+) -> None:
+    ref = big
+    settings = _settings(tmp_path, cluster, part_target_bytes=1)
+    client = distributed.Client(cluster.scheduler_address, set_as_default=False)
+    with ArtifactStore(settings.data_dir, max_bytes=settings.cache_max_bytes) as store:
+        m = Materializer(settings, store, load_registry())
+        try:
+            pids = client.run(os.getpid)
+            result = m.materialize(_request(ref))
+            assert result.build is not None
+            busy = _running_parts(client, result)
+            os.kill(pids[next(iter(busy))], signal.SIGKILL)
+            try:
+                info = result.build.wait(60)
+            except BuildFailed:
+                assert store.parts_of(result.artifact_id, result.version) == []
+                assert wait_until(lambda: not _stored_files(store), timeout=10), _stored_files(
+                    store
+                )
+            else:  # Dask ran the part again on the other worker: the whole result
+                parts = store.parts_of(info.artifact_id, info.version)
+                assert len(parts) == 5
+                got = store.open_table(info.artifact_id, info.version)
+                assert got.sort_by("id").equals(scan(ref).read_all().sort_by("id"))
+        finally:
+            m.close(cancel=True)
+            # the nanny brings a new worker up
+            workers = client.nthreads
+            assert wait_until(lambda: len(workers()) == 2, timeout=30), workers()
+            client.close()
