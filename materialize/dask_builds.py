@@ -125,7 +125,8 @@ def build_part(
     finally:
         finished.set()
     if ctx.cancelled or event.is_set():
-        store.delete_prefix(key)
+        with contextlib.suppress(FileNotFoundError):  # the head's cleanup may have been first
+            store.fs.delete_file(store.path(key))
         raise PartError("the build was stopped while this part was written")
     return info
 
