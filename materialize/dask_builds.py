@@ -166,6 +166,12 @@ class DaskBuilds:
             raise Unavailable(
                 f"the Dask scheduler at {self.settings.dask_scheduler} did not answer: {exc}"
             ) from None
+        if not threads:
+            raise Unavailable(
+                f"the Dask cluster at {self.settings.dask_scheduler} has no workers; "
+                "start some (dask worker ...) or unset QUIVER_DASK_SCHEDULER",
+                detail={"dask_scheduler": self.settings.dask_scheduler},
+            )
         partitioned = executor.partitions(
             inputs,
             params,

@@ -16,8 +16,9 @@ import pytest
 from catalog import ArtifactStore, TableRef, demo_batch, write_demo_warehouse
 from executors import load_registry
 from executors.scan.partitions import group_files
-from foundation import BuildFailed, Settings
+from foundation import BuildFailed, Settings, Unavailable
 from materialize import Materializer, MaterializeRequest, Transform
+from materialize.dask_builds import close_clients
 from tests.fixtures_iceberg import ScanFn, commit_delete_file, open_catalog, position_deletes
 from tests.polling import wait_until
 
@@ -34,6 +35,7 @@ def cluster() -> Iterator[Any]:
     try:
         yield c
     finally:
+        close_clients()
         c.close(timeout=30)
 
 
@@ -167,6 +169,23 @@ def test_a_table_of_one_file_builds_in_process(
     result = m.materialize(_request(ref), wait=True)
     assert store.parts_of(result.artifact_id, result.version) == []
     assert store.open_table(result.artifact_id, result.version).num_rows == 100
+
+
+def test_a_cluster_without_workers_is_refused_up_front(
+    tmp_path: Path, wide: tuple[TableRef, list[int]]
+) -> None:
+    with distributed.LocalCluster(
+        n_workers=0, processes=False, dashboard_address=":0", host="127.0.0.1", protocol="tcp"
+    ) as empty:
+        settings = _settings(tmp_path, empty)
+        with ArtifactStore(settings.data_dir, max_bytes=settings.cache_max_bytes) as store:
+            m = Materializer(settings, store, load_registry())
+            try:
+                with pytest.raises(Unavailable, match="has no workers"):
+                    m.materialize(_request(wide[0]), wait=True)
+            finally:
+                m.close(cancel=True)
+                close_clients()  # its scheduler goes away with the block
 
 
 def test_a_failed_part_fails_the_build_and_leaves_no_parts(
