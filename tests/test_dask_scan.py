@@ -4,12 +4,16 @@ artifact. Checked against the in-process scan of the same snapshot."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.flight as fl
 import pyarrow.parquet as pq
 import pytest
 
@@ -19,6 +23,7 @@ from executors.scan.partitions import group_files
 from foundation import BuildFailed, Settings, Unavailable
 from materialize import Materializer, MaterializeRequest, Transform
 from materialize.dask_builds import close_clients
+from tests.fixtures_flight import ServerFactory, act, cmd
 from tests.fixtures_iceberg import ScanFn, commit_delete_file, open_catalog, position_deletes
 from tests.polling import wait_until
 
@@ -132,6 +137,29 @@ def test_distributed_scan_is_the_in_process_scan_in_parts(
     again = m.materialize(_request(ref), wait=True)
     assert again.hit and (again.artifact_id, again.version) == (result.artifact_id, result.version)
     assert m.counters["misses"] == misses
+
+
+def test_a_flight_client_reads_every_part_endpoint_in_parallel(
+    make_flight_server: ServerFactory,
+    cluster: Any,
+    wide: tuple[TableRef, list[int]],
+    scan: ScanFn,
+) -> None:
+    server = make_flight_server(dask_scheduler=cluster.scheduler_address, part_target_bytes=1)
+    ref, deleted = wide
+    request = {"inputs": [ref.uri], "transform": {"executor": "scan@v1", "params": {}}}
+    with fl.connect(server.location) as client:
+        started = act(client, "materialize", request)
+        whole = client.do_get(fl.Ticket(started["ticket"].encode())).read_all()  # follows it
+        info = client.get_flight_info(cmd(request))
+        assert json.loads(info.app_metadata)["hit"] is True
+        assert info.ordered and len(info.endpoints) == 7  # one per part
+        with ThreadPoolExecutor(4) as pool:
+            parts = list(pool.map(lambda e: client.do_get(e.ticket).read_all(), info.endpoints))
+    got = pa.concat_tables(parts)
+    assert got.equals(whole) and info.total_records == got.num_rows == 6_500 - len(deleted)
+    want = scan(ref).read_all()
+    assert got.schema == want.schema and got.sort_by("id").equals(want.sort_by("id"))
 
 
 def test_filters_and_projections_in_parts(
