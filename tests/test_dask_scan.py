@@ -98,9 +98,9 @@ def _stored_files(store: ArtifactStore) -> list[str]:
 
 def test_group_files_is_contiguous_and_balanced_by_bytes() -> None:
     assert group_files([], 10, 2) == []
-    one = group_files([5, 5, 5], 100, 1)
-    assert [(g.start, g.stop) for g in one] == [(0, 3)]
-    halves = group_files([10, 10, 10, 10], 100, 2)
+    small = group_files([5, 5, 5], 100, 3)  # less than one target in all: not spread
+    assert [(g.start, g.stop, g.bytes) for g in small] == [(0, 3, 15)]
+    halves = group_files([10, 10, 10, 10], 40, 2)  # one target's worth, 2 worker threads
     assert [(g.start, g.stop, g.bytes) for g in halves] == [(0, 2, 20), (2, 4, 20)]
     # a big file stays alone; the small ones share a group; never more groups than files
     assert [(g.start, g.stop) for g in group_files([90, 5, 5], 50, 2)] == [(0, 1), (1, 3)]
@@ -166,7 +166,8 @@ def test_filters_and_projections_in_parts(
     tmp_path: Path, cluster: Any, wide: tuple[TableRef, list[int]], scan: ScanFn
 ) -> None:
     ref, _ = wide
-    settings = _settings(tmp_path, cluster)  # default target: the 2 worker threads decide
+    # a target of 1/4 of the table whose filter keeps 6 of its 7 files: 4 parts
+    settings = _settings(tmp_path, cluster, part_target_bytes=120_000 // 4)
     params: dict[str, Any] = {
         "columns": ["kind", "id"],
         "filters": [{"column": "kind", "op": "in", "value": ["alpha", "gamma"]},
@@ -176,7 +177,7 @@ def test_filters_and_projections_in_parts(
         m = Materializer(settings, store, load_registry())
         try:
             result = m.materialize(_request(ref, **params), wait=True)
-            assert len(store.parts_of(result.artifact_id, result.version)) == 2
+            assert len(store.parts_of(result.artifact_id, result.version)) == 4
             got = store.open_table(result.artifact_id, result.version)
             assert got.sort_by("id").equals(scan(ref, params).read_all().sort_by("id"))
             assert got.num_rows > 0
@@ -189,14 +190,27 @@ def test_filters_and_projections_in_parts(
             m.close(cancel=True)
 
 
-def test_a_table_of_one_file_builds_in_process(
-    built: tuple[Materializer, ArtifactStore], tmp_path: Path
+def test_a_table_of_one_file_or_under_the_target_builds_in_process(
+    built: tuple[Materializer, ArtifactStore],
+    tmp_path: Path,
+    cluster: Any,
+    wide: tuple[TableRef, list[int]],
 ) -> None:
     m, store = built
     ref = write_demo_warehouse(tmp_path / "small", rows=100, files=1)
     result = m.materialize(_request(ref), wait=True)
     assert store.parts_of(result.artifact_id, result.version) == []
     assert store.open_table(result.artifact_id, result.version).num_rows == 100
+
+    settings = _settings(tmp_path / "default", cluster)  # 7 files, far under 128 MiB
+    with ArtifactStore(settings.data_dir, max_bytes=settings.cache_max_bytes) as own:
+        default = Materializer(settings, own, load_registry())
+        try:
+            result = default.materialize(_request(wide[0]), wait=True)
+            assert own.parts_of(result.artifact_id, result.version) == []
+            assert result.info is not None and result.info.row_count == 6_500 - len(wide[1])
+        finally:
+            default.close(cancel=True)
 
 
 def test_a_cluster_without_workers_is_refused_up_front(

@@ -36,17 +36,19 @@ class FileGroup:
 def group_files(sizes: Sequence[int], target_bytes: int, min_parts: int) -> list[FileGroup]:
     """Cut files of ``sizes`` (in order) into contiguous groups balanced by bytes.
 
-    As many groups as ``target_bytes`` asks (total bytes / target, rounded up),
-    but at least ``min_parts``, and never more than there are files. Group ``k``
-    of ``n`` ends at the first file where the running total reaches ``k/n`` of the
-    whole, leaving at least one file for each group after it.
+    Files that hold less than ``target_bytes`` in all are one group (spreading
+    them would cost more than it saves). Otherwise as many groups as the target
+    asks (total bytes / target, rounded up), but at least ``min_parts``, and
+    never more than there are files. Group ``k`` of ``n`` ends at the first file
+    where the running total reaches ``k/n`` of the whole, leaving at least one
+    file for each group after it.
     """
     count = len(sizes)
     if count == 0:
         return []
     total = sum(max(0, s) for s in sizes)
-    wanted = -(-total // max(1, target_bytes)) if total else 1
-    n = max(1, min(count, max(wanted, min_parts)))
+    target = max(1, target_bytes)
+    n = 1 if total < target else max(1, min(count, max(-(-total // target), min_parts)))
     groups: list[FileGroup] = []
     start = 0
     running = 0
