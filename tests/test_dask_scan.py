@@ -247,8 +247,8 @@ def test_a_failed_part_fails_the_build_and_leaves_no_parts(
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> TableRef:
-    """Parts that take a while: 400k rows in 4 files (and 500 more in a fifth)."""
-    return _wide_table(tmp_path_factory.mktemp("dask") / "big", rows=400_000, files=4)[0]
+    """Parts that take a while: 1M rows in 4 files (and 500 more in a fifth)."""
+    return _wide_table(tmp_path_factory.mktemp("dask") / "big", rows=1_000_000, files=4)[0]
 
 
 def _running_parts(client: Any, result: Any) -> dict[str, Any]:
@@ -282,7 +282,7 @@ def test_cancel_stops_the_tasks_and_leaves_no_parts(
         assert wait_until(lambda: not _stored_files(store), timeout=10), _stored_files(store)
         assert wait_until(lambda: not any(client.processing().values()), timeout=10)
     again = m.materialize(_request(big), wait=True)  # a later request builds again
-    assert again.info is not None and again.info.row_count == 400_494
+    assert again.info is not None and again.info.row_count == 1_000_494
 
 
 def test_a_worker_killed_mid_build_never_publishes_a_partial_artifact(
