@@ -25,6 +25,7 @@ from materialize import Materializer, MaterializeRequest, Transform
 from materialize.dask_builds import close_clients
 from tests.fixtures_flight import ServerFactory, act, cmd
 from tests.fixtures_iceberg import ScanFn, commit_delete_file, open_catalog, position_deletes
+from tests.fixtures_s3 import S3_CREDENTIALS, make_bucket
 from tests.polling import wait_until
 
 distributed = pytest.importorskip("distributed")
@@ -32,11 +33,15 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    """2 worker processes, one thread each: the cluster has 2 worker threads."""
-    c = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-        host="127.0.0.1", protocol="tcp",
-    )  # fmt: skip
+    """2 worker processes, one thread each: the cluster has 2 worker threads. The workers
+    hold the local S3 server's test credentials, as workers of a real cluster hold theirs."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in S3_CREDENTIALS.items():
+            env.setenv(name, value)
+        c = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+            host="127.0.0.1", protocol="tcp",
+        )  # fmt: skip
     try:
         yield c
     finally:
@@ -160,6 +165,32 @@ def test_a_flight_client_reads_every_part_endpoint_in_parallel(
     assert got.equals(whole) and info.total_records == got.num_rows == 6_500 - len(deleted)
     want = scan(ref).read_all()
     assert got.schema == want.schema and got.sort_by("id").equals(want.sort_by("id"))
+
+
+def test_parts_go_to_an_s3_compatible_store(
+    s3: str,
+    monkeypatch: pytest.MonkeyPatch,
+    cluster: Any,
+    tmp_path: Path,
+    wide: tuple[TableRef, list[int]],
+    scan: ScanFn,
+) -> None:
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    make_bucket(s3, "quiver")
+    host = s3.removeprefix("http://")
+    uri = f"s3://quiver/parts?endpoint_override={host}&scheme=http&region=us-east-1"
+    settings = _settings(tmp_path, cluster, part_target_bytes=1, part_storage=uri)
+    with ArtifactStore(settings.data_dir, part_storage=uri) as store:
+        m = Materializer(settings, store, load_registry())
+        try:
+            result = m.materialize(_request(wide[0]), wait=True)
+            parts = store.parts_of(result.artifact_id, result.version)
+            assert len(parts) == 7 and not (settings.data_dir / "parts").exists()
+            got = store.open_table(result.artifact_id, result.version)
+            assert got.sort_by("id").equals(scan(wide[0]).read_all().sort_by("id"))
+        finally:
+            m.close(cancel=True)
 
 
 def test_filters_and_projections_in_parts(
