@@ -11,10 +11,11 @@ every part, then publishes them in order as one artifact
 
 A failed part fails the build: the other tasks are cancelled, the running ones
 are told to stop through a Dask ``Event`` (their DuckDB query is interrupted),
-and the caller deletes the build's part prefix. A task that finishes writing
-after that sees the event and deletes its own part, so nothing of a failed or
-cancelled build stays behind. A worker that dies is Dask's to handle: it runs the
-task again elsewhere, or gives up (``KilledWorker``) and the build fails.
+and the failed build deletes its part prefix (:meth:`catalog.Build.fail`). A task
+that finishes writing after that sees the event and deletes its own part, so
+nothing of a failed or cancelled build stays behind. A worker that dies is Dask's
+to handle: it runs the task again elsewhere, or gives up (``KilledWorker``) and
+the build fails.
 
 ``distributed`` is imported only when a scheduler is set.
 """
@@ -183,7 +184,8 @@ class DaskBuilds:
 
     def run(self, build: Build, partitioned: Partitioned, ctx: RunContext) -> list[PartInfo]:
         """Run every share as a task; the parts in order. Raises when a part fails or the
-        build is cancelled, having stopped the other tasks (the caller deletes the prefix)."""
+        build is cancelled, having stopped the other tasks (the build's failure deletes
+        what they wrote)."""
         from distributed import Event
 
         client = dask_client(self.settings.dask_scheduler)
