@@ -1,6 +1,8 @@
 """``scan@v1`` built on a real Dask ``distributed.LocalCluster`` (2 worker processes): one
-task per partition of the data files, each writing a part; the head publishes them as one
-artifact. Checked against the in-process scan of the same snapshot."""
+task per partition of the data files, each writing a part (to a directory, or a local
+S3-compatible server); the head publishes them as one artifact. Checked against the
+in-process scan of the same snapshot, through the Materializer and a plain Flight client;
+a failed part, a cancel and a killed worker never leave a partial artifact."""
 
 from __future__ import annotations
 
