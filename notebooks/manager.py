@@ -48,6 +48,10 @@ class NotebookManager:
         self._open_lock = threading.Lock()
         self.mounts = MountProbe()
         """Fingerprints the mounts of every session's cells (their provenance)."""
+        if python_versions is None:
+            # Finding the interpreters asks pyenv (a shell script: ~0.3 s); done now, aside,
+            # the first runtime-config request (a browser client's first page) finds them.
+            threading.Thread(target=discover, name="quiver-python-discovery", daemon=True).start()
 
     # -- configuration -----------------------------------------------------------------------
 

@@ -118,7 +118,10 @@ def test_strata_client_create_type_run_page_reload(frontend: Path, server: str) 
             expect = sync_api.expect
 
             try:
-                page.goto(server + "/")
+                # The home page reads the runtime config as it mounts; what it creates goes
+                # where that says, so act once it has arrived, as a person would see it.
+                with page.expect_response(lambda r: r.url.endswith("/v1/notebooks/config")):
+                    page.goto(server + "/")
                 page.get_by_test_id("action-new-notebook").click()
                 page.get_by_test_id("new-notebook-name").fill("Browser Tour")
                 page.get_by_test_id("create-notebook-submit").click()
