@@ -1,5 +1,5 @@
 """Pluggable transforms. The public door: the protocol, its inputs, the registry, and the
-time limit every DuckDB query runs under."""
+time limit every DuckDB query runs under, and the database a query will take, opened ahead."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from executors.base import (
 )
 from executors.duck import TimeLimit
 from executors.registry import DuplicateExecutor, Registry, load_registry
+from executors.spares import prepare as prepare_query_database
 
 __all__ = [
     "DuplicateExecutor",
@@ -25,4 +26,5 @@ __all__ = [
     "Share",
     "TimeLimit",
     "load_registry",
+    "prepare_query_database",
 ]

@@ -46,12 +46,16 @@ class RunContext:
 
     An executor that runs a query registers a callable with
     :meth:`on_cancel`; the caller invokes :meth:`cancel` on time-out or when
-    the build is abandoned.
+    the build is abandoned. Work that need not delay the result (closing a
+    finished query's database) goes to :meth:`on_finish`, which the caller runs
+    with :meth:`finish` once the result is published or has failed.
     """
 
     settings: Settings
     _cancel_hooks: list[Callable[[], None]] = field(default_factory=list)
     cancelled: bool = False
+    _finish_hooks: list[Callable[[], None]] = field(default_factory=list)
+    finished: bool = False
 
     def on_cancel(self, hook: Callable[[], None]) -> None:
         self._cancel_hooks.append(hook)
@@ -62,6 +66,21 @@ class RunContext:
         self.cancelled = True
         for hook in list(self._cancel_hooks):
             with contextlib.suppress(Exception):  # cancelling is best effort
+                hook()
+
+    def on_finish(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` at :meth:`finish` (at once when that has been)."""
+        if self.finished:
+            hook()
+            return
+        self._finish_hooks.append(hook)
+
+    def finish(self) -> None:
+        """The result is published or has failed: run the hooks, in order, once."""
+        self.finished = True
+        hooks, self._finish_hooks = self._finish_hooks, []
+        for hook in hooks:
+            with contextlib.suppress(Exception):  # tidying up never fails a build
                 hook()
 
 

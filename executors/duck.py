@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
+from executors import spares
 from executors.base import RunContext
 from foundation import InvalidArgument, QuiverError, Timeout, Unavailable
 
@@ -24,18 +25,15 @@ def connect(ctx: RunContext, *, sandboxed: bool) -> duckdb.DuckDBPyConnection:
 
     ``sandboxed`` connections are for user SQL: Python replacement scans off,
     and (once inputs are registered, see :func:`lock_down`) no file or network
-    access.
+    access. Each is a database of its own (those settings are database-wide):
+    the spare opened ahead (:mod:`executors.spares`) when there is one.
     """
-    config: dict[str, object] = {}
-    if ctx.settings.duckdb_threads:
-        config["threads"] = ctx.settings.duckdb_threads
-    if ctx.settings.duckdb_memory_limit:
-        config["memory_limit"] = ctx.settings.duckdb_memory_limit
+    options = spares.config(ctx.settings, sandboxed=sandboxed)
     if sandboxed:
-        config["python_enable_replacements"] = False
-        config["autoinstall_known_extensions"] = False
-        config["autoload_known_extensions"] = False
-    return duckdb.connect(config=config)
+        spare = spares.take(options)
+        if spare is not None:
+            return spare
+    return duckdb.connect(config=options)
 
 
 def lock_down(con: duckdb.DuckDBPyConnection, *, allowed_files: Sequence[str] = ()) -> None:
@@ -59,6 +57,7 @@ def stream(
     ctx: RunContext,
     *,
     what: str,
+    then: Callable[[], None] | None = None,
 ) -> pa.RecordBatchReader:
     """Bind a query now, run it lazily under the time limit, stream its batches.
 
@@ -67,7 +66,9 @@ def stream(
     slow aggregate doesn't hold up the request that started it. The time limit
     and a cancel (:meth:`RunContext.cancel`) both interrupt the connection and
     the reader then raises :class:`Timeout` or :class:`Unavailable` (cancelled).
-    The connection is closed when the reader ends.
+    The connection is closed when the reader ends; or, given ``then``, at
+    ``ctx.finish()`` (once the result is published: off its path), and ``then``
+    runs after that.
     """
     batch_size = ctx.settings.batch_size
 
@@ -107,10 +108,18 @@ def stream(
         except (duckdb.Error, pa.ArrowException) as exc:
             raise mapped(exc, limit) from None
         finally:
-            limit.close()
-            con.close()
+            if then is None:
+                _close(limit, con)
+            else:
+                ctx.on_finish(lambda: _close(limit, con))
+                ctx.on_finish(then)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _close(limit: TimeLimit, con: duckdb.DuckDBPyConnection) -> None:
+    limit.close()
+    con.close()
 
 
 class Interrupter:

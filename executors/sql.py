@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from catalog import Warehouses
-from executors import duck
+from executors import duck, spares
 from executors.base import ResolvedInput, RunContext
 from executors.scan import file_scan
 from foundation import InvalidArgument
@@ -99,6 +99,8 @@ class SqlExecutor:
             ),
             ctx,
             what=f"{self.name} query",
+            # Once this result is published: close its database, open the next one's.
+            then=lambda: spares.prepare(ctx.settings),
         )
 
     def _bind(self, con: duckdb.DuckDBPyConnection, name: str, inp: ResolvedInput) -> list[str]:

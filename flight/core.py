@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from catalog import ArtifactStore, Warehouses
-from executors import Registry, load_registry
+from executors import Registry, load_registry, prepare_query_database
 from flight.nodes import DataNodes
 from foundation import Settings
 from materialize import Materializer
@@ -37,6 +37,7 @@ class Core:
         warehouses = Warehouses()
         materializer = Materializer(settings, store, registry, warehouses)
         nodes = DataNodes(settings.node_heartbeat_s)
+        prepare_query_database(settings)  # the first query's, off its path
         return cls(settings, store, registry, warehouses, materializer, nodes)
 
     def close(self, *, cancel: bool = False) -> None:

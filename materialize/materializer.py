@@ -285,6 +285,7 @@ class Materializer:
             self._finish_failed(plan, build, exc)
         finally:
             work.close()
+            ctx.finish()
 
     def _forget(self, plan: Plan) -> None:
         self._flights.forget(plan.provenance)

@@ -11,9 +11,10 @@ import pyarrow as pa
 import pytest
 
 from catalog import ArtifactStore, TableRef
-from executors import load_registry
+from executors import load_registry, prepare_query_database, spares
 from foundation import InvalidArgument, Settings
 from materialize import Materializer, MaterializeRequest, Transform
+from tests.polling import wait_until
 
 
 def req(inputs: list[str], executor: str, params: dict[str, Any]) -> MaterializeRequest:
@@ -154,3 +155,18 @@ def test_a_table_with_deletes_gives_its_files_no_access(
     query = sql(deletes_table.ref, f"SELECT * FROM read_parquet('{own}')")
     with pytest.raises(InvalidArgument, match=DENIED):
         answer(materializer, query)
+
+
+def test_a_database_opened_ahead_is_taken_locked_down_and_replaced(
+    materializer: Materializer, settings: Settings, demo_table: TableRef
+) -> None:
+    prepare_query_database(settings)
+    assert spares.held() >= 1
+    first, _ = answer(materializer, sql(demo_table, "SELECT count(*) AS n FROM input0"))
+    assert first.to_pylist() == [{"n": 20_000}]
+    # once published, the query's build closed its database and opened the next one
+    assert wait_until(lambda: spares.held() >= 1, timeout=10), "no spare after the query"
+    with pytest.raises(InvalidArgument, match=DENIED):
+        answer(materializer, sql(demo_table, "SELECT * FROM read_csv('/etc/passwd')"))
+    spares.close_all()
+    assert spares.held() == 0
