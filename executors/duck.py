@@ -67,8 +67,7 @@ def stream(
     and a cancel (:meth:`RunContext.cancel`) both interrupt the connection and
     the reader then raises :class:`Timeout` or :class:`Unavailable` (cancelled).
     The connection is closed when the reader ends; or, given ``then``, at
-    ``ctx.finish()`` (once the result is published: off its path), and ``then``
-    runs after that.
+    ``ctx.finish()`` (once the result is published: off its path), after ``then``.
     """
     batch_size = ctx.settings.batch_size
 
@@ -108,18 +107,14 @@ def stream(
         except (duckdb.Error, pa.ArrowException) as exc:
             raise mapped(exc, limit) from None
         finally:
+            limit.close()
             if then is None:
-                _close(limit, con)
-            else:
-                ctx.on_finish(lambda: _close(limit, con))
+                con.close()
+            else:  # the next query may be waiting for what ``then`` opens: first
                 ctx.on_finish(then)
+                ctx.on_finish(con.close)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-def _close(limit: TimeLimit, con: duckdb.DuckDBPyConnection) -> None:
-    limit.close()
-    con.close()
 
 
 class Interrupter:

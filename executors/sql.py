@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog import Warehouses
+from catalog import ResolvedTable, Warehouses
 from executors import duck, spares
 from executors.base import ResolvedInput, RunContext
 from executors.scan import file_scan
@@ -54,6 +54,11 @@ class SqlExecutor:
     def __init__(self, warehouses: Warehouses | None = None) -> None:
         # Only the file plan cache is used here; the materialize layer resolves tables.
         self._warehouses = warehouses or Warehouses()
+
+    def plan_ahead(self, table: ResolvedTable) -> None:
+        """Plan the reading of ``table``'s files now (the plan is cached), so a first
+        query on it does not wait for that (~10 ms: the manifests)."""
+        file_scan(table, self._warehouses)
 
     def check_inputs(self, input_uris: Sequence[str]) -> None:
         if len(input_uris) > 64:
@@ -99,7 +104,7 @@ class SqlExecutor:
             ),
             ctx,
             what=f"{self.name} query",
-            # Once this result is published: close its database, open the next one's.
+            # Once this result is published: open the next query's database, close its own.
             then=lambda: spares.prepare(ctx.settings),
         )
 

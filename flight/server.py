@@ -111,6 +111,7 @@ class QuiverFlightServer(fl.FlightServerBase):
         self._deadline = math.inf
         self._stop_lock = threading.Lock()
         register_local(self.location, core)  # the REST app beside it skips the gRPC hop
+        flight_sql.warm_up(core)  # a first Flight SQL query then finds its table loaded
 
     def begin_close(self, timeout: float | None = None) -> None:
         """Refuse new calls from now on, and start the shutdown deadline. Idempotent.

@@ -4,7 +4,8 @@ The public door the server calls: :func:`command_of` tells a Flight SQL
 descriptor or ticket from Quiver's own; :func:`info_target` says what a
 GetFlightInfo answers (a ``sql@v1`` request or a metadata command);
 :func:`statement_ticket`/:func:`metadata_reader` serve DoGet; :func:`do_put`
-binds parameters; :func:`do_action` runs the prepared-statement actions.
+binds parameters; :func:`do_action` runs the prepared-statement actions;
+:func:`warm_up` loads the configured warehouses' tables when the server starts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from google.protobuf.message import Message
 
 from flight.errors import Unsupported
 from flight.sql import flightsql_pb2 as pb
-from flight.sql.metadata import METADATA_COMMANDS, answer, schema_of
+from flight.sql.metadata import METADATA_COMMANDS, answer, schema_of, warm_up
 from flight.sql.proto import pack, unpack
 from flight.sql.statements import bind, close_prepared, create_prepared, query_request, refusal
 from foundation import InvalidArgument
@@ -110,4 +111,5 @@ __all__ = [
     "metadata_reader",
     "statement_ticket",
     "ticket_of",
+    "warm_up",
 ]

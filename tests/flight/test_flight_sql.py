@@ -180,3 +180,9 @@ def test_warehouse_path_forms(tmp_path: Path, make_server) -> None:
     with flightsql.connect(server.location, autocommit=True) as c, c.cursor() as cur:
         cur.execute("SELECT count(*) FROM lake.db.events")
         assert cur.fetchone() == (10,)
+
+
+def test_a_starting_server_loads_the_warehouse_tables_ahead(sql_server, warehouse) -> None:
+    # the table's metadata is in memory before any query: a lookup that never loads finds it
+    resolved = sql_server.core.warehouses.resolve_cached(warehouse)
+    assert resolved is not None and resolved.snapshot_id is not None
