@@ -104,22 +104,28 @@ def plain_read(client: fl.FlightClient, tickets: list[fl.Ticket]) -> pa.Table:
 
 def fetch_pair(location: str, sql: str, rounds: int) -> tuple[float, float, int]:
     """Median seconds: ADBC execute + ``fetch_arrow_table`` (a cache hit) vs a plain
-    pyarrow DoGet of the same artifact, measured alternately so load hits both alike;
-    and the result's size in bytes."""
+    pyarrow DoGet of the same artifact, measured alternately so load hits both alike
+    (and each goes first in every other round: the second read of a pair finds the
+    first one's memory just freed); and the result's size in bytes."""
     tickets = statement_tickets(location, sql)
     ours: list[float] = []
     base: list[float] = []
     size = 0
     with flightsql.connect(location, autocommit=True) as conn, fl.connect(location) as plain:
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            got = adbc_table(conn, sql)
-            ours.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            same = plain_read(plain, tickets)
-            base.append(time.perf_counter() - t0)
-            assert got.num_rows == same.num_rows
-            size = same.nbytes
+        reads: list[tuple[list[float], Callable[[], pa.Table]]] = [
+            (ours, lambda: adbc_table(conn, sql)),
+            (base, lambda: plain_read(plain, tickets)),
+        ]
+        for i in range(rounds):
+            rows = set()
+            for times, read in reads[i % 2 :] + reads[: i % 2]:
+                t0 = time.perf_counter()
+                table = read()
+                times.append(time.perf_counter() - t0)
+                rows.add(table.num_rows)
+                size = table.nbytes if times is base else size
+                del table
+            assert len(rows) == 1
     return statistics.median(ours), statistics.median(base), size
 
 

@@ -112,7 +112,7 @@ def stream(
                 con.close()
             else:  # the next query may be waiting for what ``then`` opens: first
                 ctx.on_finish(then)
-                ctx.on_finish(con.close)
+                ctx.on_finish(lambda: spares.retire(con))
 
     return pa.RecordBatchReader.from_batches(schema, batches())
 

@@ -7,11 +7,12 @@ query, so one is opened *before* it is needed — when a service starts
 (:func:`prepare`, on the caller's thread) and after each query, once its result
 is published (on the build's own thread) — and a query takes it (:func:`take`).
 
-Only the threads that call :func:`prepare` ever open a spare: no thread of this
-module's own, so nothing is left inside DuckDB while the interpreter exits (a
-daemon thread still in DuckDB's native code then aborts the process,
-"exception not rethrown"). Build threads are not daemons: Python waits for them
-before its exit hooks, and the exit hook here closes the spares left.
+Only the threads that call :func:`prepare` ever open a spare (and those that
+call :func:`retire` close a finished query's database): no thread of this
+module's own. Those threads may be daemons, which Python does not wait for at
+exit, so the exit hook waits for any of them inside DuckDB before the teardown
+begins (a thread stopped inside DuckDB's native code aborts the process,
+"exception not rethrown"), lets none start after, and closes the spares.
 """
 
 from __future__ import annotations
@@ -30,8 +31,13 @@ Key = tuple[tuple[str, str], ...]
 WAIT_S = 0.5
 """How long :func:`take` waits for a spare another thread is opening."""
 
+EXIT_WAIT_S = 10.0
+"""How long the exit hook waits for databases being opened or closed."""
+
 _spares: dict[Key, duckdb.DuckDBPyConnection] = {}
 _opening: set[Key] = set()
+_closing = 0  # finished queries' databases being closed now
+_exiting = False
 _changed = threading.Condition()
 
 
@@ -66,12 +72,12 @@ def take(options: dict[str, object]) -> duckdb.DuckDBPyConnection | None:
 
 def prepare(settings: Settings) -> None:
     """Open the spare sandboxed database for ``settings`` here and now, unless one is
-    ready or another thread is opening it. A failure to open is left to the query
-    that needs one to report."""
+    ready or another thread is opening it (or the process is exiting). A failure to
+    open is left to the query that needs one to report."""
     options = config(settings, sandboxed=True)
     key = _key(options)
     with _changed:
-        if key in _spares or key in _opening:
+        if _exiting or key in _spares or key in _opening:
             return
         _opening.add(key)
     con = None
@@ -82,12 +88,29 @@ def prepare(settings: Settings) -> None:
     finally:
         with _changed:
             _opening.discard(key)
-            if con is not None and key not in _spares:
+            if con is not None and key not in _spares and not _exiting:
                 _spares[key] = con
                 con = None
             _changed.notify_all()
-    if con is not None:  # another thread's spare got there first
-        con.close()
+    if con is not None:  # another thread's spare got there first, or the process exits
+        retire(con)
+
+
+def retire(con: duckdb.DuckDBPyConnection) -> None:
+    """Close a finished query's database, unless the process is exiting (its teardown
+    then drops it, on the main thread)."""
+    global _closing
+    with _changed:
+        if _exiting:
+            return
+        _closing += 1
+    try:
+        with contextlib.suppress(duckdb.Error):
+            con.close()
+    finally:
+        with _changed:
+            _closing -= 1
+            _changed.notify_all()
 
 
 def held() -> int:
@@ -96,9 +119,8 @@ def held() -> int:
         return len(_spares)
 
 
-@atexit.register
 def close_all() -> None:
-    """Close every spare: before the interpreter's teardown, not during it."""
+    """Close every spare."""
     with _changed:
         spares = list(_spares.values())
         _spares.clear()
@@ -107,12 +129,31 @@ def close_all() -> None:
             con.close()
 
 
+@atexit.register
+def _at_exit() -> None:
+    """Before the interpreter's teardown: let a database being opened or closed finish
+    (bounded), start no other, and close the spares.
+
+    This matters because the threads that call :func:`prepare` and :func:`retire` may be
+    daemons: a thread inherits its creator's daemon flag, and a build started from a
+    gRPC handler thread (a foreign thread, which Python counts as a daemon) is one.
+    Python does not wait for daemons at exit, and one still inside DuckDB when the
+    teardown begins is stopped there, which aborts the process ("exception not
+    rethrown")."""
+    global _exiting
+    with _changed:
+        _exiting = True
+        _changed.wait_for(lambda: not _opening and not _closing, timeout=EXIT_WAIT_S)
+    close_all()
+
+
 def _forget_after_fork() -> None:
     """A forked child starts with no spares: a DuckDB database does not survive a fork
     (and another thread may have held the lock)."""
-    global _changed
+    global _changed, _closing
     _spares.clear()
     _opening.clear()
+    _closing = 0
     _changed = threading.Condition()
 
 
