@@ -69,7 +69,10 @@ class BuildThreads:
         with self._lock:
             if self._closed:
                 raise RuntimeError("build threads closed")
-        thread = threading.Thread(target=self._run, args=(fn, args), name=self._name)
+        # Never a daemon, whoever submits: a thread inherits its creator's daemon flag,
+        # and gRPC's handler threads count as daemons. Python does not wait for a daemon
+        # at exit; one still inside native code (DuckDB) then aborts the process.
+        thread = threading.Thread(target=self._run, args=(fn, args), name=self._name, daemon=False)
         with _running_lock:
             _running += 1
         try:
