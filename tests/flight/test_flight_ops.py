@@ -522,3 +522,16 @@ def test_status_wait_out_of_range_is_a_clean_error(client, wait: object) -> None
     res = act(client, "materialize", gated_request("range"))
     with pytest.raises(fl.FlightServerError, match="wait_seconds"):
         act(client, "status", {"artifact_uri": res["artifact_uri"], "wait_seconds": wait})
+
+
+def test_a_build_started_over_flight_is_not_a_daemon_thread(client) -> None:
+    # gRPC's handler threads count as daemons, and a thread inherits its creator's flag;
+    # a daemon build still inside native code when the process exits aborts it
+    info = client.get_flight_info(cmd(gated_request("daemon", batches=2)))
+    builds = lambda: [t for t in threading.enumerate() if t.name == "quiver-build"]  # noqa: E731
+    try:
+        assert wait_until(lambda: bool(builds()), timeout=10), "no build thread seen"
+        assert not any(t.daemon for t in builds())
+    finally:
+        GATES["daemon"].set()
+    assert client.do_get(info.endpoints[0].ticket).read_all().num_rows == 2000
