@@ -186,3 +186,13 @@ def test_a_starting_server_loads_the_warehouse_tables_ahead(sql_server, warehous
     # the table's metadata is in memory before any query: a lookup that never loads finds it
     resolved = sql_server.core.warehouses.resolve_cached(warehouse)
     assert resolved is not None and resolved.snapshot_id is not None
+
+
+def test_a_warehouse_missing_at_start_is_reported_by_its_query(tmp_path: Path, make_server) -> None:
+    server = make_server(warehouses={"gone": f"file://{tmp_path / 'not-yet'}"})  # starts anyway
+    with (
+        flightsql.connect(server.location, autocommit=True) as c,
+        c.cursor() as cur,
+        pytest.raises(flightsql.Error, match="does not exist"),
+    ):
+        cur.execute("SELECT count(*) FROM gone.db.events")
