@@ -3,9 +3,9 @@
 A ``sql@v1`` query needs a database of its own: file access and the locked
 configuration are database-wide, so a database cannot be shared by queries
 allowed different files. Opening one costs ~12 ms, a good share of a small
-query, so one is opened *before* it is needed — when a service starts
+query, so spares are opened *before* they are needed — when a service starts
 (:func:`prepare`, on the caller's thread) and after each query, once its result
-is published (on the build's own thread) — and a query takes it (:func:`take`).
+is published (on the build's own thread) — and a query takes one (:func:`take`).
 
 Only the threads that call :func:`prepare` ever open a spare (and those that
 call :func:`retire` close a finished query's database): no thread of this
@@ -28,13 +28,17 @@ from foundation import Settings
 
 Key = tuple[tuple[str, str], ...]
 
+SPARES = 2
+"""Spares kept per configuration: a query that follows another at once finds one
+ready while the first one's build opens the next."""
+
 WAIT_S = 0.5
 """How long :func:`take` waits for a spare another thread is opening."""
 
 EXIT_WAIT_S = 10.0
 """How long the exit hook waits for databases being opened or closed."""
 
-_spares: dict[Key, duckdb.DuckDBPyConnection] = {}
+_spares: dict[Key, list[duckdb.DuckDBPyConnection]] = {}
 _opening: set[Key] = set()
 _closing = 0  # finished queries' databases being closed now
 _exiting = False
@@ -60,40 +64,45 @@ def _key(options: dict[str, object]) -> Key:
 
 
 def take(options: dict[str, object]) -> duckdb.DuckDBPyConnection | None:
-    """The spare database of this configuration, now yours; None when there is none.
+    """A spare database of this configuration, now yours; None when there is none.
 
-    One being opened is waited for (up to :data:`WAIT_S`): it is ready sooner than
-    a second one opened alongside it."""
+    When none is ready, one being opened is waited for (up to :data:`WAIT_S`): it is
+    ready sooner than a second one opened alongside it."""
     key = _key(options)
     with _changed:
-        _changed.wait_for(lambda: key not in _opening, timeout=WAIT_S)
-        return _spares.pop(key, None)
+        _changed.wait_for(lambda: bool(_spares.get(key)) or key not in _opening, timeout=WAIT_S)
+        ready = _spares.get(key)
+        return ready.pop() if ready else None
 
 
 def prepare(settings: Settings) -> None:
-    """Open the spare sandboxed database for ``settings`` here and now, unless one is
-    ready or another thread is opening it (or the process is exiting). A failure to
-    open is left to the query that needs one to report."""
+    """Open spare sandboxed databases for ``settings`` here and now, one at a time, up
+    to :data:`SPARES`; unless another thread is opening one (or the process is
+    exiting). A failure to open is left to the query that needs one to report."""
     options = config(settings, sandboxed=True)
     key = _key(options)
-    with _changed:
-        if _exiting or key in _spares or key in _opening:
-            return
-        _opening.add(key)
-    con = None
-    try:
-        con = duckdb.connect(config=options)
-    except duckdb.Error:
-        pass
-    finally:
+    while True:
         with _changed:
-            _opening.discard(key)
-            if con is not None and key not in _spares and not _exiting:
-                _spares[key] = con
-                con = None
-            _changed.notify_all()
-    if con is not None:  # another thread's spare got there first, or the process exits
-        retire(con)
+            if _exiting or key in _opening or len(_spares.get(key, ())) >= SPARES:
+                return
+            _opening.add(key)
+        kept = False
+        try:
+            con = duckdb.connect(config=options)
+            with _changed:
+                kept = not _exiting and len(_spares.get(key, ())) < SPARES
+                if kept:
+                    _spares.setdefault(key, []).append(con)
+            if not kept:  # the process is exiting: closed while still counted as opening
+                con.close()
+        except duckdb.Error:
+            pass
+        finally:
+            with _changed:
+                _opening.discard(key)
+                _changed.notify_all()
+        if not kept:
+            return
 
 
 def retire(con: duckdb.DuckDBPyConnection) -> None:
@@ -116,13 +125,13 @@ def retire(con: duckdb.DuckDBPyConnection) -> None:
 def held() -> int:
     """How many spare databases are open now."""
     with _changed:
-        return len(_spares)
+        return sum(len(ready) for ready in _spares.values())
 
 
 def close_all() -> None:
     """Close every spare."""
     with _changed:
-        spares = list(_spares.values())
+        spares = [con for ready in _spares.values() for con in ready]
         _spares.clear()
     for con in spares:
         with contextlib.suppress(duckdb.Error):
