@@ -16,13 +16,14 @@ import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import anthropic
-import openai
+from typing import TYPE_CHECKING, Any
 
 from foundation import QuiverError, Timeout
 from notebooks.ai.config import AIConfig, redact
+
+if TYPE_CHECKING:  # the clients cost ~1.8 s to import: loaded when a model is first called
+    import anthropic
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class Reply:
 
 def mapped(exc: BaseException, config: AIConfig) -> QuiverError:
     """The domain error for a provider failure (never carrying the key)."""
+    import anthropic
+    import openai
+
     if isinstance(exc, QuiverError):
         return exc
     if isinstance(exc, openai.APITimeoutError | anthropic.APITimeoutError | TimeoutError):
@@ -137,12 +141,16 @@ class Provider:
 
 
 def _openai_client(c: AIConfig) -> openai.AsyncOpenAI:
+    import openai
+
     return openai.AsyncOpenAI(
         api_key=c.key, base_url=c.base_url, timeout=c.timeout_s, max_retries=0
     )
 
 
 def _anthropic_client(c: AIConfig) -> anthropic.AsyncAnthropic:
+    import anthropic
+
     return anthropic.AsyncAnthropic(
         api_key=c.key, base_url=c.base_url, timeout=c.timeout_s, max_retries=0
     )
