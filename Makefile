@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint demo clean wheels browser ui-screenshots
+.PHONY: run test bench lint demo clean wheels browser ui-screenshots compile
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) compile
 	$(BIN)/quiver serve
 
 demo: $(STAMP)
@@ -48,7 +48,13 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		>/dev/null 2>&1 || echo "could not install chromium: the browser test will skip"
 
-test: $(STAMP) wheels browser
+# The project's own modules, compiled once: where PYTHONDONTWRITEBYTECODE is set, every
+# process the tests start (servers, nodes, kernels) would otherwise compile them again.
+PACKAGES := foundation catalog executors materialize flight notebooks rest quiver
+compile: $(STAMP)
+	@$(BIN)/python -m compileall -q -j 0 $(PACKAGES) >/dev/null
+
+test: $(STAMP) wheels browser compile
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
