@@ -26,21 +26,6 @@ from pathlib import Path
 _TOKEN = re.compile(r"[0-9]+-[0-9a-f]{12}")
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with that pid runs (for rows written before owner tokens)."""
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def is_token(text: str) -> bool:
     """Whether ``text`` is an owner token (``<pid>-<12 hex>``), not a bare pid."""
     return _TOKEN.fullmatch(text) is not None

@@ -17,6 +17,7 @@ from catalog import owners
 from catalog.database import Database
 from catalog.files import Files
 from catalog.partitioned import Parts, rows_of
+from foundation import pid_alive
 
 
 def _owner_alive(owners_dir: Path, owner: str | None, pid: int | None) -> bool:
@@ -24,7 +25,7 @@ def _owner_alive(owners_dir: Path, owner: str | None, pid: int | None) -> bool:
     if owner:
         return owners.alive(owners_dir, owner)
     # Written by an earlier version: only a pid to go by (a reused one fools it).
-    return owners.pid_alive(pid) and pid != os.getpid()
+    return pid_alive(pid) and pid != os.getpid()
 
 
 def recover(db: Database, files: Files, owners_dir: Path, parts: Parts) -> dict[str, int]:

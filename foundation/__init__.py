@@ -31,6 +31,7 @@ from foundation.patterns import (
     NAME_PATTERN,
     TAG_KEY_PATTERN,
 )
+from foundation.processes import pid_alive
 from foundation.settings import Settings
 from foundation.version import __version__
 
@@ -57,4 +58,5 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "__version__",
+    "pid_alive",
 ]

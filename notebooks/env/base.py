@@ -24,6 +24,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from foundation import pid_alive
 from notebooks.env.uv import make_venv, server_python_version, server_site_dirs, venv_python
 
 _made = threading.Lock()
@@ -39,21 +40,11 @@ def cache_root() -> Path:
     return Path(base) / "quiver"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _sweep_aside(venv: Path) -> None:
     """Remove venvs left half-made beside ``venv`` by servers that died making them."""
     for aside in venv.parent.glob(f"{venv.name}.new-*"):
         pid = aside.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(aside, ignore_errors=True)
 
 
