@@ -290,6 +290,26 @@ def position_deletes(deletes: dict[str, list[int]]) -> pa.Table:
     )
 
 
+def wide_table(path: Path, rows: int, files: int) -> tuple[TableRef, list[int]]:
+    """``rows`` demo rows in ``files`` files plus one appended file, ``category`` renamed to
+    ``kind``, position deletes in the first two files; the deleted ids."""
+    ref = write_demo_warehouse(path, rows=rows, files=files)
+    cat = open_catalog(path)
+    table = cat.load_table("db.events")
+    with table.update_schema() as upd:
+        upd.rename_column("category", "kind")
+    deleted: list[int] = []
+    by_file: dict[str, list[int]] = {}
+    for task in list(table.scan().plan_files())[:2]:
+        ids = pq.read_table(task.file.file_path.removeprefix("file://"), columns=["id"])["id"]
+        by_file[task.file.file_path] = [0, 3, len(ids) - 1]
+        deleted += [ids[p].as_py() for p in by_file[task.file.file_path]]
+    commit_delete_file(table, position_deletes(by_file))
+    table.append(demo_batch(rows, rows + 500).rename_columns(table.schema().column_names))
+    cat.engine.dispose()
+    return ref, deleted
+
+
 @dataclass
 class WithDeletes:
     ref: TableRef

@@ -16,17 +16,16 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as fl
-import pyarrow.parquet as pq
 import pytest
 
-from catalog import ArtifactStore, TableRef, demo_batch, write_demo_warehouse
+from catalog import ArtifactStore, TableRef, write_demo_warehouse
 from executors import load_registry
 from executors.scan.partitions import group_files
 from foundation import BuildFailed, Settings, Unavailable
 from materialize import Materializer, MaterializeRequest, Transform
 from materialize.dask_builds import close_clients
 from tests.fixtures_flight import ServerFactory, act, cmd
-from tests.fixtures_iceberg import ScanFn, commit_delete_file, open_catalog, position_deletes
+from tests.fixtures_iceberg import ScanFn, open_catalog, wide_table
 from tests.fixtures_s3 import S3_CREDENTIALS, make_bucket
 from tests.polling import wait_until
 
@@ -51,29 +50,9 @@ def cluster() -> Iterator[Any]:
         c.close(timeout=30)
 
 
-def _wide_table(path: Path, rows: int, files: int) -> tuple[TableRef, list[int]]:
-    """``rows`` demo rows in ``files`` files plus one appended file, ``category`` renamed to
-    ``kind``, position deletes in the first two files; the deleted ids."""
-    ref = write_demo_warehouse(path, rows=rows, files=files)
-    cat = open_catalog(path)
-    table = cat.load_table("db.events")
-    with table.update_schema() as upd:
-        upd.rename_column("category", "kind")
-    deleted: list[int] = []
-    by_file: dict[str, list[int]] = {}
-    for task in list(table.scan().plan_files())[:2]:
-        ids = pq.read_table(task.file.file_path.removeprefix("file://"), columns=["id"])["id"]
-        by_file[task.file.file_path] = [0, 3, len(ids) - 1]
-        deleted += [ids[p].as_py() for p in by_file[task.file.file_path]]
-    commit_delete_file(table, position_deletes(by_file))
-    table.append(demo_batch(rows, rows + 500).rename_columns(table.schema().column_names))
-    cat.engine.dispose()
-    return ref, deleted
-
-
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory: pytest.TempPathFactory) -> tuple[TableRef, list[int]]:
-    return _wide_table(tmp_path_factory.mktemp("dask") / "wide", rows=6_000, files=6)
+    return wide_table(tmp_path_factory.mktemp("dask") / "wide", rows=6_000, files=6)
 
 
 def _settings(tmp_path: Path, cluster: Any, **kw: Any) -> Settings:
@@ -267,7 +246,7 @@ def test_a_failed_part_fails_the_build_and_leaves_no_parts(
     built: tuple[Materializer, ArtifactStore], tmp_path: Path
 ) -> None:
     m, store = built
-    ref, _ = _wide_table(tmp_path / "broken", rows=600, files=3)
+    ref, _ = wide_table(tmp_path / "broken", rows=600, files=3)
     cat = open_catalog(tmp_path / "broken")
     third = list(cat.load_table("db.events").scan().plan_files())[2].file.file_path
     cat.engine.dispose()
@@ -281,7 +260,7 @@ def test_a_failed_part_fails_the_build_and_leaves_no_parts(
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> TableRef:
     """Parts that take a while: 1M rows in 4 files (and 500 more in a fifth)."""
-    return _wide_table(tmp_path_factory.mktemp("dask") / "big", rows=1_000_000, files=4)[0]
+    return wide_table(tmp_path_factory.mktemp("dask") / "big", rows=1_000_000, files=4)[0]
 
 
 def _running_parts(client: Any, result: Any) -> dict[str, Any]:

@@ -17,11 +17,10 @@ import pyarrow.flight as fl
 import pytest
 
 from tests.fixtures_flight import act
-from tests.fixtures_iceberg import ScanFn
+from tests.fixtures_iceberg import ScanFn, wide_table
 from tests.fixtures_s3 import S3_CREDENTIALS, make_bucket
 from tests.polling import wait_until
 from tests.processes import start_quiver, stop
-from tests.test_dask_scan import _wide_table
 
 distributed = pytest.importorskip("distributed")
 
@@ -85,7 +84,7 @@ def test_a_dask_built_artifact_on_s3_reads_in_parallel_from_two_data_nodes(
     plane: tuple[str, list[str]], tmp_path: Path, scan: ScanFn
 ) -> None:
     head, nodes = plane
-    ref, deleted = _wide_table(tmp_path / "wh", rows=6_000, files=6)
+    ref, deleted = wide_table(tmp_path / "wh", rows=6_000, files=6)
     request = {"inputs": [ref.uri], "transform": {"executor": "scan@v1", "params": {}}}
     with fl.connect(head) as client:
         started = act(client, "materialize", request)
