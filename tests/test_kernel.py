@@ -109,7 +109,8 @@ def test_errors_have_a_trimmed_traceback(kernel: KernelProcess) -> None:
     assert res["status"] == "error"
     err = res["error"]
     assert err["ename"] == "ZeroDivisionError"
-    assert 'File "<cell c1>", line 4' in err["traceback"] and "worker.py" not in err["traceback"]
+    assert 'File "<cell c1>", line 4' in err["traceback"]
+    assert "worker.py" not in err["traceback"] and "cellrun.py" not in err["traceback"]
     syntax = run(kernel, "x = (")
     assert syntax["status"] == "error" and syntax["error"]["ename"] == "SyntaxError"
 
@@ -176,6 +177,16 @@ def test_tables_go_to_flight_and_come_back_in_their_own_type(
         fresh.shutdown()
     assert res2["variables"]["n"]["value"] == 6
     assert res2["variables"]["kind"]["value"].startswith("polars")
+
+
+def test_the_worker_finds_its_neighbour_without_its_folder_on_sys_path() -> None:
+    """PYTHONSAFEPATH keeps a script's own folder off ``sys.path``: the worker still
+    imports ``cellrun.py`` beside it."""
+    k = KernelProcess(env={"PYTHONSAFEPATH": "1"})
+    try:
+        assert run(k, "x = 6 * 7", exports=["x"])["variables"]["x"]["value"] == 42
+    finally:
+        k.shutdown()
 
 
 def test_a_crash_is_reported_with_its_reason() -> None:

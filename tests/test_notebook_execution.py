@@ -112,7 +112,8 @@ def test_a_failed_cell_reports_its_error_and_stales_downstream(nb: Nb) -> None:
     res = nb.run(a)
     assert res["status"] == "error"
     assert res["error"] == "ZeroDivisionError: division by zero"
-    assert "line 4" in res["traceback"] and "worker.py" not in res["traceback"]
+    assert "line 4" in res["traceback"]
+    assert "worker.py" not in res["traceback"] and "cellrun.py" not in res["traceback"]
     cells = nb.cells()
     assert cells[a]["status"] == "error" and cells[b]["status"] == "stale"
     down = nb.run(b)

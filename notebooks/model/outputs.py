@@ -1,7 +1,7 @@
 """Cell results: the values a run produced, how they are shown, and where they are kept.
 
 A kernel reports each variable a cell defines as one of four kinds (see
-``kernel/worker.py``): ``arrow`` (a table, uploaded to the Flight server as an
+``kernel/cellrun.py``): ``arrow`` (a table, uploaded to the Flight server as an
 artifact), ``json``, ``pickle`` or ``memory`` (unserialisable; it lives only
 in the kernel that made it). This module turns those reports into the API's
 ``outputs`` and ``DisplayOutput`` shapes (API.md §2.1, §5), into the input

@@ -1,7 +1,7 @@
 """Running a cell as a task on a Dask ``distributed`` cluster.
 
 The task runs the very kernel code the local kernel subprocess runs
-(``execution/kernel/worker.py``, which imports nothing from Quiver): its source
+(``execution/kernel/cellrun.py``, which imports nothing from Quiver): its source
 travels with the task, so a Dask worker needs the cell's packages and pyarrow,
 not Quiver. Upstream tables travel by artifact URI (the task reads them from
 the Flight service with DoGet), small values by value; table outputs are put
@@ -29,7 +29,7 @@ from typing import Any
 
 from notebooks.execution import KernelDied
 
-KERNEL_SOURCE_PATH = Path(__file__).resolve().parents[1] / "execution" / "kernel" / "worker.py"
+KERNEL_SOURCE_PATH = Path(__file__).resolve().parents[1] / "execution" / "kernel" / "cellrun.py"
 CONNECT_TIMEOUT_S = 5.0
 CONSOLE_EVERY_S = 0.05
 """How often console output is collected while a task runs."""

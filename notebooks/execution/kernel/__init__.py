@@ -2,7 +2,8 @@
 
 The public door: :class:`KernelProcess` (the server's side) and :class:`KernelDied`.
 The worker (``worker.py``) runs by its path in the notebook's interpreter and
-imports nothing of Quiver's.
+imports nothing of Quiver's: only its neighbour ``cellrun.py``, which runs a cell
+(a Dask task runs that file's source too).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The kernel worker: runs notebook cells in a subprocess, one per session.
 
 This file is run by path with the notebook's own interpreter
-(``python worker.py FD``), so it imports nothing from Quiver: only the
-standard library, plus pyarrow / polars / pandas / cloudpickle when the
-environment has them. It talks to the server over the inherited socket ``FD``
-with length-prefixed JSON frames (4-byte big-endian length, UTF-8 JSON).
+(``python worker.py FD``), so it imports nothing from Quiver: only the standard
+library and its neighbour ``cellrun.py`` (from this file's folder), which runs the
+cells. The worker owns the wire and the loop: it talks to the server over the
+inherited socket ``FD`` with length-prefixed JSON frames (4-byte big-endian length,
+UTF-8 JSON), and it serves the inspection REPL (``inspect``, ``inspect_eval``).
 
 Server → worker:
     {"op": "execute", "id", "cell_id", "source", "inputs": {name: spec},
@@ -27,8 +28,7 @@ Worker → server:
 
 from __future__ import annotations
 
-import ast
-import base64
+import builtins
 import io
 import json
 import os
@@ -37,12 +37,14 @@ import socket
 import struct
 import sys
 import threading
-import time
-import traceback
 from typing import Any
 
-PREVIEW_ROWS = 20
-JSON_LIMIT = 1_000_000
+HERE = os.path.dirname(os.path.realpath(__file__))
+if HERE not in sys.path:  # PYTHONSAFEPATH (or -P) leaves the script's folder out
+    sys.path.insert(0, HERE)
+
+from cellrun import Kernel  # noqa: E402 (found through the line above)
+
 _HEADER = struct.Struct(">I")
 
 
@@ -81,339 +83,21 @@ class Channel:
         return json.loads(self.rfile.read(size))
 
 
-class ConsoleStream(io.TextIOBase):
-    """sys.stdout / sys.stderr replacement: every write becomes a console frame."""
+class Inspector:
+    """The inspection REPL: a cell's inputs loaded into a namespace of its own, then
+    expressions evaluated in it (``inspect``, ``inspect_eval``)."""
 
-    def __init__(self, channel: Channel, stream: str) -> None:
-        self.channel = channel
-        self.stream = stream
-        self.request_id: str | None = None
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        if text and self.request_id is not None:
-            self.channel.send(
-                {"op": "console", "id": self.request_id, "stream": self.stream, "text": text}
-            )
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
-# --- values --------------------------------------------------------------------
-
-
-def _table_kind(value: Any) -> str | None:
-    module = type(value).__module__.split(".")[0]
-    name = type(value).__name__
-    if module == "pyarrow" and name in ("Table", "RecordBatch"):
-        return "pyarrow"
-    if module == "polars" and name in ("DataFrame", "LazyFrame"):
-        return "polars"
-    if module == "pandas" and name == "DataFrame":
-        return "pandas"
-    return None
-
-
-def to_arrow(value: Any) -> Any:
-    import pyarrow as pa
-
-    kind = _table_kind(value)
-    if kind == "pyarrow":
-        return pa.Table.from_batches([value]) if isinstance(value, pa.RecordBatch) else value
-    if kind == "polars":
-        if type(value).__name__ == "LazyFrame":
-            value = value.collect()
-        return value.to_arrow()
-    if kind == "pandas":
-        return pa.Table.from_pandas(value, preserve_index=False)
-    raise TypeError(f"not a table: {type(value).__name__}")
-
-
-def from_arrow(table: Any, fmt: str) -> Any:
-    if fmt == "polars":
-        import polars as pl
-
-        return pl.from_arrow(table)
-    if fmt == "pandas":
-        return table.to_pandas()
-    return table
-
-
-def _preview(table: Any) -> list[dict[str, Any]]:
-    head = table.slice(0, PREVIEW_ROWS)
-    try:
-        rows = head.to_pylist()
-    except Exception:
-        return []
-    return json.loads(json.dumps(rows, default=str))
-
-
-def _json_value(value: Any) -> tuple[bool, Any]:
-    if value is None or isinstance(value, bool | int | float | str):
-        return True, value
-    if isinstance(value, list | tuple | dict):
-        try:
-            text = json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
-            return False, None
-        if len(text) <= JSON_LIMIT:
-            return True, json.loads(text)
-    return False, None
-
-
-def _pickle(value: Any) -> bytes | None:
-    import pickle
-
-    try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        pass
-    try:
-        import cloudpickle
-    except ImportError:
-        return None
-    try:
-        return cloudpickle.dumps(value)
-    except Exception:
-        return None
-
-
-class Flight:
-    """Uploads and downloads tables with plain pyarrow.flight."""
-
-    def __init__(self, location: str, token: str | None) -> None:
-        import pyarrow.flight as fl
-
-        self.fl = fl
-        self.client = fl.connect(location)
-        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
-        self.options = fl.FlightCallOptions(headers=headers)
-
-    def put(self, table: Any, metadata: dict[str, Any]) -> dict[str, Any]:
-        command = json.dumps({"metadata": metadata}).encode()
-        descriptor = self.fl.FlightDescriptor.for_command(command)
-        writer, answers = self.client.do_put(descriptor, table.schema, self.options)
-        with writer:
-            writer.write_table(table, max_chunksize=65_536)
-            writer.done_writing()
-            buf = answers.read()
-        return json.loads(buf.to_pybytes()) if buf is not None else {}
-
-    def get(self, uri: str) -> Any:
-        reader = self.client.do_get(self.fl.Ticket(uri.encode()), self.options)
-        return reader.read_all()
-
-
-# --- display -------------------------------------------------------------------
-
-
-def _display(value: Any, store: Any = None) -> dict[str, Any] | None:
-    """How a cell's trailing value is shown; ``store(table)`` keeps a table display as an
-    artifact (so a viewer can page through all of it) and answers its URI."""
-    if value is None:
-        return None
-    kind = _table_kind(value)
-    if kind is not None:
-        table = to_arrow(value)
-        return {
-            "mime": "application/vnd.quiver.table+json",
-            "data": {
-                "columns": table.column_names,
-                "rows": _preview(table),
-                "row_count": table.num_rows,
-                "artifact_uri": store(value, table) if store is not None else None,
-            },
-        }
-    module = type(value).__module__.split(".")[0]
-    if module == "matplotlib" and hasattr(value, "savefig"):
-        buf = io.BytesIO()
-        value.savefig(buf, format="png", bbox_inches="tight")
-        return {"mime": "image/png", "data": base64.b64encode(buf.getvalue()).decode()}
-    if module == "PIL" and hasattr(value, "save"):
-        buf = io.BytesIO()
-        value.save(buf, format="PNG")
-        return {"mime": "image/png", "data": base64.b64encode(buf.getvalue()).decode()}
-    for method, mime in (("_repr_markdown_", "text/markdown"), ("_repr_html_", "text/html")):
-        fn = getattr(value, method, None)
-        if callable(fn):
-            try:
-                text = fn()
-            except Exception:
-                text = None
-            if isinstance(text, str):
-                return {"mime": mime, "data": text}
-    return {"mime": "text/plain", "data": repr(value)}
-
-
-# --- execution -------------------------------------------------------------------
-
-
-class Kernel:
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
-        self.values: dict[str, tuple[str, Any]] = {}
-        self.flight: Flight | None = None
-        self.flight_key: tuple[str, str | None] | None = None
-        self.stdout = ConsoleStream(channel, "stdout")
-        self.stderr = ConsoleStream(channel, "stderr")
-        self.running = False
-        self.inspect_ns: dict[str, Any] | None = None
-
-    def _flight(self, spec: dict[str, Any] | None) -> Flight:
-        if not spec:
-            raise RuntimeError("no Flight server was given to exchange tables")
-        key = (spec["location"], spec.get("token"))
-        if self.flight is None or self.flight_key != key:
-            self.flight = Flight(spec["location"], spec.get("token"))
-            self.flight_key = key
-        return self.flight
-
-    def _load(self, name: str, spec: dict[str, Any], flight: dict[str, Any] | None) -> Any:
-        token = spec.get("token", "")
-        held = self.values.get(name)
-        if held is not None and held[0] == token:
-            return held[1]
-        kind = spec["kind"]
-        if kind == "memory":
-            raise RuntimeError(
-                f"upstream value {name!r} is no longer in this kernel; run its cell again"
-            )
-        if kind == "json":
-            value = spec["value"]
-        elif kind == "pickle":
-            import pickle
-
-            value = pickle.loads(base64.b64decode(spec["data"]))
-        elif kind == "arrow":
-            if spec.get("location"):  # the table is kept by another node
-                flight = {"location": spec["location"], "token": (flight or {}).get("token")}
-            value = from_arrow(self._flight(flight).get(spec["uri"]), spec.get("format", ""))
-        else:
-            raise RuntimeError(f"unknown input kind {kind!r} for {name!r}")
-        self.values[name] = (token, value)
-        return value
-
-    def _export(self, name: str, value: Any, request: dict[str, Any]) -> dict[str, Any]:
-        token = request.get("token", "")
-        self.values[name] = (token, value)
-        type_name = f"{type(value).__module__}.{type(value).__qualname__}"
-        kind = _table_kind(value)
-        if kind is not None:
-            table = to_arrow(value)
-            meta = {**request.get("put_metadata", {}), "variable": name}
-            answer = self._flight(request.get("flight")).put(table, meta)
-            return {
-                "kind": "arrow",
-                "format": kind,
-                "type": type_name,
-                "artifact_uri": answer.get("artifact_uri"),
-                "rows": table.num_rows,
-                "bytes": table.nbytes,
-                "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
-                "preview": _preview(table),
-            }
-        ok, plain = _json_value(value)
-        if ok:
-            return {"kind": "json", "type": type_name, "value": plain}
-        blob = _pickle(value)
-        if blob is not None:
-            return {
-                "kind": "pickle",
-                "type": type_name,
-                "data": base64.b64encode(blob).decode(),
-                "repr": repr(value)[:200],
-            }
-        return {
-            "kind": "memory",
-            "type": type_name,
-            "repr": repr(value)[:200],
-            "note": f"{type_name} cannot be serialised; it lives only in this kernel "
-            "and will not survive a restart",
-        }
-
-    def _display_store(
-        self, namespace: dict[str, Any], variables: dict[str, Any], request: dict[str, Any]
-    ) -> Any:
-        """Keeps a displayed table as an artifact: the one of the variable that holds that
-        very object, else a new upload."""
-
-        def store(value: Any, table: Any) -> str | None:
-            for name, var in variables.items():
-                if namespace.get(name) is value and var.get("artifact_uri"):
-                    return var["artifact_uri"]
-            if not request.get("flight"):  # nowhere to keep it: the preview only
-                return None
-            meta = {**request.get("put_metadata", {}), "variable": "__display__"}
-            return self._flight(request.get("flight")).put(table, meta).get("artifact_uri")
-
-        return store
-
-    def execute(self, request: dict[str, Any]) -> dict[str, Any]:
-        rid = request["id"]
-        started = time.perf_counter()
-        namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
-        filename = f"<cell {request.get('cell_id', '?')}>"
-        display = None
-        self.stdout.request_id = self.stderr.request_id = rid
-        sys.stdout, sys.stderr = self.stdout, self.stderr
-        self.running = True
-        saved_env = _set_env(request.get("env") or {})
-        try:
-            for name, spec in request.get("inputs", {}).items():
-                namespace[name] = self._load(name, spec, request.get("flight"))
-            if request.get("mounts"):
-                namespace.update(_mounts(request["mount_helper"], request["mounts"]))
-            tree = ast.parse(request["source"], filename=filename)
-            tail = None
-            if tree.body and isinstance(tree.body[-1], ast.Expr):
-                tail = ast.Expression(tree.body.pop().value)
-            exec(compile(tree, filename, "exec"), namespace)
-            value = None
-            if tail is not None:
-                value = eval(compile(tail, filename, "eval"), namespace)
-            variables = {}
-            for name in request.get("exports", []):
-                if name in namespace:
-                    variables[name] = self._export(name, namespace[name], request)
-            if value is not None:
-                display = _display(value, self._display_store(namespace, variables, request))
-            status, error = "ok", None
-        except KeyboardInterrupt:
-            status, error, variables = "cancelled", None, {}
-        except BaseException as exc:
-            status, variables = "error", {}
-            error = {
-                "ename": type(exc).__name__,
-                "evalue": str(exc),
-                "traceback": _user_traceback(exc, filename),
-            }
-        finally:
-            self.running = False
-            _restore_env(saved_env)
-            sys.stdout.flush()
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-            self.stdout.request_id = self.stderr.request_id = None
-        return {
-            "op": "result",
-            "id": rid,
-            "status": status,
-            "variables": variables,
-            "display": display,
-            "error": error,
-            "duration_ms": int((time.perf_counter() - started) * 1000),
-        }
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.namespace: dict[str, Any] | None = None
 
     def inspect(self, request: dict[str, Any]) -> dict[str, Any]:
         """Load a cell's inputs into a fresh REPL namespace; which loaded, which failed."""
-        self.inspect_ns = {"__name__": "__inspect__", "__builtins__": __builtins__}
+        self.namespace = {"__name__": "__inspect__", "__builtins__": builtins}
         loaded, failed = [], {}
         for name, spec in request.get("inputs", {}).items():
             try:
-                self.inspect_ns[name] = self._load(name, spec, request.get("flight"))
+                self.namespace[name] = self.kernel.load(name, spec, request.get("flight"))
                 loaded.append(name)
             except Exception as exc:
                 failed[name] = f"{type(exc).__name__}: {exc}"
@@ -424,14 +108,14 @@ class Kernel:
         """Evaluate (or execute) ``expr`` in the REPL namespace; its repr, type and stdout,
         each cut at ``limit`` characters."""
         limit = int(request.get("limit") or 10_000)
-        ns = self.inspect_ns
+        ns = self.namespace
         if ns is None:
-            ns = self.inspect_ns = {"__name__": "__inspect__", "__builtins__": __builtins__}
+            ns = self.namespace = {"__name__": "__inspect__", "__builtins__": builtins}
         out = _Capped(limit)
         answer: dict[str, Any] = {"op": "result", "id": request["id"]}
         saved = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = out
-        self.running = True
+        self.kernel.running = True
         try:
             source = str(request.get("expr", ""))
             try:
@@ -450,7 +134,7 @@ class Kernel:
         except BaseException as exc:
             answer.update(status="error", error=f"{type(exc).__name__}: {exc}"[:limit])
         finally:
-            self.running = False
+            self.kernel.running = False
             sys.stdout, sys.stderr = saved
         answer["stdout"] = out.text()
         return answer
@@ -479,54 +163,6 @@ class _Capped(io.TextIOBase):
         return out if self.size <= self.limit else out + f"\n… [{self.size - self.limit} more]"
 
 
-_MOUNT_HELPERS: dict[str, Any] = {}
-
-
-def _mounts(helper: str, specs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The cell's mount variables, made by the server's mount helper (loaded by path once)."""
-    module = _MOUNT_HELPERS.get(helper)
-    if module is None:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("quiver_mountpath", helper)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-        _MOUNT_HELPERS[helper] = module
-    return module.make_mounts(specs)
-
-
-def _set_env(variables: dict[str, str]) -> dict[str, str | None]:
-    """Set a cell's environment variables for its run; what they were before."""
-    saved: dict[str, str | None] = {}
-    for key, value in variables.items():
-        saved[key] = os.environ.get(key)
-        os.environ[key] = value
-    return saved
-
-
-def _restore_env(saved: dict[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-def _user_traceback(exc: BaseException, filename: str) -> str:
-    """The traceback from the first frame of the user's cell on (worker frames trimmed)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    for i, frame in enumerate(frames):
-        if frame.filename == filename:
-            frames = frames[i:]
-            break
-    else:
-        frames = traceback.StackSummary()
-    lines = ["Traceback (most recent call last):\n"] if frames else []
-    lines += traceback.format_list(frames)
-    lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines)
-
-
 def _modules() -> dict[str, str | None]:
     """Versions of the table libraries this environment has, without importing them."""
     from importlib import metadata
@@ -544,6 +180,7 @@ def main(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     channel = Channel(sock)
     kernel = Kernel(channel)
+    inspector = Inspector(kernel)
 
     def interrupt(signum: int, frame: Any) -> None:
         if not kernel.running:
@@ -567,9 +204,9 @@ def main(fd: int) -> None:
             if op == "execute":
                 channel.send(kernel.execute(message))
             elif op == "inspect":
-                channel.send(kernel.inspect(message))
+                channel.send(inspector.inspect(message))
             elif op == "inspect_eval":
-                channel.send(kernel.inspect_eval(message))
+                channel.send(inspector.inspect_eval(message))
             elif op == "forget":
                 for name in message.get("names", []):
                     kernel.values.pop(name, None)
