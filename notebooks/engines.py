@@ -30,8 +30,8 @@ from notebooks.execution import (
     SqlCellError,
     run_sql,
 )
-from notebooks.model import CellResult, clip, display_output, pickle_size
-from notebooks.session import CellState, Session
+from notebooks.model import CellResult, CellState, clip, display_output, pickle_size
+from notebooks.session import Session
 from notebooks.workers import Workers
 
 Emit = Callable[[str, dict[str, Any]], None]

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from notebooks.session import CellState, Session
+from notebooks.model import CellState
+from notebooks.session import Session
 
 
 def cell_name(cell: CellState) -> str:

@@ -35,8 +35,8 @@ from notebooks.analysis import mount_inputs, provenance
 from notebooks.engines import Engines
 from notebooks.execution import FlightConfig, KernelProcess
 from notebooks.frames import status_payload
-from notebooks.model import CellResult, error_output, input_spec, markdown_output
-from notebooks.session import CellState, Session
+from notebooks.model import CellResult, CellState, error_output, input_spec, markdown_output
+from notebooks.session import Session
 from notebooks.workers import Workers
 
 log = logging.getLogger(__name__)

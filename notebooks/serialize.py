@@ -6,8 +6,15 @@ import json
 from typing import Any
 
 from notebooks.analysis import Dag
-from notebooks.model import EMPTY_CELL_FIELDS, narrowed_mounts
-from notebooks.session import CellState, Derived, Session, resolved_timeout, resolved_worker
+from notebooks.model import (
+    EMPTY_CELL_FIELDS,
+    CellState,
+    Derived,
+    narrowed_mounts,
+    resolved_timeout,
+    resolved_worker,
+)
+from notebooks.session import Session
 
 
 def dag_dict(dag: Dag, *, producers: bool = True) -> dict[str, Any]:

@@ -3,10 +3,9 @@
 Every mutation (cells added, edited, removed, reordered; rename; a run
 recorded) goes through a :class:`Session` method holding its lock, writes the
 disk first, then recomputes the derived state — analyses, DAG, staleness —
-with the pure functions of ``analysis``, ``dag`` and ``staleness``. Readers
-get immutable snapshots (:class:`Derived`), so serialising never races an edit.
-The directory on disk is the truth: :meth:`Session.reload` rebuilds everything
-from it.
+with the pure :func:`~notebooks.model.snapshot.derive`. Readers get immutable
+snapshots (``Derived``), so serialising never races an edit. The directory on disk
+is the truth: :meth:`Session.reload` rebuilds everything from it.
 """
 
 from __future__ import annotations
@@ -16,106 +15,32 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from foundation import Conflict, InvalidArgument, NotFound
-from notebooks.analysis import (
-    EXTENSIONS,
-    CellAnalysis,
-    CellFacts,
-    Dag,
-    Diagnostic,
-    Env,
-    Staleness,
-    analyse,
-    build_dag,
-    compute_staleness,
-    source_hash,
-)
-from notebooks.env import Environment
+from notebooks.analysis import EXTENSIONS, Env, analyse, source_hash
+from notebooks.env import Environment, busy
 from notebooks.model import (
     CellEntry,
     CellResult,
+    CellState,
+    Derived,
     NotebookDir,
     ResultStore,
     RuntimeState,
+    analyse_cell,
     check_name,
+    derive,
     iso,
+    merged_env,
+    mounts_read,
     now,
     read_env,
+    resolved_timeout,
+    resolved_worker,
 )
 from notebooks.presence import LOCAL, Presence
-
-
-@dataclass(frozen=True)
-class CellState:
-    entry: CellEntry
-    source: str
-    source_hash: str
-    test_source: str
-    analysis: CellAnalysis
-    file_diagnostics: tuple[Diagnostic, ...] = ()
-    id: str = field(init=False)  # a plain field: read in every hot loop
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "id", self.entry.id)
-
-
-@dataclass(frozen=True)
-class Derived:
-    """Everything computed from the cells, replaced as a whole on each change."""
-
-    cells: tuple[CellState, ...] = ()  # in notebook order
-    dag: Dag = field(default_factory=Dag)
-    staleness: Mapping[str, Staleness] = field(default_factory=dict)
-    results: Mapping[str, CellResult] = field(default_factory=dict)
-    """Each cell's last finished run (its outputs, console, displays)."""
-    running: str | None = None
-    """The cell executing now, shown as ``running``."""
-    notebook_env: tuple[tuple[str, str], ...] = ()
-    """The notebook's ``[env]``, under each cell's own ``env`` in its Cell JSON."""
-    notebook_mounts: tuple[Mapping[str, Any], ...] = ()
-    """The notebook's ``[[mounts]]``, narrowed by each cell's own in its Cell JSON."""
-    notebook_worker: str | None = None
-    notebook_timeout: Any = None
-    """The notebook's default ``worker`` and ``timeout``, under each cell's own."""
-
-    def cell(self, cell_id: str) -> CellState | None:
-        for cell in self.cells:
-            if cell.id == cell_id:
-                return cell
-        return None
-
-
-def resolved_worker(cell: CellState, default: str | None) -> str | None:
-    """The worker ``cell`` runs on: its ``# @worker`` annotation, else its toml ``worker``,
-    else the notebook's default."""
-    return cell.analysis.annotations.worker or cell.entry.worker or default
-
-
-def resolved_timeout(cell: CellState, default: Any) -> float | None:
-    """``# @timeout`` annotation, else the cell's toml ``timeout``, else the notebook's."""
-    for value in (cell.analysis.annotations.timeout, cell.entry.timeout, default):
-        if isinstance(value, int | float) and value > 0:
-            return float(value)
-    return None
-
-
-def _analyse_cell(nb: NotebookDir, entry: CellEntry, source: str | None = None) -> CellState:
-    diags: tuple[Diagnostic, ...] = ()
-    if nb.cell_path(entry.file) is None:
-        diags = (Diagnostic("error", "bad_file", f"cell file {entry.file!r} is outside cells/"),)
-    if source is None:
-        source = nb.read_cell(entry.file)
-    return CellState(
-        entry=entry,
-        source=source,
-        source_hash=source_hash(source),
-        test_source=nb.read_test(entry.id) if entry.language == "python" else "",
-        analysis=analyse(entry.language, source, entry.id),
-        file_diagnostics=diags,
-    )
 
 
 @dataclass(frozen=True)
@@ -132,18 +57,8 @@ HISTORY_LIMIT = 50
 """Runs remembered per cell for profiling."""
 
 
-def _merged_env(notebook_env: tuple[tuple[str, str], ...], cell: CellState) -> dict[str, str]:
-    merged = dict(notebook_env)
-    merged.update({str(k): str(v) for k, v in cell.entry.env.items()})
-    return merged
-
-
 MountFacts = Callable[[Sequence[Any], Sequence[Any], Mapping[str, str], bool], dict[str, str]]
 """(notebook mounts, cell mounts, env, fresh) -> mount name -> fingerprint (``exchange``)."""
-
-
-def _named(mount: Any) -> Any:
-    return mount.get("name") if isinstance(mount, Mapping) else None
 
 
 class Session:
@@ -197,7 +112,7 @@ class Session:
             self.nb.ensure_state_dir()
             self.runtime.load()
             self.env = read_env(self.nb.path)
-            cells = tuple(_analyse_cell(self.nb, e) for e in self.nb.cell_entries())
+            cells = tuple(analyse_cell(self.nb, e) for e in self.nb.cell_entries())
             self.results = {}
             for c in cells:
                 last = self.runtime.cells.get(c.id, {}).get("last_result")
@@ -241,35 +156,14 @@ class Session:
             self._derive(self.derived.cells)
 
     def _derive(self, cells: Sequence[CellState]) -> None:
-        ordered = tuple(sorted(cells, key=lambda c: c.entry.order))
-        dag = build_dag([(c.id, c.analysis) for c in ordered])
-        default_worker = self.nb.get("worker")
-        nb_env = tuple((str(k), str(v)) for k, v in (self.nb.get("env") or {}).items())
-        facts = {
-            c.id: CellFacts(
-                c.entry.language,
-                c.source_hash,
-                c.analysis.annotations.name,
-                resolved_worker(c, default_worker),
-                _merged_env(nb_env, c),
-                self.mount_fingerprints(c, env=_merged_env(nb_env, c)),
-            )
-            for c in ordered
-        }
-        order = dag.topological_order or tuple(c.id for c in ordered)
-        stale = compute_staleness(
-            order, facts, dag.upstream, self.runtime.runs(), self.env, self.runtime.env_snapshots
-        )
-        self.derived = Derived(
-            ordered,
-            dag,
-            stale,
-            dict(self.results),
+        self.derived = derive(
+            cells,
+            self.nb,
+            self.runtime,
+            self.env,
+            self.results,
             self.derived.running,
-            nb_env,
-            tuple(self.nb.get("mounts") or ()),
-            default_worker,
-            self.nb.get("timeout"),
+            lambda cell, env: self.mount_fingerprints(cell, env=env),
         )
 
     def set_running(self, cell_id: str | None) -> None:
@@ -279,15 +173,13 @@ class Session:
     def cell_env(self, cell: CellState) -> dict[str, str]:
         """The environment variables ``cell`` runs with: the notebook's ``[env]``, then the
         cell's own ``env`` on top."""
-        return _merged_env(self.derived.notebook_env, cell)
+        return merged_env(self.derived.notebook_env, cell)
 
     def mount_fingerprints(
         self, cell: CellState, *, fresh: bool = False, env: Mapping[str, str] | None = None
     ) -> dict[str, str]:
         """Fingerprints of the mounts ``cell`` reads (``fresh``: no remote listing held over)."""
-        refs = set(cell.analysis.references)
-        notebook = [m for m in self.nb.get("mounts") or [] if _named(m) in refs]
-        own = [m for m in cell.entry.mounts if _named(m) in refs]
+        notebook, own = mounts_read(cell, self.nb.get("mounts") or [])
         if self.mount_facts is None or not (notebook or own):
             return {}
         env = self.cell_env(cell) if env is None else env
@@ -308,15 +200,7 @@ class Session:
     def ensure_env_idle(self) -> None:
         """409 ``ENVIRONMENT_BUSY`` while an environment job runs."""
         if self.env_busy:
-            job = self.environment.job
-            raise Conflict(
-                "Environment operation in progress",
-                detail={
-                    "message": "Environment operation in progress",
-                    "code": "ENVIRONMENT_BUSY",
-                    "environment_job": job.as_dict() if job is not None else None,
-                },
-            )
+            raise busy("Environment operation in progress", self.environment.job)
 
     def ensure_not_busy(self) -> None:
         self.ensure_env_idle()
@@ -345,7 +229,7 @@ class Session:
             entry = CellEntry(new_id, f"{new_id}.{EXTENSIONS[language]}", language, float(order))
             self.nb.write_cell(entry.file, "")
             self.nb.add_cell(entry)
-            cell = _analyse_cell(self.nb, entry, "")
+            cell = analyse_cell(self.nb, entry, "")
             self._derive((*cells, cell))
             return cell
 
@@ -367,13 +251,7 @@ class Session:
 
     def status_view(self) -> dict[str, tuple[Any, ...]]:
         """Each cell's shown status, staleness reasons and causality details."""
-        d = self.derived
-        out: dict[str, tuple[Any, ...]] = {}
-        for c in d.cells:
-            st = d.staleness.get(c.id)
-            status = "running" if d.running == c.id else st.status if st else "idle"
-            out[c.id] = (status, st.reasons, st.details) if st else (status, (), ())
-        return out
+        return self.derived.status_view()
 
     def edit_source(
         self,
@@ -440,14 +318,7 @@ class Session:
             orders = {cid: float(i) for i, cid in enumerate([*listed, *rest])}
             self.nb.set_orders(orders)
             cells = tuple(
-                CellState(
-                    entry=CellEntry(**{**c.entry.__dict__, "order": orders[c.id]}),
-                    source=c.source,
-                    source_hash=c.source_hash,
-                    test_source=c.test_source,
-                    analysis=c.analysis,
-                    file_diagnostics=c.file_diagnostics,
-                )
+                dataclasses.replace(c, entry=dataclasses.replace(c.entry, order=orders[c.id]))
                 for c in self.derived.cells
             )
             self._derive(cells)

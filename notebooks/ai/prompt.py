@@ -31,9 +31,9 @@ from notebooks.ai.assistant import config_for
 from notebooks.ai.config import NOT_CONFIGURED, AIConfig, redact
 from notebooks.ai.context import value_text
 from notebooks.ai.providers import Provider
-from notebooks.model import CellResult
+from notebooks.model import CellResult, CellState
 from notebooks.runner import Runner
-from notebooks.session import CellState, Session
+from notebooks.session import Session
 
 T = TypeVar("T")
 DEFAULT_NAME = "result"

@@ -2,8 +2,9 @@
 
 Everything here reads and writes a notebook's files (atomically) and nothing
 runs code. The door: :class:`NotebookDir` and its TOML, the name and path
-checks, the result store with its output shapes, the runtime state, and the
-caller's identity that owns a notebook.
+checks, the result store with its output shapes, the runtime state, the
+caller's identity that owns a notebook, and the snapshot derived from the cells
+(:class:`CellState`, :class:`Derived`, :func:`derive`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ from notebooks.model.paths import (
     remove_stale_temps,
 )
 from notebooks.model.runtime import RuntimeState, read_env
+from notebooks.model.snapshot import (
+    CellState,
+    Derived,
+    analyse_cell,
+    derive,
+    merged_env,
+    mounts_read,
+    resolved_timeout,
+    resolved_worker,
+)
 
 __all__ = [
     "EMPTY_CELL_FIELDS",
@@ -53,26 +64,34 @@ __all__ = [
     "TOML",
     "CellEntry",
     "CellResult",
+    "CellState",
+    "Derived",
     "NotebookDir",
     "ResultStore",
     "RuntimeState",
+    "analyse_cell",
     "atomic_write",
     "caller",
     "check_name",
     "clip",
     "confine",
+    "derive",
     "display_output",
     "error_output",
     "input_spec",
     "inside",
     "iso",
     "markdown_output",
+    "merged_env",
+    "mounts_read",
     "narrowed_mounts",
     "now",
     "pickle_size",
     "read_env",
     "remove_stale_temps",
     "requested_python",
+    "resolved_timeout",
+    "resolved_worker",
     "set_requested_python",
     "slug",
     "visible",
