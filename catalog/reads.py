@@ -1,9 +1,10 @@
-"""Reading published versions: leases that keep them from gc, and memory-mapped files.
+"""Reading published versions: leases that keep them from gc, and memory-mapped files
+(small ones are read into memory instead).
 
 A read takes a lease before it checks its version: gc and eviction plan and
 delete under the store's lock and spare leased versions, so between the check
-and the open a concurrent gc cannot delete the file. Once mapped, a file's data
-stays readable even if its version is deleted later. A damaged file (size or
+and the open a concurrent gc cannot delete the file. Once mapped (or read), a
+file's data stays readable even if its version is deleted later. A damaged file (size or
 IPC footer) is marked failed and reported as :class:`CorruptArtifact`, so the
 caller rebuilds it instead of serving it.
 """
@@ -29,6 +30,11 @@ from catalog.records import ArtifactInfo, CorruptArtifact
 from foundation import Conflict, Unavailable
 
 Key = tuple[str, int]
+
+SMALL_FILE_BYTES = 1 << 20
+"""A file up to this size is read into memory rather than mapped: for a small answer
+(a repeated query's few rows) mapping and unmapping cost more than the read, and
+each unmap interrupts the process's other threads to flush their TLBs."""
 
 
 class ReadLease:
@@ -154,6 +160,8 @@ class Reads:
 
     def _open_file(self, info: ArtifactInfo, path: Path) -> pa.ipc.RecordBatchFileReader:
         try:
+            if info.byte_size is not None and info.byte_size <= SMALL_FILE_BYTES:
+                return pa.ipc.open_file(pa.py_buffer(path.read_bytes()))
             return pa.ipc.open_file(pa.memory_map(str(path), "r"))
         except (pa.ArrowInvalid, OSError) as exc:
             self._mark_corrupt(info, str(exc).splitlines()[0])

@@ -22,7 +22,14 @@ import pyarrow as pa
 
 from catalog import ArtifactInfo, ArtifactStore, Build, Warehouses, validate_name
 from executors import Registry, RunContext
-from foundation import BuildFailed, InvalidArgument, QuiverError, Settings, Unavailable
+from foundation import (
+    BuildFailed,
+    Conflict,
+    InvalidArgument,
+    QuiverError,
+    Settings,
+    Unavailable,
+)
 from materialize.dask_builds import DaskBuilds
 from materialize.flights import Flights, InFlight
 from materialize.plan import Plan, Planner
@@ -320,12 +327,15 @@ class Materializer:
             # Outside the lock: follow() may wait for the build, whose publish
             # needs this lock (_forget) before it wakes anyone.
             return live.build.follow()
-        info = self.store.get(artifact_id, version)
-        if info.state == "failed":
-            raise BuildFailed(
-                f"artifact {info.uri} failed: {info.error}", detail={"error": info.error}
-            )
-        return self.store.open(artifact_id, version)
+        try:
+            return self.store.open(artifact_id, version)
+        except Conflict:  # not ready: a failed one says why (looked up only then)
+            info = self.store.get(artifact_id, version)
+            if info.state == "failed":
+                raise BuildFailed(
+                    f"artifact {info.uri} failed: {info.error}", detail={"error": info.error}
+                ) from None
+            raise
 
     def cancel(self, artifact_id: str, version: int, *, wait: float = 0.0) -> bool:
         """Stop the build of that version if this process is running it.
