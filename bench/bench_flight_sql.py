@@ -29,12 +29,15 @@ import pytest
 from bench.common import data_files, make_warehouse
 from catalog import TableRef, Warehouses
 from flight import Core, QuiverFlightServer
+from flight import sql as flight_sql
 from flight.sql.flightsql_pb2 import (
     ActionClosePreparedStatementRequest,
     ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult,
+    CommandGetSqlInfo,
     CommandPreparedStatementQuery,
     CommandStatementQuery,
+    TicketStatementQuery,
 )
 from flight.sql.proto import pack, unpack
 from foundation import Settings
@@ -183,18 +186,64 @@ def prepared_round_trip(client: fl.FlightClient, sql: str) -> pa.Table:
     return table
 
 
-def hit_p50_ms(location: str, sql: str, rounds: int) -> tuple[float, float, float]:
+class IdleFlightSql(fl.FlightServerBase):
+    """A Flight SQL server in Python that does no work: it answers ADBC's four calls
+    for one query with a fixed handle, FlightInfo and table (and GetSqlInfo, which
+    ADBC asks when it connects). What ADBC against *any* pyarrow server costs here."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__("grpc://127.0.0.1:0")
+        self.location = f"grpc://127.0.0.1:{self.port}"
+        self._table = table
+        ticket = pack(TicketStatementQuery(statement_handle=b"answer"))
+        self._endpoints = [fl.FlightEndpoint(ticket, [])]
+        created = ActionCreatePreparedStatementResult(prepared_statement_handle=b"handle")
+        self._created = pa.py_buffer(pack(created))
+
+    def get_flight_info(
+        self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor
+    ) -> fl.FlightInfo:
+        command = unpack(descriptor.command)
+        if isinstance(command, CommandGetSqlInfo):
+            return flight_sql.metadata_info(descriptor, command)
+        return fl.FlightInfo(
+            self._table.schema, descriptor, self._endpoints, self._table.num_rows, -1
+        )
+
+    def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
+        message = unpack(ticket.ticket)
+        if isinstance(message, CommandGetSqlInfo):
+            # SqlInfo's answer needs no Core (it is the same for every server)
+            return fl.RecordBatchStream(flight_sql.metadata_reader(None, message))  # type: ignore[arg-type]
+        return fl.RecordBatchStream(self._table)
+
+    def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> list[fl.Result]:
+        if action.type == "CreatePreparedStatement":
+            return [fl.Result(self._created)]
+        return []
+
+
+def hit_p50_ms(location: str, sql: str, rounds: int) -> tuple[float, float, float, float]:
     """p50 ms of a repeated identical query through ADBC (new cursor each time); of a
-    bare pyarrow client sending the same four calls; and of GetFlightInfo + DoGet alone."""
+    bare pyarrow client sending the same four calls; of GetFlightInfo + DoGet alone;
+    and of the same ADBC query against :class:`IdleFlightSql` (same answer), measured
+    alternately so load hits all alike."""
     tickets = statement_tickets(location, sql)
     descriptor = fl.FlightDescriptor.for_command(pack(CommandStatementQuery(query=sql)))
     ours: list[float] = []
     same_calls: list[float] = []
     base: list[float] = []
-    with flightsql.connect(location, autocommit=True) as conn, fl.connect(location) as plain:
+    idle: list[float] = []
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(flightsql.connect(location, autocommit=True))
+        plain = stack.enter_context(fl.connect(location))
+        idle_server = IdleFlightSql(adbc_table(conn, sql))
+        stack.callback(idle_server.shutdown)
+        idle_conn = stack.enter_context(flightsql.connect(idle_server.location, autocommit=True))
         for _ in range(10):
             adbc_table(conn, sql)
             prepared_round_trip(plain, sql)
+            adbc_table(idle_conn, sql)
         for _ in range(rounds):
             t0 = time.perf_counter()
             adbc_table(conn, sql)
@@ -206,7 +255,10 @@ def hit_p50_ms(location: str, sql: str, rounds: int) -> tuple[float, float, floa
             plain.get_flight_info(descriptor)
             plain_read(plain, tickets)
             base.append(time.perf_counter() - t0)
-    return tuple(statistics.median(x) * 1000 for x in (ours, same_calls, base))  # type: ignore[return-value]
+            t0 = time.perf_counter()
+            adbc_table(idle_conn, sql)
+            idle.append(time.perf_counter() - t0)
+    return tuple(statistics.median(x) * 1000 for x in (ours, same_calls, base, idle))  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")
