@@ -188,6 +188,18 @@ class Reads:
         lease.release()  # mapped: a later delete cannot take the data away
         return file_reader
 
+    def read_small(self, artifact_id: str, version: int, max_bytes: int) -> pa.Table | None:
+        """A ready one-file version of at most ``max_bytes``, read whole into memory (its
+        lease is given back at once); None for a larger or partitioned one."""
+        lease = self.leases.take(artifact_id, version)
+        try:
+            info, path = self._readable(artifact_id, version)
+            if info.parts or info.byte_size is None or info.byte_size > max_bytes:
+                return None
+            return self._open_file(info, path).read_all()
+        finally:
+            lease.release()
+
     def open(
         self, artifact_id: str, version: int, *, start: int = 0, stop: int | None = None
     ) -> pa.RecordBatchReader:

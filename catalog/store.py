@@ -266,6 +266,10 @@ class ArtifactStore:
         leased (never evicted) until the reader is exhausted or closed."""
         return self._reads.open(artifact_id, version, start=start, stop=stop)
 
+    def read_small(self, artifact_id: str, version: int, max_bytes: int) -> pa.Table | None:
+        """A ready one-file version of at most ``max_bytes``, whole in memory; else None."""
+        return self._reads.read_small(artifact_id, version, max_bytes)
+
     def open_table(self, artifact_id: str, version: int) -> pa.Table:
         """The whole artifact as a table backed by the memory map (no copy)."""
         return self._reads.open_table(artifact_id, version)

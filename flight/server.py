@@ -47,7 +47,7 @@ from flight.security import (
     tls_certificates,
 )
 from flight.sockets import drop_connections, listeners
-from flight.streams import SHUTTING_DOWN, data_stream, open_ticket
+from flight.streams import SHUTTING_DOWN, data_stream, ticket_stream
 from flight.uploads import stated_provenance, store_content, store_stated
 from foundation import BuildFailed, Conflict, InvalidArgument, Unavailable
 from materialize import MaterializeRequest
@@ -332,11 +332,10 @@ class QuiverFlightServer(fl.FlightServerBase):
         if message is not None:
             with status_errors():
                 if isinstance(message, flight_sql.StatementTicket):
-                    reader = open_ticket(self.core, message.statement_handle)
-                else:
-                    reader = flight_sql.metadata_reader(self.core, message)
+                    return ticket_stream(self.core, message.statement_handle, self._closing)
+                reader = flight_sql.metadata_reader(self.core, message)
                 return data_stream(reader, self.core.settings, self._closing)
-        return data_stream(open_ticket(self.core, raw), self.core.settings, self._closing)
+        return ticket_stream(self.core, raw, self._closing)
 
     @guard
     def do_put(

@@ -12,7 +12,7 @@ import pyarrow.flight as fl
 from catalog import has_dictionaries
 from flight.errors import to_flight_error
 from flight.parts import check_recorded, open_part
-from flight.protocol import NameTicket, PartTicket, decode_ticket, parse_model
+from flight.protocol import ArtifactTicket, NameTicket, PartTicket, decode_ticket, parse_model
 from flight.tables import View, view_reader
 from foundation import Settings, Unavailable
 
@@ -92,9 +92,36 @@ def _with_dictionaries(
         yield fl.RecordBatchStream(pa.Table.from_batches([batch], schema), options=options)
 
 
+SMALL_ANSWER_BYTES = 1 << 20
+"""A ready artifact up to this size (and ``flight_max_batch_bytes``) is sent from memory."""
+
+
+def ticket_stream(
+    core: Core, raw: bytes, closing: threading.Event | None = None
+) -> fl.FlightDataStream:
+    """The ``DoGet`` stream of ticket ``raw``.
+
+    A small ready artifact (a repeated query's answer) is read whole here and sent
+    by Arrow alone: no Python runs, and no GIL is taken, while it streams. Anything
+    else streams through :func:`data_stream`.
+    """
+    target = decode_ticket(raw)
+    if isinstance(target, ArtifactTicket) and target.view is target.start is target.stop is None:
+        limit = min(SMALL_ANSWER_BYTES, core.settings.flight_max_batch_bytes)
+        table = core.materializer.read_small(target.artifact_id, target.version, limit)
+        if table is not None:
+            return fl.RecordBatchStream(table, options=ipc_options(core.settings))
+    return data_stream(_open_target(core, target), core.settings, closing)
+
+
 def open_ticket(core: Core, raw: bytes) -> pa.RecordBatchReader:
     """The batches a ``DoGet`` of ticket ``raw`` sends: a ready artifact's, or a build's."""
-    target = decode_ticket(raw)
+    return _open_target(core, decode_ticket(raw))
+
+
+def _open_target(
+    core: Core, target: ArtifactTicket | NameTicket | PartTicket
+) -> pa.RecordBatchReader:
     if isinstance(target, NameTicket):
         named = core.store.get_name(target.name)
         return core.materializer.open_artifact(named.artifact_id, named.version)

@@ -337,6 +337,18 @@ class Materializer:
                 ) from None
             raise
 
+    def read_small(self, artifact_id: str, version: int, max_bytes: int) -> pa.Table | None:
+        """A ready artifact of at most ``max_bytes``, read whole; None for a build in
+        progress, a larger or partitioned artifact, or one not ready
+        (:meth:`open_artifact` then streams it, or says why it cannot)."""
+        live = self._flights.of_version(artifact_id, version)
+        if live is not None and live.build is not None:
+            return None
+        try:
+            return self.store.read_small(artifact_id, version, max_bytes)
+        except Conflict:
+            return None
+
     def cancel(self, artifact_id: str, version: int, *, wait: float = 0.0) -> bool:
         """Stop the build of that version if this process is running it.
 
