@@ -60,6 +60,22 @@ def test_put_open_roundtrip(store: ArtifactStore) -> None:
     assert store.find_ready("nope") is None
 
 
+def test_read_small_reads_a_small_version_whole_and_leaves_no_lease(
+    store: ArtifactStore,
+) -> None:
+    info = put(store, "p1", 10)
+    size = info.byte_size
+    got = store.read_small(info.artifact_id, 1, max_bytes=size)
+    assert got is not None and got.equals(table(10))
+    assert store.read_small(info.artifact_id, 1, max_bytes=size - 1) is None  # stream it
+    assert store.readers(info.artifact_id, 1) == 0
+    store.delete(info.artifact_id, 1)
+    assert got.equals(table(10))  # read, not mapped: the data outlives its version
+    build = store.begin_build(provenance="p2", executor="x", params={}, inputs=[])
+    with pytest.raises(Conflict, match=r"is not ready \(state=building\)"):
+        store.read_small(build.artifact_id, build.version, max_bytes=1 << 20)
+
+
 def test_followers_get_every_batch_while_building(store: ArtifactStore) -> None:
     t = table(100)
     build = store.begin_build(provenance="p", executor="x", params={}, inputs=[])
