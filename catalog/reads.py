@@ -119,6 +119,11 @@ class Reads:
 
     def _readable(self, artifact_id: str, version: int) -> tuple[ArtifactInfo, Path]:
         info = self.index.get(artifact_id, version)
+        return info, self._checked(info)
+
+    def _checked(self, info: ArtifactInfo) -> Path:
+        """The file of a version that is ready and whole (else an error); its read noted."""
+        artifact_id, version = info.artifact_id, info.version
         if info.state not in ("ready", "superseded"):
             raise Conflict(
                 f"artifact {info.uri} is not ready (state={info.state})",
@@ -139,7 +144,7 @@ class Reads:
             "UPDATE artifacts SET last_read_at=? WHERE artifact_id=? AND version=?",
             (time.time(), artifact_id, version),
         )
-        return info, path
+        return path
 
     def verify(self, info: ArtifactInfo) -> bool:
         """Cheap check that a ready artifact's file is whole; marks it failed if not."""
@@ -190,13 +195,16 @@ class Reads:
 
     def read_small(self, artifact_id: str, version: int, max_bytes: int) -> pa.Table | None:
         """A ready one-file version of at most ``max_bytes``, read whole into memory (its
-        lease is given back at once); None for a larger or partitioned one."""
+        lease is given back at once); None for a larger or partitioned one, or one whose
+        size is not known yet (building)."""
         lease = self.leases.take(artifact_id, version)
         try:
-            info, path = self._readable(artifact_id, version)
+            info = self.index.get(artifact_id, version)
+            # Decided before the checks: a partitioned version's check asks its part
+            # storage, which the streaming read (the caller's next step) does again.
             if info.parts or info.byte_size is None or info.byte_size > max_bytes:
                 return None
-            return self._open_file(info, path).read_all()
+            return self._open_file(info, self._checked(info)).read_all()
         finally:
             lease.release()
 

@@ -267,7 +267,8 @@ class ArtifactStore:
         return self._reads.open(artifact_id, version, start=start, stop=stop)
 
     def read_small(self, artifact_id: str, version: int, max_bytes: int) -> pa.Table | None:
-        """A ready one-file version of at most ``max_bytes``, whole in memory; else None."""
+        """A ready one-file version of at most ``max_bytes``, whole in memory; None when it
+        is larger, partitioned or still building (stream it with :meth:`open`)."""
         return self._reads.read_small(artifact_id, version, max_bytes)
 
     def open_table(self, artifact_id: str, version: int) -> pa.Table:
