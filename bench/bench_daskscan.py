@@ -131,7 +131,10 @@ def measure(rounds: int = 3, rows: int = ROWS) -> dict[str, Any]:
     wall times and per-build worker compute seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        ref = write_demo_warehouse(root / "wh", rows=rows, files=FILES)
+        # one row group per file: one part per file, as the figure has always been taken
+        ref = write_demo_warehouse(
+            root / "wh", rows=rows, files=FILES, row_group_rows=rows // FILES + 1
+        )
         target = 1  # one part per data file, on both clusters
         out: dict[str, Any] = {"one": [], "two": [], "one_busy": [], "two_busy": []}
         with (

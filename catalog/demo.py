@@ -45,12 +45,18 @@ def demo_batch(start: int, stop: int, *, seed: int = 0) -> pa.Table:
 
 
 def write_demo_warehouse(
-    path: Path, rows: int = 100_000, files: int = 4, *, seed: int = 0
+    path: Path,
+    rows: int = 100_000,
+    files: int = 4,
+    *,
+    seed: int = 0,
+    row_group_rows: int | None = None,
 ) -> TableRef:
     """Create a warehouse at ``path`` holding ``db.events`` with ``rows`` rows.
 
     The rows (``id`` 0..rows-1 in order) are written by ``files`` appends, so
-    the table has ``files`` data files and ``files`` snapshots.
+    the table has ``files`` data files and ``files`` snapshots; each file's row
+    groups hold ``row_group_rows`` rows (pyiceberg's default when None).
     """
     from pyiceberg.catalog.sql import SqlCatalog
 
@@ -63,7 +69,10 @@ def write_demo_warehouse(
     )
     try:
         catalog.create_namespace("db")
-        table = catalog.create_table("db.events", schema=ARROW_SCHEMA)
+        properties = {} if row_group_rows is None else {
+            "write.parquet.row-group-limit": str(row_group_rows)
+        }  # fmt: skip
+        table = catalog.create_table("db.events", schema=ARROW_SCHEMA, properties=properties)
         bounds = np.linspace(0, rows, files + 1).astype(np.int64)
         for start, stop in itertools.pairwise(bounds):
             table.append(demo_batch(int(start), int(stop), seed=seed))

@@ -290,10 +290,13 @@ def position_deletes(deletes: dict[str, list[int]]) -> pa.Table:
     )
 
 
-def wide_table(path: Path, rows: int, files: int) -> tuple[TableRef, list[int]]:
-    """``rows`` demo rows in ``files`` files plus one appended file, ``category`` renamed to
-    ``kind``, position deletes in the first two files; the deleted ids."""
-    ref = write_demo_warehouse(path, rows=rows, files=files)
+def wide_table(
+    path: Path, rows: int, files: int, *, appended: int = 500, row_group_rows: int | None = None
+) -> tuple[TableRef, list[int]]:
+    """``rows`` demo rows in ``files`` files plus one appended file of ``appended`` rows
+    (none if 0), ``category`` renamed to ``kind``, position deletes (first, fourth and
+    last row) in the first two files; the deleted ids."""
+    ref = write_demo_warehouse(path, rows=rows, files=files, row_group_rows=row_group_rows)
     cat = open_catalog(path)
     table = cat.load_table("db.events")
     with table.update_schema() as upd:
@@ -305,7 +308,9 @@ def wide_table(path: Path, rows: int, files: int) -> tuple[TableRef, list[int]]:
         by_file[task.file.file_path] = [0, 3, len(ids) - 1]
         deleted += [ids[p].as_py() for p in by_file[task.file.file_path]]
     commit_delete_file(table, position_deletes(by_file))
-    table.append(demo_batch(rows, rows + 500).rename_columns(table.schema().column_names))
+    if appended:
+        batch = demo_batch(rows, rows + appended)
+        table.append(batch.rename_columns(table.schema().column_names))
     cat.engine.dispose()
     return ref, deleted
 

@@ -20,12 +20,16 @@ import pytest
 
 from catalog import ArtifactStore, TableRef, write_demo_warehouse
 from executors import load_registry
-from executors.scan.partitions import group_files
+from executors.scan.partitions import Unit, group_files, pieces, split_files
 from foundation import BuildFailed, Settings, Unavailable
 from materialize import Materializer, MaterializeRequest, Transform
 from materialize.dask_builds import close_clients
 from tests.fixtures_flight import ServerFactory, act, cmd
-from tests.fixtures_iceberg import ScanFn, open_catalog, wide_table
+from tests.fixtures_iceberg import (
+    ScanFn,
+    open_catalog,
+    wide_table,
+)
 from tests.fixtures_s3 import S3_CREDENTIALS, make_bucket
 from tests.polling import wait_until
 
@@ -94,6 +98,67 @@ def test_group_files_is_contiguous_and_balanced_by_bytes() -> None:
     assert [(g.start, g.stop) for g in group_files([1, 1, 1, 1, 1, 1], 2, 1)] == [
         (0, 2), (2, 4), (4, 6),
     ]  # fmt: skip
+
+
+def test_a_big_file_is_cut_into_row_group_ranges() -> None:
+    groups = {0: [(10, 30), (10, 30), (10, 40)], 1: [(5, 1)]}
+    units = split_files([100, 1], 50, 2, lambda i: groups[i])
+    # the big file in its row groups (weighted to its size), the small one whole
+    assert units == [Unit(0, 30, (0, 10)), Unit(0, 30, (10, 20)), Unit(0, 40, (20, 30)),
+                     Unit(1, 1)]  # fmt: skip
+    assert split_files([100, 1], 500, 2, lambda i: groups[i]) == [Unit(0, 100), Unit(1, 1)]
+    assert split_files([100], 10, 2, lambda i: [(10, 1)]) == [Unit(0, 100)]  # one row group
+    assert split_files([100], 10, 2, lambda i: []) == [Unit(0, 100)]  # an unreadable footer
+    # consecutive units of a file join; all of a file's rows is the whole file
+    assert pieces(units[:2], lambda i: 30) == [(0, (0, 20))]
+    assert pieces(units, lambda i: 30) == [(0, None), (1, None)]
+    assert pieces(units[2:], lambda i: 30) == [(0, (20, 30)), (1, None)]
+
+
+@pytest.mark.parametrize("appended", [0, 500], ids=["one-file", "and-a-small-one"])
+def test_a_big_file_is_built_in_row_group_ranges(
+    tmp_path: Path, cluster: Any, scan: ScanFn, appended: int
+) -> None:
+    """ONE data file of 8 row groups (and, second, a small file appended after it): 2
+    worker threads get 2 parts, each a range of the big file's row groups (the second
+    part, with the small file, a range and a whole file), position deletes in both."""
+    ref, deleted = wide_table(
+        tmp_path / "one", rows=40_000, files=1, appended=appended, row_group_rows=5_000
+    )
+    cat = open_catalog(tmp_path / "one")
+    sizes = [t.file.file_size_in_bytes for t in cat.load_table("db.events").scan().plan_files()]
+    cat.engine.dispose()
+    assert len(sizes) == 1 + bool(appended)
+    # a target of the whole table: one share's worth, but the cluster has 2 worker threads
+    settings = _settings(tmp_path, cluster, part_target_bytes=sum(sizes))
+    params: dict[str, Any] = {
+        "columns": ["kind", "id"],
+        "filters": [{"column": "id", "op": ">=", "value": 12_345}],
+    }
+    rows = 40_000 + appended - len(deleted)
+    with ArtifactStore(settings.data_dir, max_bytes=settings.cache_max_bytes) as store:
+        m = Materializer(settings, store, load_registry())
+        try:
+            result = m.materialize(_request(ref), wait=True)
+            parts = store.parts_of(result.artifact_id, result.version)
+            assert len(parts) == 2 and all(p.rows >= rows // 3 for p in parts), parts
+            got = store.open_table(result.artifact_id, result.version)
+            want = scan(ref).read_all()
+            assert got.schema == want.schema and "kind" in got.schema.names
+            assert got.sort_by("id").equals(want.sort_by("id")) and got.num_rows == rows
+            assert not set(deleted) & set(got["id"].to_pylist())
+            if not appended:  # (pyiceberg plans the appended file first)
+                # the parts are ranges in file order: the first part's ids all come first
+                ids = got["id"].to_pylist()
+                assert max(ids[: parts[0].rows]) < min(ids[parts[0].rows :])
+
+            filtered = m.materialize(_request(ref, **params), wait=True)
+            assert len(store.parts_of(filtered.artifact_id, filtered.version)) == 2
+            table = store.open_table(filtered.artifact_id, filtered.version)
+            assert table.sort_by("id").equals(scan(ref, params).read_all().sort_by("id"))
+            assert table.num_rows == rows - 12_345 + sum(d < 12_345 for d in deleted)
+        finally:
+            m.close(cancel=True)
 
 
 def test_distributed_scan_is_the_in_process_scan_in_parts(

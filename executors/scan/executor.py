@@ -21,7 +21,14 @@ from pydantic import BaseModel
 from catalog import ResolvedTable, TableRef, Warehouses, parse_uri
 from executors.base import Partitioned, ResolvedInput, RunContext
 from executors.scan.params import NAME, ScanParams, canonical_value, check_columns, filter_key
-from executors.scan.partitions import ScanShare, group_files, result_schema
+from executors.scan.partitions import (
+    ScanShare,
+    group_files,
+    pieces,
+    result_schema,
+    row_group_sizes,
+    split_files,
+)
 from executors.scan.plan import check_tasks, compile_filter, find_field, local_path
 from executors.scan.run import Query, clear_databases
 from executors.scan.sql import CompiledFilter, duck_type
@@ -102,25 +109,35 @@ class ScanExecutor:
         target_bytes: int,
         min_parts: int,
     ) -> Partitioned | None:
-        """The scan as contiguous groups of data files balanced by bytes, each with the
-        delete files of its own data files; None when that is one group."""
+        """The scan as contiguous groups of data files balanced by bytes, a big file cut
+        into row-group ranges, each group with the delete files of its own data files;
+        None when that is one group."""
         scan = self._prepare(inputs, params)
         sizes = [t.file.file_size_in_bytes for t in scan.tasks]
-        groups = group_files(sizes, target_bytes, min_parts)
+        paths = [local_path(t.file.file_path) for t in scan.tasks]
+
+        def row_groups(i: int) -> tuple[tuple[int, int], ...]:
+            return row_group_sizes(paths[i], sizes[i])
+
+        units = split_files(sizes, target_bytes, min_parts, row_groups)
+        groups = group_files([u.bytes for u in units], target_bytes, min_parts)
         if len(groups) < 2:
             return None
         shares = []
         for group in groups:
-            tasks = scan.tasks[group.start : group.stop]
-            deletes = check_tasks(scan.resolved, tasks)
+            taken = pieces(
+                units[group.start : group.stop], lambda i: sum(r for r, _ in row_groups(i))
+            )
+            tasks = [scan.tasks[i] for i, _ in taken]
             shares.append(
                 ScanShare(
                     scan.schema,
                     tuple(scan.out_fields),
                     tuple(scan.filters),
-                    tuple(local_path(t.file.file_path) for t in tasks),
-                    tuple(deletes),
+                    tuple(paths[i] for i, _ in taken),
+                    tuple(check_tasks(scan.resolved, tasks)),
                     group.bytes,
+                    tuple((paths[i], *rows) for i, rows in taken if rows is not None),
                 )
             )
         schema = result_schema(ctx, scan.schema, scan.out_fields, scan.filters)

@@ -9,7 +9,8 @@ data files, and runs the very query the in-process scan runs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,82 @@ def group_files(sizes: Sequence[int], target_bytes: int, min_parts: int) -> list
 
 
 @dataclass(frozen=True, slots=True)
+class Unit:
+    """What :func:`group_files` groups: data file ``file`` (an index into the plan),
+    whole, or its rows ``[start, stop)`` (a run of its row groups); its bytes."""
+
+    file: int
+    bytes: int
+    rows: tuple[int, int] | None = None
+
+
+RowGroups = Callable[[int], Sequence[tuple[int, int]]]
+"""File index → (rows, bytes) of each of its row groups, in order."""
+
+
+def split_files(
+    sizes: Sequence[int], target_bytes: int, min_parts: int, row_groups: RowGroups
+) -> list[Unit]:
+    """The files as units to group: a file bigger than one share's goal (the whole
+    divided by the number of shares the target and ``min_parts`` ask for) is cut into
+    its row groups, each weighing its share of the file's bytes; the others stay whole.
+    Files under one target in all are not cut (they will be one share)."""
+    total = sum(max(0, s) for s in sizes)
+    target = max(1, target_bytes)
+    units: list[Unit] = []
+    goal = total / max(-(-total // target), min_parts, 1)
+    for i, size in enumerate(sizes):
+        groups = row_groups(i) if total >= target and size > goal else ()
+        weight = sum(b for _, b in groups)
+        if len(groups) < 2 or weight <= 0:
+            units.append(Unit(i, max(0, size)))
+            continue
+        start = done = weighed = 0
+        for rows, b in groups:
+            weighed += b
+            share = round(size * weighed / weight) - done  # the shares add up to the size
+            units.append(Unit(i, share, (start, start + rows)))
+            start, done = start + rows, done + share
+    return units
+
+
+@functools.lru_cache(maxsize=4096)
+def row_group_sizes(path: str, size: int) -> tuple[tuple[int, int], ...]:
+    """(rows, compressed bytes) of each row group of the Parquet file at ``path``, from
+    its footer (read once per file and size: Iceberg data files never change); none when
+    the footer cannot be read (the file is then scanned whole, and its share says why)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return ()
+    groups = (meta.row_group(i) for i in range(meta.num_row_groups))
+    return tuple(
+        (g.num_rows, sum(g.column(c).total_compressed_size for c in range(g.num_columns)))
+        for g in groups
+    )
+
+
+Piece = tuple[int, int] | None
+"""Rows ``[start, stop)`` of a file, or None for all of it."""
+
+
+def pieces(units: Sequence[Unit], file_rows: Callable[[int], int]) -> list[tuple[int, Piece]]:
+    """Consecutive units of one file joined: (file index, rows or None when whole)."""
+    out: list[tuple[int, Piece]] = []
+    for u in units:
+        if out and out[-1][0] == u.file and out[-1][1] is not None and u.rows is not None:
+            out[-1] = (u.file, (out[-1][1][0], u.rows[1]))
+        else:
+            out.append((u.file, u.rows))
+    return [
+        (i, None if rows is not None and rows[0] == 0 and rows[1] >= file_rows(i) else rows)
+        for i, rows in out
+    ]
+
+
+@dataclass(frozen=True, slots=True)
 class ScanShare:
     """One partition of a scan: its data files and their delete files. Picklable."""
 
@@ -76,6 +153,8 @@ class ScanShare:
     data_files: tuple[str, ...]
     delete_files: tuple[str, ...]
     bytes: int
+    row_ranges: tuple[tuple[str, int, int], ...] = ()
+    """Files of ``data_files`` read in part: (path, first row, row after the last)."""
 
     def reader(self, ctx: RunContext) -> pa.RecordBatchReader:
         return self._query(ctx).reader()
@@ -88,6 +167,7 @@ class ScanShare:
             list(self.filters),
             list(self.data_files),
             list(self.delete_files),
+            {path: (start, stop) for path, start, stop in self.row_ranges} or None,
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -92,8 +92,10 @@ class Query:
         filters: list[CompiledFilter],
         data_files: list[str],
         delete_files: list[str],
+        row_ranges: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
         self.ctx = ctx
+        self.row_ranges = row_ranges
         self.schema = schema
         self.out_fields = out_fields
         self.filters = filters
@@ -131,7 +133,12 @@ class Query:
 
         try:
             sql, params = query_text(
-                self.schema, self.out_fields, self.filters, self.data_files, self.delete_files
+                self.schema,
+                self.out_fields,
+                self.filters,
+                self.data_files,
+                self.delete_files,
+                row_ranges=self.row_ranges,
             )
             limit.watch(self.ctx)
             if self.ctx.cancelled:

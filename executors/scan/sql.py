@@ -8,6 +8,7 @@ Every user value is a bound parameter, never pasted into the text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,11 +83,16 @@ def query_text(
     delete_files: list[str],
     *,
     inline_files: bool = False,
+    row_ranges: Mapping[str, tuple[int, int]] | None = None,
 ) -> tuple[str, list[Any]]:
     """The query and its parameters: the projection over the data files, deletes applied.
 
     ``inline_files`` writes the file lists into the text as literals (they are paths
     from the table's metadata, not user values), for a view, which takes no parameters.
+    ``row_ranges`` reads only rows ``[start, stop)`` of the files it names (row-group
+    ranges of a big file): each such file is its own ``read_parquet`` filtered on
+    ``file_row_number``, which DuckDB answers from the row groups' statistics, skipping
+    the others; the pieces are joined in order with ``UNION ALL``.
     """
     projection = ", ".join(quote_ident(f.name) for f in out_fields)
     if not data_files:
@@ -101,10 +107,17 @@ def query_text(
         if (t := duck_type(f)) is not None
     )
     options = f"schema = MAP {{{entries}}}, hive_partitioning = false"
-    params: list[Any] = [] if inline_files else [data_files]
     if delete_files:
         options += ", filename = true, file_row_number = true"
-    source = f"read_parquet({list_literal(data_files) if inline_files else '?'}, {options})"
+    elif row_ranges:
+        options += ", file_row_number = true"
+    params: list[Any] = []
+    if row_ranges:
+        source = _pieces(data_files, row_ranges, options, inline_files, params)
+    else:
+        source = f"read_parquet({list_literal(data_files) if inline_files else '?'}, {options})"
+        if not inline_files:
+            params.append(data_files)
     if delete_files:
         # Position deletes name the data file by its location (a file:// URI
         # or a path) and the row by its position in that file.
@@ -123,3 +136,37 @@ def query_text(
         for c in filters:
             params.extend(c.params)
     return sql, params
+
+
+def _pieces(
+    data_files: list[str],
+    row_ranges: Mapping[str, tuple[int, int]],
+    options: str,
+    inline_files: bool,
+    params: list[Any],
+) -> str:
+    """The files as one ``UNION ALL`` of ``read_parquet`` runs, in order: consecutive
+    whole files share a run; a file read in part is a run of its own, filtered on its
+    row positions (numbers, bound or inlined: never user values)."""
+    runs: list[tuple[list[str], tuple[int, int] | None]] = []
+    for path in data_files:
+        rows = row_ranges.get(path)
+        if rows is None and runs and runs[-1][1] is None:
+            runs[-1][0].append(path)
+        else:
+            runs.append(([path], rows))
+    branches = []
+    for files, rows in runs:
+        branch = f"SELECT * FROM read_parquet({list_literal(files) if inline_files else '?'}, "
+        branch += f"{options})"
+        if not inline_files:
+            params.append(files)
+        if rows is not None:
+            start, stop = int(rows[0]), int(rows[1])
+            if inline_files:
+                branch += f" WHERE file_row_number >= {start} AND file_row_number < {stop}"
+            else:
+                branch += " WHERE file_row_number >= ? AND file_row_number < ?"
+                params.extend((start, stop))
+        branches.append(branch)
+    return "(" + " UNION ALL ".join(branches) + ")"
