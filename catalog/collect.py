@@ -343,7 +343,8 @@ class Collector:
         used until the store holds at most 80% of ``max_bytes`` (None: the
         store's cap, where 0 means none; an explicit 0 collects all it may).
         ``dry_run`` reports the same list and deletes nothing. ``now`` is the
-        clock gc measures idleness against.
+        clock gc measures idleness against. Part prefixes no version or build owns and
+        unchanged for ``failed_older_than_s`` go too (:meth:`Parts.sweep_orphans`).
         """
         limits = {
             "max_bytes": max_bytes,
@@ -358,6 +359,7 @@ class Collector:
                     detail={what: value},
                 )
         now = time.time() if now is None else now
+        orphans: list[str] = []
         cap = self.max_bytes if max_bytes is None else max_bytes
         target = None if max_bytes is None and not cap else cap * GC_HEADROOM_PERCENT // 100
         with self.db.lock:
@@ -373,6 +375,10 @@ class Collector:
             if not dry_run:
                 for c in victims:
                     self.remove(c.artifact_id, c.version)
+            with contextlib.suppress(OSError), self.db.tx() as db:  # a storage that is away
+                orphans = self.parts.sweep_orphans(
+                    db, failed_older_than_s, now=now, dry_run=dry_run
+                )
         deleted_bytes = sum(c.byte_size for c in victims)
         return {
             **self.stats(),
@@ -384,4 +390,5 @@ class Collector:
             "deleted_bytes": deleted_bytes,
             "store_bytes": store_bytes if dry_run else store_bytes - deleted_bytes,
             "target_bytes": target,
+            "orphan_part_prefixes": orphans,
         }

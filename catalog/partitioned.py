@@ -150,6 +150,40 @@ class Parts:
             self.store.delete_prefix(f"{artifact_id}/{name}/")
         return len(mine)
 
+    def sweep_orphans(
+        self, db: sqlite3.Connection, older_than_s: float, *, now: float, dry_run: bool = False
+    ) -> list[str]:
+        """Remove the build prefixes nothing owns: no ready or superseded version's parts
+        are under them, no build of their version runs, and nothing under them changed in
+        the last ``older_than_s`` seconds (a Dask task of a build in flight, or of a head
+        that just died, may still be writing). Parts written by a task that outlived its
+        abandoned build end here. ``db`` is read in the caller's lock; the prefixes
+        removed (or, ``dry_run``, that would be)."""
+        owned = {
+            prefix
+            for r in db.execute(
+                "SELECT p.key FROM artifact_parts p JOIN artifacts a "
+                "ON a.artifact_id = p.artifact_id AND a.version = p.version "
+                "WHERE a.state IN ('ready', 'superseded')"
+            )
+            for prefix in prefixes([PartInfo(key=r[0], rows=0, bytes=0)])
+        }
+        building = {
+            f"{r[0]}/v{r[1]}-"
+            for r in db.execute("SELECT artifact_id, version FROM artifacts WHERE state='building'")
+        }
+        limit_ns = int((now - older_than_s) * 1e9)
+        gone = []
+        for prefix, mtime in sorted(self.store.build_prefixes().items()):
+            if prefix in owned or prefix[: prefix.rindex("-") + 1] in building:
+                continue
+            if mtime is None or mtime > limit_ns:
+                continue
+            if not dry_run:
+                self.store.delete_prefix(prefix)
+            gone.append(prefix)
+        return gone
+
     def delete(self, parts: Sequence[PartInfo]) -> None:
         """Remove the stored parts (their build's directories)."""
         for prefix in prefixes(parts):

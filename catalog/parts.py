@@ -38,6 +38,10 @@ from foundation import InvalidArgument
 
 _COMPONENT = re.compile(r"[A-Za-z0-9_=][A-Za-z0-9._=-]{0,199}")
 MAX_KEY_CHARS = 1024
+BUILD_DIR = re.compile(r"v[1-9][0-9]*-[0-9a-f]{12}")
+"""The name of a build's directory under its artifact's (``v<n>-<token>``)."""
+NOT_ARTIFACTS = frozenset({"renditions"})
+"""Top-level names of the part storage that are not artifacts' directories."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +188,30 @@ class PartStore:
         path = f"{self.base}/{check_key(prefix, prefix=True).rstrip('/')}"
         selector = pafs.FileSelector(path, allow_not_found=True)
         return sorted(info.base_name for info in self.fs.get_file_info(selector))
+
+    def build_prefixes(self) -> dict[str, int | None]:
+        """Every build prefix in the storage (``<artifact_id>/v<n>-<token>/``) with the newest
+        modification time of what is under it (ns since the epoch; None when unknown).
+        Nothing else is listed: not ``renditions/``, hidden temporaries or other keys."""
+        top = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True))
+        found: dict[str, int | None] = {}
+        for artifact in top:
+            name = artifact.base_name
+            if artifact.type != pafs.FileType.Directory or name in NOT_ARTIFACTS:
+                continue
+            if not _COMPONENT.fullmatch(name):
+                continue
+            selector = pafs.FileSelector(artifact.path, allow_not_found=True, recursive=True)
+            for info in self.fs.get_file_info(selector):
+                build, _, _ = info.path[len(artifact.path) + 1 :].partition("/")
+                if not BUILD_DIR.fullmatch(build):
+                    continue
+                prefix = f"{name}/{build}/"
+                seen, mtime = found.get(prefix, 0), info.mtime_ns
+                if mtime is None and info.type == pafs.FileType.Directory:
+                    mtime = 0  # an S3 prefix has no time of its own: its objects have
+                found[prefix] = None if seen is None or mtime is None else max(seen, mtime)
+        return found
 
     # --- removing --------------------------------------------------------------
     def delete_prefix(self, prefix: str) -> None:

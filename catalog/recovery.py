@@ -3,7 +3,8 @@
 Rows of dead builds (their owner's lock is free, :mod:`catalog.owners`) become
 ``failed``; their temp files and any orphan published file are removed; a
 ready row whose file is missing or truncated is marked failed, so the artifact
-is rebuilt rather than served.
+is rebuilt rather than served. Build prefixes in the part storage that nothing
+owns and that have not changed for an hour (:data:`ORPHAN_PARTS_GRACE_S`) are removed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,18 @@ def _owner_alive(owners_dir: Path, owner: str | None, pid: int | None) -> bool:
     return pid_alive(pid) and pid != os.getpid()
 
 
-def recover(db: Database, files: Files, owners_dir: Path, parts: Parts) -> dict[str, int]:
+ORPHAN_PARTS_GRACE_S = 3600.0
+"""How long a build prefix nothing owns must be unchanged before recovery removes it."""
+
+
+def recover(
+    db: Database,
+    files: Files,
+    owners_dir: Path,
+    parts: Parts,
+    *,
+    parts_grace_s: float = ORPHAN_PARTS_GRACE_S,
+) -> dict[str, int]:
     """Restore consistency after a crash; returns what was repaired."""
     report = {
         "failed_builds": 0,
@@ -36,6 +48,7 @@ def recover(db: Database, files: Files, owners_dir: Path, parts: Parts) -> dict[
         "missing_files": 0,
         "orphans": 0,
         "parts_removed": 0,
+        "orphan_parts": 0,
     }
     now = time.time()
     with db.tx() as conn:
@@ -83,6 +96,8 @@ def recover(db: Database, files: Files, owners_dir: Path, parts: Parts) -> dict[
                     ("file missing or truncated", r["artifact_id"], r["version"]),
                 )
                 report["missing_files"] += 1
+        with contextlib.suppress(OSError):  # the storage does not answer: a later open tries
+            report["orphan_parts"] = len(parts.sweep_orphans(conn, parts_grace_s, now=now))
         known = {
             (r[0], r[1])
             for r in conn.execute(

@@ -201,8 +201,8 @@ def _delete(core: Core, body: Any) -> Any:
     "Collect the artifact versions nothing needs, least recently used first: "
     '{"max_idle_days"?, "max_bytes"?, "min_idle_seconds"?, "collect_latest"?, "dry_run"?, '
     '"failed_older_than_s"?} (omitted limits take the configured retention); answers '
-    "deleted_count, deleted_bytes, store_bytes, collected, removed, evicted, retention and "
-    "store stats.",
+    "deleted_count, deleted_bytes, store_bytes, collected, removed, evicted, "
+    "orphan_part_prefixes, retention and store stats.",
 )
 def _gc(core: Core, body: Any) -> Any:
     arg = parse_model(GcArg, body, "gc request")

@@ -4,10 +4,13 @@ S3-compatible server (moto's server mode on loopback), the real store."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import socket
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -47,7 +50,8 @@ def part_uri(
         monkeypatch.setenv(k, v)
     make_bucket(endpoint, "quiver")
     host = endpoint.removeprefix("http://")
-    return f"s3://quiver/parts?endpoint_override={host}&scheme=http&region=us-east-1"
+    prefix = f"parts-{uuid.uuid4().hex[:8]}"  # a storage per test, as per head: one bucket
+    return f"s3://quiver/{prefix}?endpoint_override={host}&scheme=http&region=us-east-1"
 
 
 @pytest.fixture
@@ -273,6 +277,53 @@ def test_recovery_removes_the_parts_of_a_build_whose_process_died(
         assert store.get(artifact_id, 1).state == "failed"
         assert store.parts.children(f"{artifact_id}/") == []
         assert store.parts.size(f"{prefix}part-00000.arrow") is None
+
+
+def orphans_and_owned(store: ArtifactStore) -> tuple[list[str], list[str]]:
+    """Keys in the part storage: of build prefixes nothing owns (a task that wrote after
+    its build failed; a build the store never knew), and of everything else (a published
+    version, a build in flight, renditions, keys that are no build prefix)."""
+    published, written = build_parts(store, [10, 10])
+    published.publish_parts(SCHEMA, written)
+    _, running = build_parts(store, [10], provenance="p2")
+    failed, _ = build_parts(store, [10], provenance="p3")
+    failed.fail(RuntimeError("a part failed"))  # its prefix goes at once
+    late = f"{failed.part_prefix}part-00000.arrow"  # ... but a task outlived the build
+    stray = "ab12/v3-0123456789ab/part-00000.arrow"
+    others = ["renditions/ab12/v1-0123456789ab/x.parquet", "ab12/v1/p.arrow", "ab12/p.arrow"]
+    for key in [late, stray, *others]:
+        store.parts.write(key, reader_of(batch(0, 3)))
+    return [late, stray], [*(p.key for p in written + running), *others]
+
+
+def test_gc_sweeps_the_parts_nothing_owns_after_a_grace(store: ArtifactStore) -> None:
+    orphans, owned = orphans_and_owned(store)
+    keys = orphans + owned
+    assert None not in store.parts.sizes(keys)
+    assert store.gc()["orphan_part_prefixes"] == []  # within the grace (an hour)
+    later = time.time() + 5
+    dry = store.gc(failed_older_than_s=1, now=later, dry_run=True)["orphan_part_prefixes"]
+    assert dry == sorted(k.rpartition("/")[0] + "/" for k in orphans)
+    assert None not in store.parts.sizes(keys)
+    assert store.gc(failed_older_than_s=1, now=later)["orphan_part_prefixes"] == dry
+    assert store.parts.sizes(orphans) == [None, None]
+    assert None not in store.parts.sizes(owned)
+
+
+def test_recovery_sweeps_old_orphaned_parts(tmp_path: Path) -> None:
+    root, uri = tmp_path / "store", str(tmp_path / "parts")
+    with ArtifactStore(root, part_storage=uri) as store:
+        orphans, owned = orphans_and_owned(store)
+    with ArtifactStore(root, part_storage=uri) as store:  # fresh: a build may still write
+        assert None not in store.parts.sizes(orphans)
+    old = time.time() - 2 * 3600
+    for path in (tmp_path / "parts").rglob("*"):
+        os.utime(path, (old, old))
+    with ArtifactStore(root, part_storage=uri) as store:
+        assert store.parts.sizes(orphans) == [None, None]
+        # the build that was in flight died with its process: recovery failed it, and
+        # removed its parts as its own; the rest is as it was
+        assert None not in store.parts.sizes(owned[:2] + owned[3:])
 
 
 def test_a_part_storage_that_does_not_answer_fails_nothing(
