@@ -3,7 +3,8 @@
 The public door: :class:`QuiverFlightServer`, :class:`Core` and :func:`start`
 (the server side), :class:`DataNodeServer` (a data node of a head), and
 :func:`action`, the hook a layer above registers an action of its own with;
-:class:`QuiverClient`, :func:`connect` and :class:`LocalActions` (the client side);
+:class:`QuiverClient`, :func:`connect` and :class:`LocalActions` (the client side),
+and :func:`root_certificates` (what a client of a ``grpc+tls`` server trusts);
 the protocol's request models, limits and upload markers, which the REST layer
 states and checks as they are here.
 The wire protocol is written down in docs/flight.md.
@@ -17,6 +18,7 @@ from flight.datanode import DataNodeServer
 from flight.dispatch import action
 from flight.protocol import MAX_COMMAND_BYTES, check_command_size
 from flight.runtime import process_json
+from flight.security import root_certificates
 from flight.server import QuiverFlightServer, start
 from flight.uploads import (
     BLOB_COLUMN,
@@ -43,5 +45,6 @@ __all__ = [
     "check_provenance_hash",
     "connect",
     "process_json",
+    "root_certificates",
     "start",
 ]

@@ -32,6 +32,7 @@ from flight.security import (
     HandshakeOk,
     check_bind,
     host_for_uri,
+    root_certificates,
     tls_certificates,
 )
 from flight.streams import data_stream
@@ -50,6 +51,7 @@ class DataNodeServer(fl.FlightServerBase):
     def __init__(self, settings: Settings, head: str, advertise: str | None = None) -> None:
         check_bind(settings)
         tls = tls_certificates(settings)
+        roots = root_certificates(settings, head)  # the head's CA, for grpc+tls
         scheme = "grpc+tls" if tls else "grpc"
         host = host_for_uri(settings.host)
         token = settings.token.get_secret_value() if settings.token is not None else None
@@ -64,7 +66,7 @@ class DataNodeServer(fl.FlightServerBase):
         self.head = head
         headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
         self._options = fl.FlightCallOptions(timeout=JOIN_TIMEOUT_S, headers=headers)
-        self._client = fl.connect(head)
+        self._client = fl.connect(head, **({"tls_root_certs": roots} if roots else {}))
         self._stop = threading.Event()
         try:
             answer = self._join()

@@ -108,5 +108,22 @@ def tls_certificates(settings: Settings) -> list[fl.CertKeyPair] | None:
     return [fl.CertKeyPair(settings.tls_cert.read_bytes(), settings.tls_key.read_bytes())]
 
 
+def root_certificates(settings: Settings, uri: str) -> bytes | None:
+    """The root certificates to trust when calling the Flight server at ``uri``: for
+    ``grpc+tls``, the PEM file ``tls_root_certs`` names, else ``tls_cert`` (a self-signed
+    server's own certificate), else None (the system's roots); None for plain ``grpc``."""
+    if not uri.startswith("grpc+tls://"):
+        return None
+    path = settings.tls_root_certs or settings.tls_cert
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(
+            f"cannot read the TLS root certificates {str(path)!r}: {exc.strerror or exc}"
+        ) from None
+
+
 def host_for_uri(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host

@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     )
     tls_cert: Path | None = Field(default=None, description="TLS certificate (PEM) for Flight.")
     tls_key: Path | None = Field(default=None, description="TLS private key (PEM) for Flight.")
+    tls_root_certs: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) trusted when this process calls a grpc+tls Flight "
+        "server (a data node's head, `quiver rest --flight`); unset: tls_cert (a self-signed "
+        "server's own certificate), else the system's roots.",
+    )
     ipc_compression: Literal["none", "zstd", "lz4"] = Field(
         default="none", description="IPC body compression for DoGet streams."
     )

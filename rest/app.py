@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from flight import QuiverClient
+from flight import QuiverClient, root_certificates
 from foundation import Settings, __version__
 from rest import errors, openapi
 from rest.artifacts import artifacts_router
@@ -83,9 +83,8 @@ def with_middleware(
 def flight_client(settings: Settings, flight_uri: str) -> QuiverClient:
     """The REST layer's Flight connection, with this server's own credentials."""
     token = settings.token.get_secret_value() if settings.token is not None else None
-    kwargs: dict[str, Any] = {}
-    if flight_uri.startswith("grpc+tls") and settings.tls_cert is not None:
-        kwargs["tls_root_certs"] = settings.tls_cert.read_bytes()  # a self-signed server
+    roots = root_certificates(settings, flight_uri)
+    kwargs: dict[str, Any] = {} if roots is None else {"tls_root_certs": roots}
     return QuiverClient(flight_uri, token=token, **kwargs)
 
 

@@ -12,6 +12,7 @@ import json
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ import pyarrow.flight as fl
 import pytest
 
 from catalog import ArtifactInfo, ArtifactStore
+from flight import DataNodeServer
+from foundation import InvalidArgument, Settings, Unavailable
+from tests.fixtures_flight import ServerFactory, self_signed_certificate
 from tests.polling import wait_until
 from tests.processes import QUIVER, start_quiver, stop
 
@@ -193,3 +197,56 @@ def test_a_node_whose_head_does_not_answer_says_so_and_exits(tmp_path: Path) -> 
     )
     assert done.returncode == 2
     assert done.stderr.startswith("quiver: unavailable: cannot join the head at grpc://")
+
+
+def _node_list(client: fl.FlightClient) -> list[str]:
+    answer = next(iter(client.do_action(fl.Action("node-list", b"{}"))))
+    return json.loads(answer.body.to_pybytes())["nodes"]
+
+
+def test_a_data_node_joins_a_tls_head_with_the_root_certificates_it_is_given(
+    make_flight_server: ServerFactory, tmp_path: Path
+) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    head = make_flight_server(tls_cert=cert, tls_key=key, node_heartbeat_s=0.2)
+    assert head.location.startswith("grpc+tls://")
+    store = head.core.store
+    build = store.begin_build(provenance="tls", executor="t", params={}, inputs=[])
+    expected = rows(0, 1000)
+    written = [
+        store.parts.write(
+            f"{build.part_prefix}part-{i:05d}.arrow",
+            pa.RecordBatchReader.from_batches(
+                expected.schema, expected.slice(i * 500, 500).to_batches()
+            ),
+        )
+        for i in range(2)
+    ]
+    info = build.publish_parts(expected.schema, written)
+    plain = Settings(data_dir=tmp_path / "plain", flight_port=0, host="127.0.0.1")
+    with pytest.raises(Unavailable, match="cannot join the head"):  # it trusts no such CA
+        DataNodeServer(plain, head.location)
+    missing = plain.model_copy(update={"tls_root_certs": tmp_path / "nothing.pem"})
+    with pytest.raises(InvalidArgument, match="cannot read the TLS root certificates"):
+        DataNodeServer(missing, head.location)
+    trusting = plain.model_copy(update={"tls_root_certs": cert})
+    node = DataNodeServer(trusting, head.location)  # joins over TLS
+    joined = time.monotonic()
+    roots = cert.read_bytes()
+    try:
+        with fl.connect(head.location, tls_root_certs=roots) as client:
+            # still listed well past 3 heartbeat periods: its heartbeats reach the head
+            assert wait_until(
+                lambda: time.monotonic() - joined > 1.0 and bool(_node_list(client)), timeout=10
+            )
+            assert _node_list(client) == [node.location]
+            descriptor = fl.FlightDescriptor.for_path("artifact", info.artifact_id, "1")
+            endpoints = client.get_flight_info(descriptor).endpoints
+        assert [loc.uri.decode() for e in endpoints for loc in e.locations] == [node.location] * 2
+        with fl.connect(node.location) as reader:
+            got = [reader.do_get(e.ticket).read_all() for e in endpoints]
+        assert pa.concat_tables(got).equals(expected)
+    finally:
+        node.close()  # leaves over TLS: out of the list at once
+    with fl.connect(head.location, tls_root_certs=roots) as client:
+        assert _node_list(client) == []

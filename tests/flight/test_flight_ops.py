@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,14 @@ import pytest
 from flight.security import check_bind
 from flight.streams import rechunk
 from foundation import InvalidArgument, Settings
-from tests.fixtures_flight import DEMO_ROWS, GATES, act, cmd, gated_request
+from tests.fixtures_flight import (
+    DEMO_ROWS,
+    GATES,
+    act,
+    cmd,
+    gated_request,
+    self_signed_certificate,
+)
 from tests.polling import wait_until
 
 
@@ -50,13 +56,7 @@ def test_without_token_only_loopback(tmp_path) -> None:
 
 
 def test_tls_with_self_signed_certificate(make_server, tmp_path, demo_table) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(tmp_path)
     server = make_server(tls_cert=cert, tls_key=key)
     assert server.location.startswith("grpc+tls://127.0.0.1:")
     client = fl.connect(server.location, tls_root_certs=cert.read_bytes())
