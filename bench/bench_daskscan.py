@@ -6,9 +6,11 @@ processes under ``taskset -c N`` (one on core 0; or one on core 0 and one on cor
 bench process is the head: a :class:`Materializer` with ``dask_scheduler`` set, which plans
 the partitions, waits for the parts and publishes them. Every build is the same 8 tasks
 (one per data file), with DuckDB on one thread per task, so the only difference is how
-many cores run them. Builds alternate between the clusters (``refresh``: a new build each
-round). ``distributed``'s task stream says where a build's time went: compute on the
-workers, and the rest (planning, scheduling, publishing) on the head.
+many cores run them. The ``one_file`` variant (``side_by_side.py daskscan1``) puts the rows
+in ONE file, which the planner cuts into row-group ranges. Builds alternate between the
+clusters (``refresh``: a new build each round). ``distributed``'s task stream says where
+a build's time went: compute on the workers, and the rest (planning, scheduling,
+publishing) on the head.
 ``bench/side_by_side.py daskscan`` prints the figure.
 """
 
@@ -32,6 +34,7 @@ from materialize import Materializer, MaterializeRequest, Transform
 
 ROWS = 10_000_000
 FILES = 8
+ONE_FILE_ROW_GROUPS = 10
 START_TIMEOUT_S = 60.0
 
 
@@ -99,9 +102,9 @@ def head(root: Path, address: str, part_target_bytes: int) -> Materializer:
     return Materializer(settings, store, load_registry(), Warehouses())
 
 
-def cold_build(m: Materializer, ref: TableRef, rows: int) -> tuple[float, dict[str, float]]:
-    """One refreshed build of the whole table: its wall time, and the seconds each worker
-    spent computing parts (from the task stream)."""
+def cold_build(m: Materializer, ref: TableRef, rows: int) -> tuple[float, dict[str, float], int]:
+    """One refreshed build of the whole table: its wall time, the seconds each worker
+    spent computing parts (from the task stream), and how many parts it made."""
     from distributed import get_task_stream
 
     from materialize.dask_builds import dask_client
@@ -116,27 +119,36 @@ def cold_build(m: Materializer, ref: TableRef, rows: int) -> tuple[float, dict[s
         wall = time.perf_counter() - t0
     assert res.info is not None and res.info.row_count == rows, res.info
     parts = m.store.parts_of(res.artifact_id, res.version)
-    assert len(parts) == FILES, len(parts)
     busy: dict[str, float] = {}
     for task in stream.data:
         for span in task.get("startstops", ()):
             if span.get("action") == "compute":
                 busy[task["worker"]] = busy.get(task["worker"], 0.0) + span["stop"] - span["start"]
     m.store.delete(res.artifact_id, res.version)  # keep the disk and page cache calm
-    return wall, busy
+    return wall, busy, len(parts)
 
 
-def measure(rounds: int = 3, rows: int = ROWS) -> dict[str, Any]:
+def measure(
+    rounds: int = 3, rows: int = ROWS, *, one_file: bool = False, target: int | None = None
+) -> dict[str, Any]:
     """Builds alternating between the 1-worker and the 2-worker cluster: per cluster the
-    wall times and per-build worker compute seconds."""
+    wall times, per-build worker compute seconds and part counts.
+
+    By default the rows are in :data:`FILES` files of one row group each, built one part
+    per file. ``one_file`` puts them in ONE file of :data:`ONE_FILE_ROW_GROUPS` row groups (1M rows
+    each for 10M rows, about pyiceberg's default), which the default part target (128 MiB)
+    cuts into row-group ranges: a multiple of the cluster's worker threads (a smaller ``target``, in
+    bytes, for a quick try on a small table)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        files = 1 if one_file else FILES
         # one row group per file: one part per file, as the figure has always been taken
-        ref = write_demo_warehouse(
-            root / "wh", rows=rows, files=FILES, row_group_rows=rows // FILES + 1
-        )
-        target = 1  # one part per data file, on both clusters
+        row_groups = rows // (ONE_FILE_ROW_GROUPS if one_file else FILES) + 1
+        ref = write_demo_warehouse(root / "wh", rows=rows, files=files, row_group_rows=row_groups)
+        if target is None:
+            target = Settings.model_fields["part_target_bytes"].default if one_file else 1
         out: dict[str, Any] = {"one": [], "two": [], "one_busy": [], "two_busy": []}
+        out |= {"one_parts": [], "two_parts": []}
         with (
             pinned_cluster(root / "c1", [0]) as one_addr,
             pinned_cluster(root / "c2", [0, 1]) as two_addr,
@@ -148,9 +160,11 @@ def measure(rounds: int = 3, rows: int = ROWS) -> dict[str, Any]:
                     cold_build(m, ref, rows)  # warm: imports and DuckDB on every worker
                 for _ in range(rounds):
                     for name, m in heads.items():
-                        wall, busy = cold_build(m, ref, rows)
+                        wall, busy, parts = cold_build(m, ref, rows)
+                        assert one_file or parts == FILES, parts
                         out[name].append(wall)
                         out[f"{name}_busy"].append(busy)
+                        out[f"{name}_parts"].append(parts)
             finally:
                 for m in heads.values():
                     m.close()

@@ -725,12 +725,17 @@ def node_figures(rounds: int = 7, rows: int = 2_000_000) -> list[Row]:
     return out
 
 
-def daskscan_figures(rounds: int = 3, rows: int = 10_000_000) -> list[Row]:
-    """Cold scan@v1 of 10M rows built on Dask: 2 pinned workers vs 1 (bench_daskscan)."""
+def daskscan_figures(rounds: int = 3, rows: int = 10_000_000, one_file: bool = False) -> list[Row]:
+    """Cold scan@v1 of 10M rows built on Dask: 2 pinned workers vs 1 (bench_daskscan);
+    ``one_file``: the rows in one file, cut into row-group ranges."""
     from bench.bench_daskscan import FILES, measure
 
-    t = measure(rounds, rows)
-    shape = f"{rows / 1e6:g}M rows x 5 cols, {FILES} files -> {FILES} parts"
+    t = measure(rounds, rows, one_file=one_file)
+    if one_file:
+        one, two = statistics.median(t["one_parts"]), statistics.median(t["two_parts"])
+        shape = f"{rows / 1e6:g}M rows x 5 cols, 1 file -> {one:g} / {two:g} parts"
+    else:
+        shape = f"{rows / 1e6:g}M rows x 5 cols, {FILES} files -> {FILES} parts"
     out: list[Row] = []
     for label, pick in (("median", statistics.median), ("best", min)):
         one, two = pick(t["one"]), pick(t["two"])
@@ -777,6 +782,7 @@ GROUPS: dict[str, Callable[[], list[Row]]] = {
     "split": split_figures,
     "nodes": node_figures,
     "daskscan": daskscan_figures,
+    "daskscan1": lambda: daskscan_figures(one_file=True),
 }
 
 

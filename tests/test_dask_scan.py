@@ -20,7 +20,7 @@ import pytest
 
 from catalog import ArtifactStore, TableRef, write_demo_warehouse
 from executors import load_registry
-from executors.scan.partitions import Unit, group_files, pieces, split_files
+from executors.scan.partitions import Unit, group_files, pieces, share_count, split_files
 from foundation import BuildFailed, Settings, Unavailable
 from materialize import Materializer, MaterializeRequest, Transform
 from materialize.dask_builds import close_clients
@@ -98,6 +98,14 @@ def test_group_files_is_contiguous_and_balanced_by_bytes() -> None:
     assert [(g.start, g.stop) for g in group_files([1, 1, 1, 1, 1, 1], 2, 1)] == [
         (0, 2), (2, 4), (4, 6),
     ]  # fmt: skip
+
+
+def test_shares_are_a_multiple_of_the_worker_threads() -> None:
+    assert share_count(99, 100, 2) == 1  # under one target: in-process
+    assert share_count(300, 100, 1) == 3
+    assert share_count(300, 100, 2) == 4  # 3 on 2 threads take two rounds: make them 4
+    assert share_count(100, 100, 2) == 2 and share_count(700, 100, 4) == 8
+    assert [g.bytes for g in group_files([75, 75, 75, 75], 100, 2)] == [75] * 4
 
 
 def test_a_big_file_is_cut_into_row_group_ranges() -> None:

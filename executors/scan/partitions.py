@@ -10,6 +10,7 @@ data files, and runs the very query the in-process scan runs
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,22 +35,33 @@ class FileGroup:
     bytes: int
 
 
+def share_count(total: int, target_bytes: int, min_parts: int) -> int:
+    """How many shares ``total`` bytes make: 1 under one target; else one per target,
+    rounded up to a multiple of ``min_parts`` (the cluster's worker threads), so every
+    thread gets as many shares as the others: 3 shares on 2 threads take as long as 4
+    (two rounds), so they might as well be the 4 smaller ones."""
+    target = max(1, target_bytes)
+    if total < target:
+        return 1
+    step = max(1, min_parts)
+    shares = math.ceil(total / target)
+    return math.ceil(shares / step) * step
+
+
 def group_files(sizes: Sequence[int], target_bytes: int, min_parts: int) -> list[FileGroup]:
     """Cut files of ``sizes`` (in order) into contiguous groups balanced by bytes.
 
     Files that hold less than ``target_bytes`` in all are one group (spreading
-    them would cost more than it saves). Otherwise as many groups as the target
-    asks (total bytes / target, rounded up), but at least ``min_parts``, and
-    never more than there are files. Group ``k`` of ``n`` ends at the first file
-    where the running total reaches ``k/n`` of the whole, leaving at least one
-    file for each group after it.
+    them would cost more than it saves). Otherwise as many groups as
+    :func:`share_count` says, never more than there are files. Group ``k`` of
+    ``n`` ends at the first file where the running total reaches ``k/n`` of the
+    whole, leaving at least one file for each group after it.
     """
     count = len(sizes)
     if count == 0:
         return []
     total = sum(max(0, s) for s in sizes)
-    target = max(1, target_bytes)
-    n = 1 if total < target else max(1, min(count, max(-(-total // target), min_parts)))
+    n = min(count, share_count(total, target_bytes, min_parts))
     groups: list[FileGroup] = []
     start = 0
     running = 0
@@ -89,11 +101,11 @@ def split_files(
     its row groups, each weighing its share of the file's bytes; the others stay whole.
     Files under one target in all are not cut (they will be one share)."""
     total = sum(max(0, s) for s in sizes)
-    target = max(1, target_bytes)
     units: list[Unit] = []
-    goal = total / max(-(-total // target), min_parts, 1)
+    count = share_count(total, target_bytes, min_parts)
+    goal = total / count
     for i, size in enumerate(sizes):
-        groups = row_groups(i) if total >= target and size > goal else ()
+        groups = row_groups(i) if count > 1 and size > goal else ()
         weight = sum(b for _, b in groups)
         if len(groups) < 2 or weight <= 0:
             units.append(Unit(i, max(0, size)))
