@@ -128,25 +128,19 @@ def cold_build(m: Materializer, ref: TableRef, rows: int) -> tuple[float, dict[s
     return wall, busy, len(parts)
 
 
-def measure(
-    rounds: int = 3, rows: int = ROWS, *, one_file: bool = False, target: int | None = None
-) -> dict[str, Any]:
+def measure(rounds: int = 3, rows: int = ROWS, *, one_file: bool = False) -> dict[str, Any]:
     """Builds alternating between the 1-worker and the 2-worker cluster: per cluster the
     wall times, per-build worker compute seconds and part counts.
 
     By default the rows are in :data:`FILES` files of one row group each, built one part
-    per file. ``one_file`` puts them in ONE file of :data:`ONE_FILE_ROW_GROUPS` row groups (1M rows
-    each for 10M rows, about pyiceberg's default), which the default part target (128 MiB)
-    cuts into row-group ranges: a multiple of the cluster's worker threads (a smaller ``target``, in
-    bytes, for a quick try on a small table)."""
+    per file. ``one_file`` puts them in ONE file of :data:`ONE_FILE_ROW_GROUPS` row
+    groups, which the planner cuts into row-group ranges: one part per row group."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         files = 1 if one_file else FILES
-        # one row group per file: one part per file, as the figure has always been taken
         row_groups = rows // (ONE_FILE_ROW_GROUPS if one_file else FILES) + 1
         ref = write_demo_warehouse(root / "wh", rows=rows, files=files, row_group_rows=row_groups)
-        if target is None:
-            target = Settings.model_fields["part_target_bytes"].default if one_file else 1
+        target = 1  # one part per data file (or per row group of the one file), on both clusters
         out: dict[str, Any] = {"one": [], "two": [], "one_busy": [], "two_busy": []}
         out |= {"one_parts": [], "two_parts": []}
         with (
