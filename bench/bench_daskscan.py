@@ -133,16 +133,20 @@ def measure(rounds: int = 3, rows: int = ROWS, *, one_file: bool = False) -> dic
     wall times, per-build worker compute seconds and part counts.
 
     By default the rows are in :data:`FILES` files of one row group each, built one part
-    per file. ``one_file`` puts them in ONE file of :data:`ONE_FILE_ROW_GROUPS` row
-    groups, which the planner cuts into row-group ranges: one part per row group."""
+    per file. ``one_file`` writes them in ONE append of :data:`ONE_FILE_ROW_GROUPS` row groups
+    (one file up to pyiceberg's target file size), which the planner cuts into row-group
+    ranges: one part per row group."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         files = 1 if one_file else FILES
         row_groups = rows // (ONE_FILE_ROW_GROUPS if one_file else FILES) + 1
         ref = write_demo_warehouse(root / "wh", rows=rows, files=files, row_group_rows=row_groups)
+        # pyiceberg rolls an append over to a new file past its target file size: 10M rows
+        # in one append are 2 files (10 row groups and 1)
+        data_files = len([p for p in (root / "wh").rglob("*.parquet") if "metadata" not in p.parts])
         target = 1  # one part per data file (or per row group of the one file), on both clusters
         out: dict[str, Any] = {"one": [], "two": [], "one_busy": [], "two_busy": []}
-        out |= {"one_parts": [], "two_parts": []}
+        out |= {"one_parts": [], "two_parts": [], "files": data_files}
         with (
             pinned_cluster(root / "c1", [0]) as one_addr,
             pinned_cluster(root / "c2", [0, 1]) as two_addr,

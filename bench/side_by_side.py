@@ -732,8 +732,8 @@ def daskscan_figures(rounds: int = 3, rows: int = 10_000_000, one_file: bool = F
 
     t = measure(rounds, rows, one_file=one_file)
     if one_file:
-        one, two = statistics.median(t["one_parts"]), statistics.median(t["two_parts"])
-        shape = f"{rows / 1e6:g}M rows x 5 cols, 1 file -> {one:g} / {two:g} parts"
+        two = statistics.median(t["two_parts"])
+        shape = f"{rows / 1e6:g}M rows x 5 cols, 1 append ({t['files']} files) -> {two:g} parts"
     else:
         shape = f"{rows / 1e6:g}M rows x 5 cols, {FILES} files -> {FILES} parts"
     out: list[Row] = []
