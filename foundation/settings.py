@@ -96,9 +96,10 @@ class Settings(BaseSettings):
     part_target_bytes: int = Field(
         default=128 * 1024 * 1024,
         ge=1,
-        description="Data-file bytes one Dask-built part aims to read (contiguous files, "
-        "balanced by bytes); a build has at least as many parts as the cluster has worker "
-        "threads when the files allow, and a scan under this size builds in-process.",
+        description="Data-file bytes one Dask-built part aims to read (contiguous files and "
+        "row-group ranges of big ones, balanced by bytes); the number of parts is rounded up "
+        "to a multiple of the cluster's worker threads as far as the files allow, and a scan "
+        "under this size builds in-process.",
     )
     host: str = Field(default="127.0.0.1", description="Address the servers bind to.")
     flight_port: int = Field(default=8815, ge=0, le=65535, description="Flight (gRPC) port.")
