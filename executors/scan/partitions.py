@@ -119,17 +119,22 @@ def split_files(
     return units
 
 
-@functools.lru_cache(maxsize=4096)
 def row_group_sizes(path: str, size: int) -> tuple[tuple[int, int], ...]:
     """(rows, compressed bytes) of each row group of the Parquet file at ``path``, from
     its footer (read once per file and size: Iceberg data files never change); none when
-    the footer cannot be read (the file is then scanned whole, and its share says why)."""
-    import pyarrow.parquet as pq
-
+    the footer cannot be read (the file is then scanned whole, and its share says why;
+    the next plan reads the footer again)."""
     try:
-        meta = pq.read_metadata(path)
+        return _footer_row_groups(path, size)
     except (OSError, pa.ArrowException):
         return ()
+
+
+@functools.lru_cache(maxsize=4096)
+def _footer_row_groups(path: str, size: int) -> tuple[tuple[int, int], ...]:
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path)
     groups = (meta.row_group(i) for i in range(meta.num_row_groups))
     return tuple(
         (g.num_rows, sum(g.column(c).total_compressed_size for c in range(g.num_columns)))
