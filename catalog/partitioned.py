@@ -15,6 +15,7 @@ how many parts it has (``part_count``), ``artifact_parts`` lists them in order
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import threading
@@ -158,7 +159,9 @@ class Parts:
         the last ``older_than_s`` seconds (a Dask task of a build in flight, or of a head
         that just died, may still be writing). Parts written by a task that outlived its
         abandoned build end here. ``db`` is read in the caller's lock; the prefixes
-        removed (or, ``dry_run``, that would be)."""
+        removed (or, ``dry_run``, that would be); none for an infinite grace."""
+        if not math.isfinite(older_than_s):
+            return []
         owned = {
             prefix
             for r in db.execute(

@@ -301,6 +301,7 @@ def test_gc_sweeps_the_parts_nothing_owns_after_a_grace(store: ArtifactStore) ->
     keys = orphans + owned
     assert None not in store.parts.sizes(keys)
     assert store.gc()["orphan_part_prefixes"] == []  # within the grace (an hour)
+    assert store.gc(failed_older_than_s=float("inf"))["orphan_part_prefixes"] == []  # never
     later = time.time() + 5
     dry = store.gc(failed_older_than_s=1, now=later, dry_run=True)["orphan_part_prefixes"]
     assert dry == sorted(k.rpartition("/")[0] + "/" for k in orphans)
