@@ -50,7 +50,7 @@ from catalog.parts import PartInfo, PartStore
 from catalog.publish import Publisher
 from catalog.reads import Leases, Reads
 from catalog.records import ArtifactInfo, InputVersion, NameInfo
-from catalog.recovery import recover
+from catalog.recovery import ORPHAN_PARTS_GRACE_S, recover
 from catalog.renditions import Renditions
 
 
@@ -60,7 +60,9 @@ class ArtifactStore:
     One SQLite connection guarded by a lock; builds write files outside it.
     ``max_bytes`` caps the bytes of stored versions: past it, the
     least-recently-used versions that nothing needs (:meth:`needed`) are
-    evicted. :meth:`gc` collects by age and size on request.
+    evicted. :meth:`gc` collects by age and size on request. On open, build prefixes
+    of the part storage that nothing owns and that have not changed for
+    ``orphan_parts_grace_s`` are removed (:meth:`recover`).
     """
 
     def __init__(
@@ -70,8 +72,10 @@ class ArtifactStore:
         max_bytes: int = 0,
         fsync_derived: bool = False,
         part_storage: str = "",
+        orphan_parts_grace_s: float = ORPHAN_PARTS_GRACE_S,
     ) -> None:
         self.root = Path(root)
+        self._orphan_parts_grace_s = orphan_parts_grace_s
         self._files = Files(self.root)
         self.db = Database(self.root / "store.db")
         self._owner = owners.Owner(self.root / "owners")
@@ -147,7 +151,13 @@ class ArtifactStore:
 
     def recover(self) -> dict[str, int]:
         """Restore consistency after a crash; returns what was repaired."""
-        return recover(self.db, self._files, self.root / "owners", self._parts)
+        return recover(
+            self.db,
+            self._files,
+            self.root / "owners",
+            self._parts,
+            parts_grace_s=self._orphan_parts_grace_s,
+        )
 
     # --- reading metadata (catalog.index) -----------------------------------
     def clear_caches(self) -> dict[str, int]:

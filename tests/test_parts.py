@@ -4,7 +4,6 @@ S3-compatible server (moto's server mode on loopback), the real store."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from flight import DataNodeServer, QuiverFlightServer
 from foundation import BuildFailed, Conflict, InvalidArgument, NotFound, Settings, Unavailable
 from tests.fixtures_rest import Rest
 from tests.fixtures_s3 import S3_CREDENTIALS, make_bucket
+from tests.polling import wait_until
 
 SCHEMA = pa.schema([("i", pa.int64()), ("s", pa.string())])
 
@@ -311,16 +311,15 @@ def test_gc_sweeps_the_parts_nothing_owns_after_a_grace(store: ArtifactStore) ->
     assert None not in store.parts.sizes(owned)
 
 
-def test_recovery_sweeps_old_orphaned_parts(tmp_path: Path) -> None:
-    root, uri = tmp_path / "store", str(tmp_path / "parts")
-    with ArtifactStore(root, part_storage=uri) as store:
+def test_recovery_sweeps_orphaned_parts_past_its_grace(tmp_path: Path, part_uri: str) -> None:
+    root = tmp_path / "store"
+    with ArtifactStore(root, part_storage=part_uri) as store:
         orphans, owned = orphans_and_owned(store)
-    with ArtifactStore(root, part_storage=uri) as store:  # fresh: a build may still write
+    with ArtifactStore(root, part_storage=part_uri) as store:  # fresh: a build may still write
         assert None not in store.parts.sizes(orphans)
-    old = time.time() - 2 * 3600
-    for path in (tmp_path / "parts").rglob("*"):
-        os.utime(path, (old, old))
-    with ArtifactStore(root, part_storage=uri) as store:
+    later = time.time() + 1  # S3's modification times are whole seconds, maybe rounded up
+    assert wait_until(lambda: time.time() > later, timeout=10)
+    with ArtifactStore(root, part_storage=part_uri, orphan_parts_grace_s=0) as store:
         assert store.parts.sizes(orphans) == [None, None]
         # the build that was in flight died with its process: recovery failed it, and
         # removed its parts as its own; the rest is as it was
