@@ -21,6 +21,7 @@ from catalog.records import (
 )
 from catalog.registry import Registry
 from catalog.renditions import RENDITION_FORMATS, Rendition, ipc_stream_span
+from catalog.shared_renditions import SharedRendition
 from catalog.store import ArtifactStore
 from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri, validate_name
 from catalog.warehouse import Predicate, ResolvedTable, Warehouses
@@ -43,6 +44,7 @@ __all__ = [
     "Registry",
     "Rendition",
     "ResolvedTable",
+    "SharedRendition",
     "TableRef",
     "Warehouses",
     "artifact_uri",

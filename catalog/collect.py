@@ -15,6 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
+from catalog import shared_renditions
 from catalog.database import Database, delete_version
 from catalog.files import Files, remove_published
 from catalog.index import Index
@@ -170,9 +171,15 @@ class Collector:
         with self.db.lock:
             with self.db.tx() as db:
                 parts = rows_of(db, artifact_id, version)
+                made = db.execute(
+                    "SELECT created_at FROM artifacts WHERE artifact_id=? AND version=?",
+                    (artifact_id, version),
+                ).fetchone()
                 delete_version(db, artifact_id, version)
             remove_published(path)
             self.parts.delete(parts)
+            if made is not None:  # its copies for data nodes
+                shared_renditions.delete(self.parts.store, artifact_id, version, made[0])
 
     def touch(self, artifact_id: str, version: int, *, at: float | None = None) -> None:
         """Record a use of a version at ``at`` (default: now); gc's idleness counts from it.

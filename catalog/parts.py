@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -42,6 +43,8 @@ BUILD_DIR = re.compile(r"v[1-9][0-9]*-[0-9a-f]{12}")
 """The name of a build's directory under its artifact's (``v<n>-<token>``)."""
 NOT_ARTIFACTS = frozenset({"renditions"})
 """Top-level names of the part storage that are not artifacts' directories."""
+COPY_BYTES = 8 << 20
+"""Bytes per write when a local file is copied into the storage."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,37 +135,55 @@ class PartStore:
         return f"{self.base}/{check_key(key)}"
 
     # --- writing -------------------------------------------------------------
-    def write(
-        self, key: str, reader: pa.RecordBatchReader, schema: pa.Schema | None = None
-    ) -> PartInfo:
-        """Write ``reader`` as the IPC file at ``key`` (batches cast to ``schema`` when given);
-        nothing is visible under ``key`` until it is complete."""
+    @contextlib.contextmanager
+    def _staged(self, key: str) -> Iterator[str]:
+        """A hidden temporary path beside ``key``'s, moved onto it when the block ends well
+        (a rename locally, a server-side copy on S3) and deleted when it does not."""
         final = self.path(key)
         parent, _, name = final.rpartition("/")
         tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{name}"
-        schema = schema if schema is not None else reader.schema
-        rows = 0
         if self.local:
             self.fs.create_dir(parent, recursive=True)
         try:
-            with (
-                self.fs.open_output_stream(tmp) as sink,
-                pa.ipc.new_file(sink, schema) as writer,
-            ):
-                for batch in reader:
-                    if batch.schema != schema:
-                        batch = batch.cast(schema)
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
+            yield tmp
             self.fs.move(tmp, final)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.fs.delete_file(tmp)
             raise
+
+    def write(
+        self, key: str, reader: pa.RecordBatchReader, schema: pa.Schema | None = None
+    ) -> PartInfo:
+        """Write ``reader`` as the IPC file at ``key`` (batches cast to ``schema`` when given);
+        nothing is visible under ``key`` until it is complete."""
+        schema = schema if schema is not None else reader.schema
+        rows = 0
+        with (
+            self._staged(key) as tmp,
+            self.fs.open_output_stream(tmp) as sink,
+            pa.ipc.new_file(sink, schema) as writer,
+        ):
+            for batch in reader:
+                if batch.schema != schema:
+                    batch = batch.cast(schema)
+                writer.write_batch(batch)
+                rows += batch.num_rows
         size = self.size(key)
         if size is None:
             raise FileNotFoundError(f"part {key} vanished as it was written")
         return PartInfo(key=key, rows=rows, bytes=size)
+
+    def copy_in(self, key: str, source: Path) -> int:
+        """Copy the local file ``source`` to ``key``, atomically as :meth:`write`; its size."""
+        with (
+            self._staged(key) as tmp,
+            open(source, "rb") as src,
+            self.fs.open_output_stream(tmp) as sink,
+        ):
+            while chunk := src.read(COPY_BYTES):
+                sink.write(chunk)
+        return source.stat().st_size
 
     # --- reading -------------------------------------------------------------
     def open(self, key: str) -> pa.ipc.RecordBatchFileReader:
@@ -171,6 +192,23 @@ class PartStore:
         if self.local:
             return pa.ipc.open_file(pa.memory_map(path, "r"))
         return pa.ipc.open_file(self.fs.open_input_file(path))
+
+    def read_range(self, key: str, start: int, end: int, chunk: int) -> Iterator[bytes]:
+        """Bytes ``[start, end)`` of ``key`` in pieces of at most ``chunk`` (ranged GETs
+        on S3); opened before the first piece is asked for, so a missing key fails here."""
+        file = self.fs.open_input_file(self.path(key))
+
+        def pieces() -> Iterator[bytes]:
+            with file:
+                offset = start
+                while offset < end:
+                    piece = file.read_at(min(chunk, end - offset), offset)
+                    if not piece:
+                        raise OSError(f"{key} ended at {offset} bytes, before {end}")
+                    offset += len(piece)
+                    yield piece
+
+        return pieces()
 
     def size(self, key: str) -> int | None:
         """The stored size of ``key``, or None when there is nothing under it."""

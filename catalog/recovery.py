@@ -14,10 +14,11 @@ import os
 import time
 from pathlib import Path
 
-from catalog import owners
+from catalog import owners, shared_renditions
 from catalog.database import Database
 from catalog.files import Files
 from catalog.partitioned import Parts, rows_of
+from catalog.shared_renditions import version_dir
 from foundation import pid_alive
 
 
@@ -49,8 +50,10 @@ def recover(
         "orphans": 0,
         "parts_removed": 0,
         "orphan_parts": 0,
+        "renditions_removed": 0,
     }
     now = time.time()
+    part_store = parts.store  # (``parts`` is reused for a file name's pieces below)
     with db.tx() as conn:
         rows = conn.execute(
             "SELECT artifact_id, version, build_pid, build_owner FROM artifacts "
@@ -98,6 +101,13 @@ def recover(
                 report["missing_files"] += 1
         with contextlib.suppress(OSError):  # the storage does not answer: a later open tries
             report["orphan_parts"] = len(parts.sweep_orphans(conn, parts_grace_s, now=now))
+        servable = {
+            (r[0], version_dir(r[0], r[1], r[2]))
+            for r in conn.execute(
+                "SELECT artifact_id, version, created_at FROM artifacts WHERE state IN "
+                "('ready', 'superseded')"
+            )
+        }
         known = {
             (r[0], r[1])
             for r in conn.execute(
@@ -125,5 +135,7 @@ def recover(
         if key not in known:
             path.unlink(missing_ok=True)
             report["orphans"] += 1
+    with contextlib.suppress(OSError):  # the storage does not answer: the next open tries
+        report["renditions_removed"] = shared_renditions.sweep(part_store, servable)
     owners.sweep(owners_dir)
     return report

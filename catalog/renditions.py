@@ -27,8 +27,10 @@ from typing import Literal, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from catalog.parts import PartStore
 from catalog.records import ArtifactInfo
-from foundation import ARTIFACT_ID_PATTERN, InvalidArgument, NotFound
+from catalog.shared_renditions import SharedRendition, key_of, stream_span, tail_of
+from foundation import ARTIFACT_ID_PATTERN, InvalidArgument, NotFound, Unavailable
 
 RenditionFormat = Literal["parquet", "arrow-file"]
 RENDITION_FORMATS: tuple[RenditionFormat, ...] = ("parquet", "arrow-file")
@@ -59,19 +61,12 @@ def etag_of(info: ArtifactInfo, fmt: str) -> str:
 
 
 def ipc_stream_span(path: Path, size: int) -> tuple[int, int]:
-    """Where the IPC *stream* lies inside the Arrow IPC file at ``path``: ``(offset, length)``.
-
-    The file format is ``ARROW1`` and padding (8 bytes), the stream format (schema,
-    dictionaries, batches, end-of-stream marker), the footer, its int32 length and
-    ``ARROW1``: the bytes between are a complete stream, sent as they are stored.
-    """
+    """Where the IPC *stream* lies inside the Arrow IPC file at ``path``: ``(offset, length)``
+    (:func:`catalog.shared_renditions.stream_span`)."""
     with open(path, "rb") as f:
-        f.seek(size - 10)
+        f.seek(max(size - 10, 0))
         tail = f.read(10)
-    footer = int.from_bytes(tail[:4], "little", signed=True)
-    if tail[4:] != b"ARROW1" or not 0 < footer <= size - 18:
-        raise NotFound(f"{path.name} is not a whole Arrow IPC file")
-    return 8, size - 10 - footer - 8
+    return stream_span(tail, size, path.name)
 
 
 def check_rendition_format(fmt: str) -> RenditionFormat:
@@ -90,6 +85,8 @@ class Store(Protocol):
     def owner(self) -> str: ...
     @property
     def lock(self) -> threading.RLock: ...
+    @property
+    def parts(self) -> PartStore: ...
     def get(self, artifact_id: str, version: int) -> ArtifactInfo: ...
     def path_of(self, artifact_id: str, version: int) -> Path: ...
     def open_file(self, artifact_id: str, version: int) -> pa.ipc.RecordBatchFileReader: ...
@@ -102,6 +99,7 @@ class Renditions:
         self.store = store
         self._guard = threading.Lock()
         self._writing: dict[tuple[str, int], threading.Lock] = {}
+        self._spans: dict[str, tuple[int, int]] = {}  # shared key -> IPC stream (immutable)
 
     def get(self, artifact_id: str, version: int, fmt: str) -> Rendition:
         """The rendition ``fmt`` of a finished version, written first if need be."""
@@ -117,6 +115,44 @@ class Renditions:
         except FileNotFoundError:  # removed with its version since
             raise NotFound(f"artifact {info.uri} was removed") from None
         return Rendition(artifact_id, version, checked, path, size, etag_of(info, checked))
+
+    def shared(self, artifact_id: str, version: int, fmt: str) -> SharedRendition:
+        """The rendition ``fmt`` in the part storage, for data nodes
+        (:mod:`catalog.shared_renditions`): this store's rendition, copied there once
+        (again when the copy is missing or not of the rendition's size)."""
+        checked = check_rendition_format(fmt)
+        info = self._servable(artifact_id, version)
+        parts = self.store.parts
+        key = key_of(artifact_id, version, info.created_at, checked)
+        local = self.get(artifact_id, version, checked)  # the bytes the copy must be
+        size = local.size
+        stream = None
+        try:
+            if parts.size(key) != size:  # not there yet (or damaged: copied again)
+                self._copy(info, key, local)
+            if checked == "arrow-file":
+                stream = self._spans.get(key)
+                if stream is None:
+                    stream = self._spans[key] = stream_span(tail_of(parts, key, size), size, key)
+        except (OSError, pa.ArrowException) as exc:
+            said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise Unavailable(
+                f"the part storage ({parts.uri}) cannot take the {checked} rendition of "
+                f"{info.uri}: {said}"
+            ) from None
+        etag = etag_of(info, checked)
+        return SharedRendition(artifact_id, version, checked, key, size, etag, stream)
+
+    def _copy(self, info: ArtifactInfo, key: str, local: Rendition) -> None:
+        parts = self.store.parts
+        parts.copy_in(key, local.path)
+        try:  # a delete of the version since removed its prefix before this copy landed
+            with self.store.lock:
+                if self._servable(info.artifact_id, info.version).created_at != info.created_at:
+                    raise NotFound(f"artifact {info.uri} was removed")
+        except BaseException:
+            parts.delete_prefix(key.rpartition("/")[0] + "/")
+            raise
 
     def written(self, artifact_id: str, version: int, fmt: str) -> bool:
         """Whether the rendition is on disk, so that :meth:`get` writes nothing (a stat, no

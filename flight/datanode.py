@@ -8,25 +8,36 @@ part storage's URI and the heartbeat period, then heartbeats every period from a
 thread, joining again when the head forgot it (a head restarted, or a pause long
 enough to be dropped). A ``DoGet`` of a part ticket streams that part from the part
 storage (:func:`flight.parts.open_part`: checked against the ticket's size, a part
-that cannot be read is a clean Flight error). Every other call is the head's: the
-node says so. On close it leaves the head at once (``node-leave``).
+that cannot be read is a clean Flight error). The rendition actions are answered
+here too (:mod:`flight.node_renditions`): the head says where its copy is in the part
+storage, the node reads the bytes. Every other call is the head's and is passed on
+to it as it is (actions, ``GetFlightInfo``, ``DoGet`` of an artifact), so a client
+(a REST front end, ``quiver rest --flight grpc://<node>``) may take any node for its
+Flight server; ``DoPut`` is refused (put to the head). ``node-status`` is the node's
+own: its head, part storage and what it served of renditions. On close it leaves
+the head at once (``node-leave``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.flight as fl
 
 from catalog import PartStore
 from flight.core import Core
 from flight.dispatch import action
 from flight.errors import guard, one_line
+from flight.node_renditions import NodeRenditions
 from flight.parts import open_part
 from flight.protocol import PartTicket, decode_ticket, encode_json, load_json
+from flight.renditions import READ
 from flight.security import (
     BearerTokenMiddlewareFactory,
     HandshakeOk,
@@ -66,6 +77,7 @@ class DataNodeServer(fl.FlightServerBase):
         self.head = head
         headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
         self._options = fl.FlightCallOptions(timeout=JOIN_TIMEOUT_S, headers=headers)
+        self._forwarding = fl.FlightCallOptions(headers=headers)  # as long as the caller's
         self._client = fl.connect(head, **({"tls_root_certs": roots} if roots else {}))
         self._stop = threading.Event()
         try:
@@ -75,12 +87,18 @@ class DataNodeServer(fl.FlightServerBase):
             raise
         self.parts = PartStore(answer["part_storage"])
         self.heartbeat_s = float(answer["heartbeat_s"])
+        self.renditions = NodeRenditions(self.parts, self._ask)
         self._beats = threading.Thread(target=self._heartbeat, name="quiver-node-beat", daemon=True)
         self._beats.start()
 
     # --- the head ----------------------------------------------------------------
     def _call(self, name: str, body: dict[str, Any]) -> Any:
         results = self._client.do_action(fl.Action(name, encode_json(body)), self._options)
+        return load_json(next(iter(results)).body.to_pybytes(), f"answer to {name}")
+
+    def _ask(self, name: str, body: dict[str, Any]) -> Any:
+        """A forwarded action's JSON answer; the head's errors as they are."""
+        results = self._client.do_action(fl.Action(name, encode_json(body)), self._forwarding)
         return load_json(next(iter(results)).body.to_pybytes(), f"answer to {name}")
 
     def _join(self) -> dict[str, Any]:
@@ -116,24 +134,65 @@ class DataNodeServer(fl.FlightServerBase):
     # --- Flight --------------------------------------------------------------------
     @guard
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
-        target = decode_ticket(ticket.ticket)
-        if not isinstance(target, PartTicket):
-            raise InvalidArgument(
-                f"a data node serves part tickets only; ask its head ({self.head}) for this"
-            )
         if self._stop.is_set():
             raise Unavailable("data node shutting down")
+        target = decode_ticket(ticket.ticket)
+        if not isinstance(target, PartTicket):  # the head's to serve: its stream, passed on
+            return data_stream(self._forwarded_get(ticket), self.settings)
         return data_stream(open_part(self.parts, target), self.settings)
+
+    def _forwarded_get(self, ticket: fl.Ticket) -> pa.RecordBatchReader:
+        reader = self._client.do_get(ticket, self._forwarding)
+        schema = reader.schema  # the head's error for a bad ticket is raised here
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                for chunk in reader:
+                    yield chunk.data
+            finally:
+                reader.cancel()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
 
     @guard
     def get_flight_info(
         self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor
     ) -> fl.FlightInfo:
-        raise InvalidArgument(f"a data node serves part tickets only; ask its head ({self.head})")
+        return self._client.get_flight_info(descriptor, self._forwarding)
+
+    @guard
+    def do_put(
+        self,
+        context: fl.ServerCallContext,
+        descriptor: fl.FlightDescriptor,
+        reader: fl.MetadataRecordBatchReader,
+        writer: fl.FlightMetadataWriter,
+    ) -> None:
+        raise InvalidArgument(f"a data node stores nothing; put to its head ({self.head})")
 
     @guard
     def do_action(self, context: fl.ServerCallContext, action: fl.Action) -> Any:
-        raise InvalidArgument(f"a data node has no actions; ask its head ({self.head})")
+        """The rendition actions are answered here (the bytes from the part storage);
+        ``node-status`` is this node's; every other action is the head's, passed on."""
+        raw = action.body.to_pybytes() if action.body is not None else b""
+        if action.type == READ:
+            return self.renditions.read(raw)
+        if action.type == "rendition":
+            return [fl.Result(pa.py_buffer(encode_json(self.renditions.describe(raw))))]
+        if action.type == "node-status":
+            return [fl.Result(pa.py_buffer(encode_json(self._status())))]
+        results = iter(self._client.do_action(action, self._forwarding))
+        first = next(results, None)  # the head's error is the call's
+        return [] if first is None else itertools.chain((first,), results)
+
+    def _status(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "location": self.location,
+            "head": self.head,
+            "part_storage": self.parts.uri,
+            **self.renditions.served.json(),
+        }
 
 
 # --- the head's side: the actions a node calls -------------------------------------

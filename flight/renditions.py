@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.flight as fl
 from pydantic import Field
 
-from catalog import Rendition, ipc_stream_span
+from catalog import Rendition, SharedRendition, ipc_stream_span
 from flight.args import ArtifactArg
 from flight.core import Core
 from flight.dispatch import action
@@ -38,6 +38,8 @@ READ = "rendition-read"
 
 class RenditionArg(ArtifactArg):
     format: str = "parquet"
+    shared: bool = False
+    """Asked by a data node: the copy in the part storage (its ``key`` is answered)."""
 
 
 class RangeArg(RenditionArg):
@@ -60,6 +62,32 @@ def rendition_json(found: Rendition) -> dict[str, Any]:
     return body
 
 
+def shared_json(found: SharedRendition) -> dict[str, Any]:
+    """What ``rendition`` answers a data node (``"shared": true``): as :func:`rendition_json`,
+    with the ``key`` of the copy in the part storage."""
+    body: dict[str, Any] = {
+        "artifact_id": found.artifact_id,
+        "version": found.version,
+        "format": found.format,
+        "size": found.size,
+        "etag": found.etag,
+        "key": found.key,
+    }
+    if found.stream is not None:
+        body["stream_offset"], body["stream_length"] = found.stream
+    return body
+
+
+def span_of(arg: RangeArg, size: int) -> tuple[int, int]:
+    """The ``[start, end)`` a range request asks of a ``size``-byte rendition."""
+    if arg.offset > size or (arg.offset == size and size > 0):
+        raise InvalidArgument(
+            f"offset {arg.offset} is past the end of the {size}-byte rendition",
+            detail={"offset": arg.offset, "size": size},
+        )
+    return arg.offset, size if arg.length is None else min(size, arg.offset + arg.length)
+
+
 def _rendition(core: Core, body: Any, what: str, model: type[RenditionArg]) -> Any:
     arg = parse_model(model, body, what)
     aid, version = arg.resolve(core)
@@ -72,9 +100,16 @@ def _rendition(core: Core, body: Any, what: str, model: type[RenditionArg]) -> A
     "rendition",
     "Write once and describe a file rendition of an artifact version "
     '({"artifact_uri"} or {"artifact_id", "version"}, "format": "parquet" | "arrow-file"): '
-    "its size and strong ETag.",
+    'its size and strong ETag; with "shared": true (a data node asks) the copy in the part '
+    'storage, and its "key".',
 )
 def _describe(core: Core, body: Any) -> Any:
+    arg = parse_model(RenditionArg, body, "rendition request")
+    if arg.shared:
+        aid, version = arg.resolve(core)
+        shared = core.store.renditions.shared(aid, version, arg.format)
+        core.store.note_use(aid, version)
+        return shared_json(shared)
     _, found = _rendition(core, body, "rendition request", RenditionArg)
     return rendition_json(found)
 
@@ -97,12 +132,7 @@ def read_range(core: Core, raw: bytes, *, mapped: bool = False) -> Iterator[memo
     views of the memory-mapped file, no copy and no read call per chunk.
     """
     arg, found = _rendition(core, load_json(raw, f"body of action {READ!r}"), READ, RangeArg)
-    if arg.offset > found.size or (arg.offset == found.size and found.size > 0):
-        raise InvalidArgument(
-            f"offset {arg.offset} is past the end of the {found.size}-byte rendition",
-            detail={"offset": arg.offset, "size": found.size},
-        )
-    end = found.size if arg.length is None else min(found.size, arg.offset + arg.length)
+    _, end = span_of(arg, found.size)
     # Leased while read, as a DoGet is: gc and eviction leave a version being read.
     lease = core.store.open(found.artifact_id, found.version, start=0, stop=0)
     try:
