@@ -8,6 +8,8 @@ Layout under ``root``::
     tmp/<id>.v<n>.<owner>.arrow   builds in progress
     parts/<id>/v<n>-<token>/...   parts of partitioned versions (catalog.partitioned), unless
                                   the part storage is elsewhere (a shared dir, S3)
+    parts/renditions/<id>/...     renditions copied there for data nodes
+                                  (catalog.shared_renditions)
     owners/<owner>.lock           one per open store, locked while it is open
                                   (catalog.owners: who is still alive)
 
