@@ -20,6 +20,7 @@ import contextlib
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -98,7 +99,7 @@ class Renditions:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._guard = threading.Lock()
-        self._writing: dict[tuple[str, int], threading.Lock] = {}
+        self._writing: dict[object, threading.Lock] = {}
         self._spans: dict[str, tuple[int, int]] = {}  # shared key -> IPC stream (immutable)
 
     def get(self, artifact_id: str, version: int, fmt: str) -> Rendition:
@@ -107,7 +108,7 @@ class Renditions:
         info = self._servable(artifact_id, version)
         path = self.store.path_of(artifact_id, version).with_suffix(SUFFIXES[checked])
         if checked == "parquet" and not path.exists():
-            self._write_once(info, path)
+            self._once((artifact_id, version), path.exists, lambda: self._write(info, path))
         elif info.parts and not path.exists():  # a partitioned version: its parts, joined once
             self.store.open_file(artifact_id, version)
         try:
@@ -128,8 +129,8 @@ class Renditions:
         size = local.size
         stream = None
         try:
-            if parts.size(key) != size:  # not there yet (or damaged: copied again)
-                self._copy(info, key, local)
+            # Not there yet, or not the rendition's size (damaged): copied (again).
+            self._once(key, lambda: parts.size(key) == size, lambda: self._copy(info, key, local))
             if checked == "arrow-file":
                 stream = self._spans.get(key)
                 if stream is None:
@@ -168,14 +169,15 @@ class Renditions:
             raise InvalidArgument(f"Artifact is not ready (state={info.state})")
         return info
 
-    def _write_once(self, info: ArtifactInfo, path: Path) -> None:
-        key = (info.artifact_id, info.version)
+    def _once(self, key: object, done: Callable[[], bool], write: Callable[[], None]) -> None:
+        """``write`` unless ``done``, one caller at a time per ``key``: concurrent first
+        requests write once."""
         with self._guard:
             lock = self._writing.setdefault(key, threading.Lock())
         try:
             with lock:
-                if not path.exists():
-                    self._write(info, path)
+                if not done():
+                    write()
         finally:
             with self._guard:
                 if self._writing.get(key) is lock and not lock.locked():
@@ -183,7 +185,7 @@ class Renditions:
 
     def _write(self, info: ArtifactInfo, path: Path) -> None:
         # Named as a build's temp file is, so recovery knows when its writer is gone;
-        # one writer per version in this process (the lock in _write_once).
+        # one writer per version in this process (the lock in _once).
         tmp = self.store.tmp_dir / f"{info.artifact_id}.v{info.version}.{self.store.owner}.parquet"
         try:
             source = self.store.open_file(info.artifact_id, info.version)

@@ -47,9 +47,10 @@ class RangeArg(RenditionArg):
     length: int | None = Field(default=None, ge=0)
 
 
-def rendition_json(found: Rendition) -> dict[str, Any]:
+def rendition_json(found: Rendition | SharedRendition) -> dict[str, Any]:
     """What ``rendition`` answers; for the Arrow IPC file also where its IPC stream
-    lies (``stream_offset``, ``stream_length``): a stream read raw, never decoded."""
+    lies (``stream_offset``, ``stream_length``): a stream read raw, never decoded. For
+    a data node (``"shared": true``) also the ``key`` of the copy in the part storage."""
     body: dict[str, Any] = {
         "artifact_id": found.artifact_id,
         "version": found.version,
@@ -57,24 +58,13 @@ def rendition_json(found: Rendition) -> dict[str, Any]:
         "size": found.size,
         "etag": found.etag,
     }
-    if found.format == "arrow-file":
-        body["stream_offset"], body["stream_length"] = ipc_stream_span(found.path, found.size)
-    return body
-
-
-def shared_json(found: SharedRendition) -> dict[str, Any]:
-    """What ``rendition`` answers a data node (``"shared": true``): as :func:`rendition_json`,
-    with the ``key`` of the copy in the part storage."""
-    body: dict[str, Any] = {
-        "artifact_id": found.artifact_id,
-        "version": found.version,
-        "format": found.format,
-        "size": found.size,
-        "etag": found.etag,
-        "key": found.key,
-    }
-    if found.stream is not None:
-        body["stream_offset"], body["stream_length"] = found.stream
+    if isinstance(found, SharedRendition):
+        body["key"] = found.key
+        stream = found.stream
+    else:
+        stream = ipc_stream_span(found.path, found.size) if found.format == "arrow-file" else None
+    if stream is not None:
+        body["stream_offset"], body["stream_length"] = stream
     return body
 
 
@@ -109,7 +99,7 @@ def _describe(core: Core, body: Any) -> Any:
         aid, version = arg.resolve(core)
         shared = core.store.renditions.shared(aid, version, arg.format)
         core.store.note_use(aid, version)
-        return shared_json(shared)
+        return rendition_json(shared)
     _, found = _rendition(core, body, "rendition request", RenditionArg)
     return rendition_json(found)
 
