@@ -725,6 +725,64 @@ def node_figures(rounds: int = 7, rows: int = 2_000_000) -> list[Row]:
     return out
 
 
+def node_url_figures(rounds: int = 9, rows: int = 1_000_000) -> list[Row]:
+    """Issue 20: polars reads a Parquet rendition by URL through a REST front end in front of
+    a data node (the node reads the bytes from the part storage) vs one in front of the head."""
+    import polars as pl
+
+    from bench.bench_node_urls import node_urls_setup
+    from bench.bench_urls import interleaved
+
+    with tempfile.TemporaryDirectory() as tmp, node_urls_setup(Path(tmp), rows) as s:
+        sources = {"node": s.via_node, "head": s.via_head, "disk": str(s.local)}
+        reads = {name: (lambda src=src: pl.read_parquet(src)) for name, src in sources.items()}
+        interleaved(reads, 1)  # warm all
+        sent = s.node_bytes()
+        t = interleaved(reads, rounds)
+        per_read = (s.node_bytes() - sent) / rounds
+        size = s.local.stat().st_size
+    (node_best, node_med), (head_best, head_med) = t["node"], t["head"]
+    disk_best, disk_med = t["disk"]
+    shape = f"{rows / 1e6:g}M rows x 5 cols, {size / 1e6:.1f} MB"
+    return [
+        (
+            f"polars read_parquet(url) via a data node, {shape}, median",
+            f"{node_med * 1e3:.0f} ms",
+            f"{head_med * 1e3:.0f} ms (quiver rest in front of the head)",
+            f"{node_med / head_med:.2f}x",
+            "",
+        ),
+        (
+            "  best of the rounds",
+            f"{node_best * 1e3:.0f} ms",
+            f"{head_best * 1e3:.0f} ms",
+            f"{node_best / head_best:.2f}x",
+            "",
+        ),
+        (
+            "  via the node vs local disk, median / best",
+            f"{node_med * 1e3:.0f} / {node_best * 1e3:.0f} ms",
+            f"{disk_med * 1e3:.0f} / {disk_best * 1e3:.0f} ms",
+            f"{node_med / disk_med:.2f}x / {node_best / disk_best:.2f}x",
+            "",
+        ),
+        (
+            "  bytes the node sent per read",
+            f"{per_read / 1e6:.1f} MB",
+            f"{size / 1e6:.1f} MB (the file)",
+            f"{per_read / size:.2f}x",
+            "all from the node",
+        ),
+        (
+            "  first request via the node: written, copied, sent",
+            f"{s.first_s * 1e3:.0f} ms",
+            "",
+            "",
+            "once per version",
+        ),
+    ]
+
+
 def daskscan_figures(rounds: int = 3, rows: int = 10_000_000, one_file: bool = False) -> list[Row]:
     """Cold scan@v1 of 10M rows built on Dask: 2 pinned workers vs 1 (bench_daskscan);
     ``one_file``: the rows in one file, cut into row-group ranges."""
@@ -781,6 +839,7 @@ GROUPS: dict[str, Callable[[], list[Row]]] = {
     "urls": url_figures,
     "split": split_figures,
     "nodes": node_figures,
+    "nodeurls": node_url_figures,
     "daskscan": daskscan_figures,
     "daskscan1": lambda: daskscan_figures(one_file=True),
 }

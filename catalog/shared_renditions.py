@@ -75,7 +75,8 @@ def stream_span(tail: bytes, size: int, what: str) -> tuple[int, int]:
 
 def tail_of(parts: PartStore, key: str, size: int) -> bytes:
     """The last 10 bytes of ``key`` (one ranged read)."""
-    return b"".join(parts.read_range(key, max(size - 10, 0), size, 10))
+    pieces = parts.read_range(key, max(size - 10, 0), size, 10)
+    return b"".join(piece.to_pybytes() for piece in pieces)
 
 
 def delete(parts: PartStore, artifact_id: str, version: int, created_at: float) -> None:

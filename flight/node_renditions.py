@@ -98,10 +98,10 @@ class NodeRenditions:
         self.served.started()
         return guarded_iter(self._results(pieces, what))
 
-    def _results(self, pieces: Iterator[bytes], what: str) -> Iterator[fl.Result]:
+    def _results(self, pieces: Iterator[pa.Buffer], what: str) -> Iterator[fl.Result]:
         try:
             for piece in pieces:
-                self.served.add(len(piece))
-                yield fl.Result(pa.py_buffer(piece))
+                self.served.add(piece.size)
+                yield fl.Result(piece)
         except (OSError, pa.ArrowException) as exc:
             raise Unavailable(f"{what} cannot be read: {one_line(str(exc))}") from None
