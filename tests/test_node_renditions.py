@@ -181,6 +181,17 @@ def test_ranges_etags_and_the_stored_stream_through_a_node(plane: Plane) -> None
     # The other routes reach the head through the node.
     status = httpx.get(f"{plane.rest}/v1/artifacts/{plane.one.artifact_id}/v/1")
     assert status.status_code == 200, status.text
+    csv = httpx.get(plane.url(plane.one, "data"), params={"format": "csv"})  # a DoGet, passed on
+    assert csv.status_code == 200 and csv.text.count("\n") == plane.one_table.num_rows + 1
+    descriptor = fl.FlightDescriptor.for_path("artifact", plane.parts.artifact_id, "1")
+    with fl.connect(plane.node) as node, fl.connect(plane.head) as head:
+        assert (
+            node.get_flight_info(descriptor).endpoints == head.get_flight_info(descriptor).endpoints
+        )
+        writer, _ = node.do_put(fl.FlightDescriptor.for_command(b"{}"), plane.one_table.schema)
+        with pytest.raises(fl.FlightError, match="put to its head"):
+            writer.write_table(plane.one_table.slice(0, 10))
+            writer.close()
 
 
 def test_a_damaged_copy_is_copied_again_and_a_deleted_version_is_404(plane: Plane) -> None:
