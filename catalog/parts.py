@@ -253,6 +253,18 @@ class PartStore:
                 found[prefix] = None if seen is None or mtime is None else max(seen, mtime)
         return found
 
+    def files(self, prefix: str) -> list[str]:
+        """The keys of every file under ``prefix``, relative to the storage (one listing,
+        recursive; hidden temporary files included); [] when none."""
+        path = f"{self.base}/{check_key(prefix, prefix=True).rstrip('/')}"
+        selector = pafs.FileSelector(path, allow_not_found=True, recursive=True)
+        start = len(self.base) + 1
+        return sorted(
+            info.path[start:]
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+        )
+
     # --- removing --------------------------------------------------------------
     def delete_prefix(self, prefix: str) -> None:
         """Remove every part under ``prefix`` (a build's parts); nothing there is fine."""

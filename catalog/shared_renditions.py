@@ -88,16 +88,16 @@ def delete(parts: PartStore, artifact_id: str, version: int, created_at: float) 
 
 def sweep(parts: PartStore, known: Collection[tuple[str, str]]) -> int:
     """Remove every ``renditions/<artifact_id>/<dir>/`` whose ``(artifact_id, dir)`` is not
-    in ``known`` (the versions that may be served); how many went."""
-    removed = 0
-    for artifact_id in parts.children(f"{ROOT}/"):
-        if artifact_id.startswith("."):  # a temporary file: never one of ours at this level
-            continue
-        names = parts.children(f"{ROOT}/{artifact_id}/")
-        gone = [n for n in names if _VERSION_DIR.fullmatch(n) and (artifact_id, n) not in known]
-        for name in gone:
-            parts.delete_prefix(f"{ROOT}/{artifact_id}/{name}/")
-        if len(gone) == len(names):  # nothing of it left (an empty directory, locally)
-            parts.delete_prefix(f"{ROOT}/{artifact_id}/")
-        removed += len(gone)
-    return removed
+    in ``known`` (the versions that may be served); how many went. One listing of
+    ``renditions/`` (recursive), then a delete per prefix that goes."""
+    found = {tuple(key.split("/")[1:3]) for key in parts.files(f"{ROOT}/") if key.count("/") >= 3}
+    gone = sorted(
+        (artifact_id, name)
+        for artifact_id, name in found
+        if not artifact_id.startswith(".")
+        and _VERSION_DIR.fullmatch(name)
+        and (artifact_id, name) not in known
+    )
+    for artifact_id, name in gone:
+        parts.delete_prefix(f"{ROOT}/{artifact_id}/{name}/")
+    return len(gone)

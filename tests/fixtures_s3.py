@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +40,19 @@ def make_bucket(endpoint: str, bucket: str) -> None:
         aws_secret_access_key="testing",
     )
     client.create_bucket(Bucket=bucket)
+
+
+@pytest.fixture(params=["local", "s3"])
+def part_uri(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A part storage of each kind: a directory, and a bucket on the S3 server above."""
+    if request.param == "local":
+        return str(tmp_path / "parts")
+    endpoint = request.getfixturevalue("s3")
+    for k, v in S3_CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    make_bucket(endpoint, "quiver")
+    host = endpoint.removeprefix("http://")
+    prefix = f"parts-{uuid.uuid4().hex[:8]}"  # a storage per test, as per head: one bucket
+    return f"s3://quiver/{prefix}?endpoint_override={host}&scheme=http&region=us-east-1"

@@ -231,27 +231,33 @@ def test_a_part_storage_that_does_not_answer_is_a_clean_error(plane: Plane) -> N
 
 
 def test_the_store_keeps_shared_copies_with_their_version_and_recovery_sweeps_the_rest(
-    tmp_path: Path,
+    tmp_path: Path, part_uri: str
 ) -> None:
-    with ArtifactStore(tmp_path / "store") as store:
+    def stored(store: ArtifactStore, key: str) -> bytes | None:
+        size = store.parts.size(key)
+        if size is None:
+            return None
+        return b"".join(p.to_pybytes() for p in store.parts.read_range(key, 0, size, 1 << 20))
+
+    with ArtifactStore(tmp_path / "store", part_storage=part_uri) as store:
         info, data = one_file(store)
         parquet = store.renditions.shared(info.artifact_id, info.version, "parquet")
         arrow = store.renditions.shared(info.artifact_id, info.version, "arrow-file")
         local = store.renditions.get(info.artifact_id, info.version, "parquet")
         assert (parquet.size, parquet.etag) == (local.size, local.etag)  # the same bytes
-        assert Path(store.parts.path(parquet.key)).read_bytes() == local.path.read_bytes()
+        assert stored(store, parquet.key) == local.path.read_bytes()
         assert arrow.stream is not None
         offset, length = arrow.stream
-        stored = Path(store.parts.path(arrow.key)).read_bytes()
-        assert pa.ipc.open_stream(stored[offset : offset + length]).read_all().equals(data)
+        copy = stored(store, arrow.key)
+        assert copy is not None
+        assert pa.ipc.open_stream(copy[offset : offset + length]).read_all().equals(data)
         store.delete(info.artifact_id, info.version)
-        assert not Path(store.parts.path(parquet.key)).exists()
+        assert stored(store, parquet.key) is None and stored(store, arrow.key) is None
         again, _ = one_file(store)  # the same version number, another version
-        copy = store.renditions.shared(again.artifact_id, again.version, "parquet")
-        assert again.version == info.version and copy.key != parquet.key
-        orphan = tmp_path / "store" / "parts" / "renditions" / again.artifact_id / "v7-abc"
-        orphan.mkdir()
-        (orphan / "data.parquet").write_bytes(b"left by a head that died")
-    with ArtifactStore(tmp_path / "store") as store:
-        assert not orphan.exists()
-        assert Path(store.parts.path(copy.key)).exists()  # its version lives on
+        kept = store.renditions.shared(again.artifact_id, again.version, "parquet")
+        assert again.version == info.version and kept.key != parquet.key
+        orphan = f"renditions/{again.artifact_id}/v7-abc/data.parquet"  # a head died after a copy
+        store.parts.copy_in(orphan, store.path_of(again.artifact_id, again.version))
+    with ArtifactStore(tmp_path / "store", part_storage=part_uri) as store:
+        assert store.parts.size(orphan) is None
+        assert store.parts.size(kept.key) == kept.size  # its version lives on

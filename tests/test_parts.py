@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,21 +36,6 @@ def batch(start: int, n: int) -> pa.RecordBatch:
 
 def reader_of(*batches: pa.RecordBatch) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(SCHEMA, list(batches))
-
-
-@pytest.fixture(params=["local", "s3"])
-def part_uri(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> str:
-    if request.param == "local":
-        return str(tmp_path / "parts")
-    endpoint = request.getfixturevalue("s3")
-    for k, v in S3_CREDENTIALS.items():
-        monkeypatch.setenv(k, v)
-    make_bucket(endpoint, "quiver")
-    host = endpoint.removeprefix("http://")
-    prefix = f"parts-{uuid.uuid4().hex[:8]}"  # a storage per test, as per head: one bucket
-    return f"s3://quiver/{prefix}?endpoint_override={host}&scheme=http&region=us-east-1"
 
 
 @pytest.fixture
