@@ -47,7 +47,7 @@ from flight.security import (
     tls_certificates,
 )
 from flight.streams import data_stream
-from foundation import InvalidArgument, Settings, Unavailable
+from foundation import InvalidArgument, QuiverError, Settings, Unavailable
 
 log = logging.getLogger("quiver.flight.node")
 
@@ -98,8 +98,11 @@ class DataNodeServer(fl.FlightServerBase):
 
     def _ask(self, name: str, body: dict[str, Any]) -> Any:
         """A forwarded action's JSON answer; the head's errors as they are."""
-        results = self._client.do_action(fl.Action(name, encode_json(body)), self._forwarding)
-        return load_json(next(iter(results)).body.to_pybytes(), f"answer to {name}")
+        with self._at_head():
+            results = list(
+                self._client.do_action(fl.Action(name, encode_json(body)), self._forwarding)
+            )
+        return load_json(results[0].body.to_pybytes(), f"answer to {name}")
 
     def _join(self) -> dict[str, Any]:
         try:
@@ -132,23 +135,41 @@ class DataNodeServer(fl.FlightServerBase):
         self.shutdown()
 
     # --- Flight --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _at_head(self) -> Iterator[None]:
+        """A call passed on to the head: its errors as they are, but a head that does not
+        answer at all (no error of its own) is said to be the head."""
+        try:
+            yield
+        except fl.FlightUnavailableError as exc:
+            if getattr(exc, "extra_info", None):  # the head's own answer
+                raise
+            raise Unavailable(
+                f"the head of this data node ({self.head}) does not answer: {one_line(str(exc))}"
+            ) from None
+
     @guard
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
         if self._stop.is_set():
             raise Unavailable("data node shutting down")
-        target = decode_ticket(ticket.ticket)
+        try:
+            target = decode_ticket(ticket.ticket)
+        except QuiverError:  # not one of ours (e.g. Flight SQL's): the head says what it is
+            target = None
         if not isinstance(target, PartTicket):  # the head's to serve: its stream, passed on
             return data_stream(self._forwarded_get(ticket), self.settings)
         return data_stream(open_part(self.parts, target), self.settings)
 
     def _forwarded_get(self, ticket: fl.Ticket) -> pa.RecordBatchReader:
-        reader = self._client.do_get(ticket, self._forwarding)
-        schema = reader.schema  # the head's error for a bad ticket is raised here
+        with self._at_head():
+            reader = self._client.do_get(ticket, self._forwarding)
+            schema = reader.schema  # the head's error for a bad ticket is raised here
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
-                for chunk in reader:
-                    yield chunk.data
+                with self._at_head():
+                    for chunk in reader:
+                        yield chunk.data
             finally:
                 reader.cancel()
 
@@ -158,7 +179,8 @@ class DataNodeServer(fl.FlightServerBase):
     def get_flight_info(
         self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor
     ) -> fl.FlightInfo:
-        return self._client.get_flight_info(descriptor, self._forwarding)
+        with self._at_head():
+            return self._client.get_flight_info(descriptor, self._forwarding)
 
     @guard
     def do_put(
@@ -181,8 +203,9 @@ class DataNodeServer(fl.FlightServerBase):
             return [fl.Result(pa.py_buffer(encode_json(self.renditions.describe(raw))))]
         if action.type == "node-status":
             return [fl.Result(pa.py_buffer(encode_json(self._status())))]
-        results = iter(self._client.do_action(action, self._forwarding))
-        first = next(results, None)  # the head's error is the call's
+        with self._at_head():
+            results = iter(self._client.do_action(action, self._forwarding))
+            first = next(results, None)  # the head's error is the call's
         return [] if first is None else itertools.chain((first,), results)
 
     def _status(self) -> dict[str, Any]:

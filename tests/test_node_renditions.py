@@ -65,6 +65,7 @@ class Plane:
     one_table: pa.Table
     parts: ArtifactInfo
     parts_table: pa.Table
+    head_proc: subprocess.Popen
 
     def url(self, info: ArtifactInfo, suffix: str) -> str:
         return f"{self.rest}/v1/artifacts/{info.artifact_id}/v/{info.version}/{suffix}"
@@ -119,7 +120,9 @@ def plane(tmp_path: Path, s3: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             tmp_path / "rest.err",
         )
         procs.append(rest)
-        yield Plane(location, node_location, seen["rest"], s3, one, one_table, parts, parts_table)
+        yield Plane(
+            location, node_location, seen["rest"], s3, one, one_table, parts, parts_table, head
+        )
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -228,6 +231,16 @@ def test_a_part_storage_that_does_not_answer_is_a_clean_error(plane: Plane) -> N
     with fl.connect(plane.node) as flight, pytest.raises(fl.FlightUnavailableError) as caught:
         list(flight.do_action(fl.Action("rendition-read", json.dumps(raw).encode())))
     assert "part storage" in str(caught.value) and "Traceback" not in str(caught.value)
+
+
+def test_a_node_whose_head_is_gone_says_so(plane: Plane) -> None:
+    url = plane.url(plane.one, "data.parquet")
+    assert httpx.get(url).status_code == 200
+    stop(plane.head_proc)
+    for where in (url, f"{plane.rest}/v1/artifacts/{plane.one.artifact_id}/v/1"):
+        refused = httpx.get(where)
+        assert refused.status_code == 503, refused.text
+        assert "head of this data node" in json.dumps(refused.json()["detail"])
 
 
 def test_the_store_keeps_shared_copies_with_their_version_and_recovery_sweeps_the_rest(
