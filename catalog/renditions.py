@@ -12,6 +12,8 @@ served like a file on an object store. Two formats:
   recovery removes one whose version is gone.
 
 Concurrent first requests of one rendition write it once (a lock per version).
+For data nodes, :meth:`Renditions.shared` copies a rendition into the part storage
+(:mod:`catalog.shared_renditions`), once, the same way.
 """
 
 from __future__ import annotations
