@@ -12,11 +12,12 @@ rendition URL can point at any node (``quiver rest --flight grpc://<node>``):
   checks the stored size against the head's, and reads the byte range itself from
   the part storage, as raw results of at most :data:`flight.renditions.CHUNK_BYTES`.
 
-A rendition whose bytes are missing or not of the head's size is refused before a
-byte is sent (``not_found`` when missing: its version went; ``unavailable`` when the
-size is wrong or the storage does not answer); a read that fails midway ends with a
-clean Flight error, never as a shorter stream. :class:`Served` counts what the
-node sent, for ``node-status``.
+A copy missing or not of the head's size when the node looks is asked for again (the
+head copies it again, or answers ``not_found``: its version went meanwhile); still
+missing, it is ``unavailable`` (the node does not read the storage its head writes to),
+as is a storage that does not answer. Nothing is sent before these checks; a read that
+fails midway ends with a clean Flight error, never as a shorter stream.
+:class:`Served` counts what the node sent, for ``node-status``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from catalog import PartStore, artifact_uri
 from flight.errors import guarded_iter, one_line
 from flight.protocol import load_json, parse_model
 from flight.renditions import CHUNK_BYTES, READ, RangeArg, RenditionArg, span_of
-from foundation import NotFound, Unavailable
+from foundation import Unavailable
 
 Ask = Callable[[str, dict[str, Any]], Any]
 """Runs an action on the head and answers its decoded JSON."""
@@ -88,8 +89,14 @@ class NodeRenditions:
         what = f"the {found['format']} rendition of {uri}"
         try:
             stored = self.parts.size(key)
+            if stored != size:  # changed since the head answered: it is asked again
+                self._shared(arg)  # its version went: the head's not_found; else copied again
+                stored = self.parts.size(key)
             if stored is None:
-                raise NotFound(f"{what} was removed")
+                raise Unavailable(
+                    f"{what} is not in the part storage this node reads ({self.parts.uri}), "
+                    "though its head wrote it there: is that storage shared with the head?"
+                )
             if stored != size:
                 raise Unavailable(f"{what} cannot be read: {stored} bytes stored, {size} expected")
             pieces = self.parts.read_range(key, start, end, CHUNK_BYTES)

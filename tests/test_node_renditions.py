@@ -207,6 +207,11 @@ def test_a_damaged_copy_is_copied_again_and_a_deleted_version_is_404(plane: Plan
     again = httpx.get(url)  # the head sees the copy is not its rendition, copies it again
     assert again.status_code == 200 and again.content == first.content
     assert plane.objects()[key] == len(first.content)
+    client.delete_object(Bucket=BUCKET, Key=key)  # gone: asked of the node itself
+    raw = {"artifact_id": plane.one.artifact_id, "version": 1, "offset": 4, "length": 1000}
+    with fl.connect(plane.node) as node:
+        results = node.do_action(fl.Action("rendition-read", json.dumps(raw).encode()))
+        assert b"".join(r.body.to_pybytes() for r in results) == first.content[4:1004]
     gone = httpx.delete(f"{plane.rest}/v1/artifacts/{plane.one.artifact_id}/v/1")
     assert gone.status_code == 200, gone.text
     for suffix in ("data.parquet", "data.arrow", "data"):
