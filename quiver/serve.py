@@ -17,9 +17,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from foundation import Settings
+
+if TYPE_CHECKING:
+    from rest import PromptServer
 
 REST_STOP_MARGIN_S = 2.0
 """Beyond uvicorn's graceful-shutdown timeout: its tick, cancelling, the app's lifespan end."""
@@ -28,7 +31,7 @@ REST_STOP_MARGIN_S = 2.0
 @dataclass
 class RestHandle:
     url: str
-    server: Any
+    server: PromptServer
     thread: threading.Thread
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -38,7 +41,7 @@ class RestHandle:
         ``settings.shutdown_timeout_s`` (``timeout_graceful_shutdown``), then
         cancels those still running (a client that stopped reading a stream).
         """
-        self.server.should_exit = True
+        self.server.exit()
         self.thread.join(timeout)
         if self.thread.is_alive():
             logging.getLogger("quiver").warning("the REST app did not stop in %.3g s", timeout)
@@ -64,7 +67,7 @@ def start_rest(settings: Settings, flight_uri: str) -> RestHandle:
     server at ``flight_uri``."""
     import uvicorn
 
-    from rest import app_from_settings
+    from rest import PromptServer, app_from_settings
 
     app = app_from_settings(settings, flight_uri=flight_uri)
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
@@ -75,7 +78,7 @@ def start_rest(settings: Settings, flight_uri: str) -> RestHandle:
         app, log_level=settings.log_level, timeout_graceful_shutdown=settings.shutdown_timeout_s
     )
     logging.getLogger("uvicorn.error").addFilter(_QUIET_CANCELLED)
-    server = uvicorn.Server(config)
+    server = PromptServer(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="quiver-rest", daemon=True
     )

@@ -8,5 +8,6 @@ validate, call the domain, and map errors once (``rest/errors.py``).
 from __future__ import annotations
 
 from rest.app import app_from_settings, create_app
+from rest.server import PromptServer
 
-__all__ = ["app_from_settings", "create_app"]
+__all__ = ["PromptServer", "app_from_settings", "create_app"]

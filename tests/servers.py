@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
+from rest import PromptServer
 
-class _Server(uvicorn.Server):
+
+class _Server(PromptServer):
     """uvicorn with a started event."""
 
     def __init__(self, config: uvicorn.Config) -> None:
@@ -40,7 +42,7 @@ def serve_asgi(
     port = server.servers[0].sockets[0].getsockname()[1]
 
     def stop() -> None:
-        server.should_exit = True
+        server.exit()
         thread.join(15)
 
     return f"http://127.0.0.1:{port}", stop
