@@ -70,8 +70,16 @@ STATUS_TEXT: dict[int, str] = {
 }
 
 
+def _error_content() -> dict[str, Any]:
+    """An error answer's body: the one :class:`ErrorBody`, which :func:`install` puts in
+    the document's components. A fresh dict each time: documents never share one."""
+    return {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+
+
 def _error(status: int) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": STATUS_TEXT[status]}
+    # A reference, not ``"model": ErrorBody``: FastAPI would build a validator per route and
+    # status for a body it never checks (only the document shows it), on every app build.
+    return {"description": STATUS_TEXT[status], "content": _error_content()}
 
 
 def raises(*kinds: type[QuiverError]) -> dict[int | str, dict[str, Any]]:
@@ -187,7 +195,7 @@ def _complete(doc: dict[str, Any], *, bearer: bool, body_limits: tuple[int, int]
         schemas[model.__name__] = found
     if bearer:
         doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    error = _error_content()
     for path, item in doc.get("paths", {}).items():
         for method, operation in item.items():
             if method not in METHODS:
