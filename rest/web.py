@@ -6,7 +6,7 @@ The API stays under ``/v1``; the UI is one more client of it. What this module a
   ``index.html``, so a reload or a shared link opens the same view.
 - Assets live under ``/ui/<build>/``, where ``<build>`` is a digest of every file of the UI:
   the URL changes whenever a file does, so they are cached as immutable; ``index.html`` is
-  never cached. Bodies are gzipped once, in memory, when the client accepts it.
+  never cached. A body is gzipped once, in memory, when a client first accepts it.
 - A strict Content-Security-Policy on every page: scripts, styles, fonts and connections
   only from this origin (WebSockets included), images also as ``data:`` URLs, no framing by
   other sites, no plugins, no inline script.
@@ -18,6 +18,7 @@ The API stays under ``/v1``; the UI is one more client of it. What this module a
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import hmac
@@ -67,9 +68,14 @@ PAGES = ("/", "/n/{path:path}", "/artifacts", "/artifacts/{path:path}", "/logs")
 @dataclass(frozen=True)
 class Asset:
     body: bytes
-    gzipped: bytes | None
     etag: str
     media_type: str
+
+    @functools.cached_property
+    def gzipped(self) -> bytes | None:
+        """The body gzipped, made on the first request that accepts it (an app starts
+        without compressing the whole UI); None for a small file, sent as it is."""
+        return gzip.compress(self.body, 6, mtime=0) if len(self.body) > 1024 else None
 
 
 def web_root() -> Path:
@@ -90,9 +96,8 @@ class Assets:
             rel = path.relative_to(root).as_posix()
             body = path.read_bytes()
             digest.update(rel.encode() + b"\0" + body)
-            packed = gzip.compress(body, 6, mtime=0) if len(body) > 1024 else None
             tag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-            self.files[rel] = Asset(body, packed, tag, kind)
+            self.files[rel] = Asset(body, tag, kind)
         self.build = digest.hexdigest()[:12]
         self.prefix = f"/ui/{self.build}/"
 
