@@ -12,6 +12,7 @@ from catalog.demo import demo_batch, write_demo_warehouse
 from catalog.dictionaries import has_dictionaries
 from catalog.hashing import ChunkedSha256, chunked_sha256
 from catalog.parts import PartInfo, PartStore, check_key
+from catalog.pruning import Predicate
 from catalog.records import (
     PROVISIONAL_PREFIX,
     ArtifactInfo,
@@ -24,7 +25,7 @@ from catalog.renditions import RENDITION_FORMATS, Rendition, ipc_stream_span
 from catalog.shared_renditions import SharedRendition
 from catalog.store import ArtifactStore
 from catalog.uris import ArtifactRef, NameRef, TableRef, artifact_uri, parse_uri, validate_name
-from catalog.warehouse import Predicate, ResolvedTable, Warehouses
+from catalog.warehouse import ResolvedTable, Warehouses
 
 __all__ = [
     "PROVISIONAL_PREFIX",
