@@ -9,7 +9,6 @@ version for its followers.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import uuid
 import weakref
@@ -19,12 +18,11 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from catalog.dictionaries import DictionaryUnifier, has_dictionaries
 from catalog.growing import GrowingFile
-from catalog.hashing import HashingFile
 from catalog.parts import PartInfo
 from catalog.records import ArtifactInfo
 from catalog.uris import artifact_uri
+from catalog.version_file import VersionFile
 from foundation import BuildFailed
 
 
@@ -111,17 +109,7 @@ class Build:
         self.error: BaseException | None = None
         self.info: ArtifactInfo | None = None
         self._cond = threading.Condition()
-        self._raw: HashingFile | None = None
-        self._sink: pa.NativeFile
-        if hash_content:
-            self._raw = HashingFile(tmp_path)
-            self._sink = pa.PythonFile(self._raw, mode="w")
-        else:
-            self._sink = pa.OSFile(str(tmp_path), "wb")
-        self._writer: pa.ipc.RecordBatchFileWriter | None = None
-        self._unify: DictionaryUnifier | None = None
-        self._sealed = False
-        self._digest: str | None = None
+        self._file = VersionFile(tmp_path, hash_content=hash_content)
         self._written = 0
         self._done = False
         self._schema_known = threading.Event()
@@ -148,28 +136,19 @@ class Build:
     # --- writer side -------------------------------------------------------
     def start(self, schema: pa.Schema) -> None:
         """Fix the schema before the first batch (followers learn it at once)."""
-        if self._writer is None:
+        if not self._file.started:
             self.schema = schema
-            options = None
-            if has_dictionaries(schema):
-                # Dictionaries may change between a stream's batches; the file keeps
-                # one per column, grown by deltas (followers read those as they come).
-                self._unify = DictionaryUnifier(schema)
-                options = pa.ipc.IpcWriteOptions(emit_dictionary_deltas=True)
-            self._writer = pa.ipc.new_file(self._sink, schema, options=options)
+            self._file.start(schema)
             self._schema_known.set()
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self._writer is None:
+        if not self._file.started:
             self.start(batch.schema)
-        assert self._writer is not None
-        if self._unify is not None:
-            batch = self._unify(batch)
-        self._writer.write_batch(batch)
+        written = self._file.write(batch)
         with self._cond:
             self.rows += batch.num_rows
             self.batches += 1
-            self._written = self._sink.tell()
+            self._written = written
             self._cond.notify_all()
 
     def write_reader(self, reader: pa.RecordBatchReader) -> None:
@@ -184,14 +163,7 @@ class Build:
         The digest covers the whole file as it will be published: magic,
         schema, every batch, footer. Idempotent; :meth:`publish` seals too.
         """
-        if self._writer is None:
-            raise RuntimeError("seal() before the schema was known")
-        if not self._sealed:
-            self._writer.close()
-            self._sealed = True
-            if self._raw is not None:
-                self._digest = self._raw.hasher.hexdigest()
-        return self._digest
+        return self._file.seal()
 
     def publish(
         self,
@@ -217,11 +189,8 @@ class Build:
             if existing is not None and self.ledger.verify(existing):
                 return self._deduplicate(existing)  # no fsync, no rename
         if self.durable or self.ledger.fsync_derived:
-            os.fsync(self._raw.fileno() if self._raw is not None else self._sink.fileno())
-        size = self._sink.tell()
-        self._sink.close()
-        if self._raw is not None:
-            self._raw.close()
+            self._file.fsync()
+        size = self._file.close()
         info = self.ledger.publish(self, size, provenance)
         if info.artifact_id != self.artifact_id or info.version != self.version:
             # Another build published the same provenance first; ours is gone.
@@ -248,7 +217,7 @@ class Build:
         transaction. ``provenance`` and deduplication as in :meth:`publish`. A part that is
         wrong fails the build (its parts deleted) and raises BuildFailed: never a ready
         row whose parts are missing. Not after :meth:`write`."""
-        if self._writer is not None:
+        if self._file.started:
             raise RuntimeError("publish_parts() of a build that wrote batches itself")
         if self.provisional and provenance is None:
             raise RuntimeError("a build with a provisional provenance needs provenance=")
@@ -306,16 +275,7 @@ class Build:
             self._cond.notify_all()
 
     def _close_quietly(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._writer is not None and not self._sealed:
-                self._sealed = True
-                self._writer.close()
-        with contextlib.suppress(Exception):
-            self._sink.close()
-        if self._raw is not None:
-            with contextlib.suppress(Exception):
-                self._raw.close()
-            self._raw.hasher.stop()
+        self._file.close_quietly()
 
     def abandon(self, error: BaseException) -> None:
         """End the build now while its writer may still be running in another thread.
