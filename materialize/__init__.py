@@ -11,7 +11,8 @@ build thread that does not stop).
 
 from __future__ import annotations
 
-from materialize.materializer import CANCEL_WAIT_S, Materializer, materialize
+from materialize.builds import CANCEL_WAIT_S
+from materialize.materializer import Materializer, materialize
 from materialize.plan import Plan
 from materialize.request import MaterializeRequest, MaterializeResult, Transform
 from materialize.threads import leave

@@ -5,14 +5,13 @@ provenance. A ready artifact with that provenance is a hit: no work. On a miss
 exactly one build runs per provenance (single flight, :mod:`materialize.flights`).
 The executor validates and starts in the caller's thread, so bad params fail
 the request itself; the batches are written in a build thread
-(:mod:`materialize.threads`), and any number of readers can follow the build as
+(:mod:`materialize.builds`), and any number of readers can follow the build as
 it grows.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -21,23 +20,18 @@ from typing import Any
 import pyarrow as pa
 
 from catalog import ArtifactInfo, ArtifactStore, Build, Warehouses, validate_name
-from executors import Registry, RunContext
+from executors import Registry
 from foundation import (
     BuildFailed,
     Conflict,
-    InvalidArgument,
     QuiverError,
     Settings,
     Unavailable,
 )
-from materialize.dask_builds import DaskBuilds
-from materialize.flights import Flights, InFlight
+from materialize.builds import Builds
+from materialize.flights import Flights
 from materialize.plan import Plan, Planner
 from materialize.request import MaterializeRequest, MaterializeResult, Transform
-from materialize.threads import BuildThreads
-from materialize.work import ReaderWork, Work
-
-log = logging.getLogger(__name__)
 
 
 def _hit_result(plan: Plan, info: ArtifactInfo) -> MaterializeResult:
@@ -71,9 +65,8 @@ class Materializer:
         )
         self._flights = Flights(settings)
         self._lock = self._flights.lock  # the one lock: the flights and the counters
-        self._threads = BuildThreads(settings.build_threads)
-        self._dask = DaskBuilds(settings, store)
         self.counters: dict[str, int] = {"hits": 0, "misses": 0, "builds_failed": 0}
+        self._builds = Builds(settings, store, self._flights, self.counters)
 
     # --- planning -----------------------------------------------------------
     def plan(self, request: MaterializeRequest, *, cached_only: bool = False) -> Plan:
@@ -221,7 +214,7 @@ class Materializer:
             if info is not None and leader:
                 return self._hit(plan, info)
             if leader:
-                return self._start_build(plan, request, flight)
+                return self._following(plan, self._builds.start(plan, request.name, flight))
             flight.ready.wait()
             if flight.build is not None:
                 return self._following(plan, flight.build)
@@ -229,89 +222,6 @@ class Materializer:
                 raise flight.error
             # The leader failed before building anything unexpected: try ourselves.
             continue
-
-    def _start_build(
-        self, plan: Plan, request: MaterializeRequest, flight: InFlight
-    ) -> MaterializeResult:
-        ctx = RunContext(self.settings)
-        try:
-            work: Work | None = self._dask.work(plan.executor, plan.inputs, plan.params, ctx)
-            if work is None:
-                work = ReaderWork(plan.executor.run(plan.inputs, plan.params, ctx))
-            previous = self.store.find_latest(plan.provenance)
-            build = self.store.begin_build(
-                provenance=plan.provenance,
-                executor=plan.executor.name,
-                params=plan.identity,
-                inputs=plan.versions,
-                artifact_id=previous.artifact_id if previous else None,
-            )
-            work.begin(build)
-        except BaseException as exc:
-            self._flights.forget(plan.provenance)
-            flight.error = exc
-            flight.ready.set()
-            if isinstance(exc, QuiverError):
-                raise
-            if isinstance(exc, pa.ArrowException | OSError):
-                raise InvalidArgument(
-                    f"{plan.executor.name} could not start: {str(exc).splitlines()[0]}"
-                ) from exc
-            raise
-        flight.build = build
-        flight.ctx = ctx
-        flight.ready.set()
-        try:
-            self._threads.submit(self._run_build, plan, build, work, request.name, ctx)
-        except RuntimeError:  # closed between the check and here
-            self._finish_failed(plan, build, Unavailable("the service is shutting down"))
-        return self._following(plan, build)
-
-    def _run_build(
-        self, plan: Plan, build: Build, work: Work, name: str | None, ctx: RunContext
-    ) -> None:
-        def published() -> None:
-            # Before waiters wake: the name already points at the result, and the
-            # build has left the in-flight table, so whoever they are finds the
-            # published artifact rather than a finished build.
-            if name is not None:
-                self.store.set_name(name, build.artifact_id, build.version)
-            self._forget(plan)
-
-        try:
-            if build.done:  # abandoned by close() while it waited for a thread
-                raise _cancelled(plan)
-            work.write(build, ctx)
-            if ctx.cancelled:  # the executor ended without noticing: still nothing is published
-                raise _cancelled(plan)
-            work.publish(build, published)
-        except BaseException as exc:  # recorded on the artifact
-            work.discard(build)
-            if ctx.cancelled and not isinstance(exc, QuiverError):
-                exc = _cancelled(plan)  # however the executor stopped, it was a cancel
-            self._finish_failed(plan, build, exc)
-        finally:
-            work.close()
-            ctx.finish()
-
-    def _forget(self, plan: Plan) -> None:
-        self._flights.forget(plan.provenance)
-
-    def _finish_failed(self, plan: Plan, build: Build, exc: BaseException) -> None:
-        if not isinstance(exc, QuiverError):
-            log.warning("build of %s failed", build.uri, exc_info=exc)
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        with self._lock:
-            self.counters["builds_failed"] += 1
-        if build.done:  # failed after publishing (e.g. in eviction), or abandoned by close()
-            if build.info is None:
-                build.fail(exc)  # abandoned: closes its file, changes nothing else
-            self._forget(plan)
-            return
-        build.fail(
-            BuildFailed(f"build of {build.uri} failed: {message}", detail=message),
-            before_notify=lambda: self._forget(plan),
-        )
 
     # --- reading ------------------------------------------------------------
     def open(self, result: MaterializeResult) -> pa.RecordBatchReader:
@@ -384,40 +294,9 @@ class Materializer:
         return self._flights.builds()
 
     def close(self, *, cancel: bool = False, timeout: float | None = None) -> None:
-        """Stop taking requests; let running builds finish (or cancel them), for a while.
-
-        Waits for the builds at most ``timeout`` seconds: by default as long as
-        they take, or :data:`CANCEL_WAIT_S` when cancelling. A build still
-        running then (its executor ignores the cancel) is abandoned: its row is
-        marked failed, its followers wake with that failure, and nothing it
-        writes later is ever published; its thread ends when the executor
-        returns (the ``quiver`` commands exit without waiting for it:
-        :func:`materialize.threads.leave`).
-        """
-        flights = self._flights.close()
-        self._threads.close()
-        if cancel:
-            for flight in flights:
-                if flight.ctx is not None:
-                    flight.ctx.cancel()
-        if timeout is None and cancel:
-            timeout = CANCEL_WAIT_S
-        deadline = None if timeout is None else time.monotonic() + timeout
-        builds = [f.build for f in flights if f.build is not None]
-        for build in builds:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            with contextlib.suppress(Exception):  # a failed build is over too
-                build.wait(left)
-        for build in builds:
-            if not build.done:
-                log.warning("build of %s did not stop; abandoning it", build.uri)
-                build.abandon(
-                    BuildFailed(f"build of {build.uri} was abandoned: it did not stop in time")
-                )
-
-
-CANCEL_WAIT_S = 5.0
-"""How long :meth:`Materializer.close` waits for cancelled builds to stop."""
+        """Stop taking requests; let running builds finish (or cancel them), for a while
+        (:meth:`Builds.close`: how long, and what becomes of a build that does not stop)."""
+        self._builds.close(cancel=cancel, timeout=timeout)
 
 
 USE_RECORDED_WITHIN_S = 60.0
@@ -435,11 +314,6 @@ def _plain_scan(uri: str, snapshot_id: int | None) -> MaterializeRequest:
 def _use_recorded(info: ArtifactInfo) -> bool:
     used = max(info.created_at or 0.0, info.last_read_at or 0.0)
     return time.time() - used < USE_RECORDED_WITHIN_S
-
-
-def _cancelled(plan: Plan) -> QuiverError:
-    name = plan.executor.name
-    return Unavailable(f"{name} build was cancelled", detail={"executor": name})
 
 
 def materialize(
