@@ -25,7 +25,7 @@ from catalog import (
     parse_uri,
     validate_name,
 )
-from catalog.registry import validate_alias
+from catalog.alias_records import validate_alias
 from catalog.tags import validate_tag_key
 from executors.scan import ScanExecutor, ScanParams
 from flight import PROVENANCE_HASH_PATTERN, check_provenance_hash
