@@ -30,12 +30,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flight import QuiverClient
-from foundation import Conflict, InvalidArgument, NotFound, QuiverError
+from foundation import Conflict, InvalidArgument, NotFound
 from notebooks.analysis import mount_inputs, provenance
 from notebooks.engines import Engines
 from notebooks.execution import FlightConfig, KernelProcess
 from notebooks.frames import status_payload
-from notebooks.model import CellResult, CellState, error_output, input_spec, markdown_output
+from notebooks.model import CellResult, CellState, error_output, markdown_output
+from notebooks.reuse import cached_result, cell_inputs, upstream_needs
 from notebooks.session import Session
 from notebooks.workers import Workers
 
@@ -123,12 +124,12 @@ class Runner:
     def input_specs(self, cell_id: str) -> dict[str, dict[str, Any]]:
         """How a kernel would load each input of ``cell_id`` now (from the last results of
         its upstream cells): name -> input spec (``outputs.input_spec``)."""
-        return self._inputs(self._cell(cell_id))[0]
+        return cell_inputs(self.session, self._cell(cell_id))[0]
 
     def plan(self, cell_id: str) -> list[str]:
         """Cells a ``normal`` run of ``cell_id`` would execute, in order, the target last."""
         cell = self._cell(cell_id)
-        return [*self._upstream_needs(cell.id), cell.id]
+        return [*upstream_needs(self.session, self.engines, cell.id), cell.id]
 
     def execute(self, cell_id: str, mode: str = "normal", plan_id: str | None = None) -> dict:
         """Run one cell (with its cascade); the API.md §5 result. Blocks until done."""
@@ -232,45 +233,9 @@ class Runner:
             raise NotFound("Cell not found")
         return cell
 
-    def _upstream_needs(self, cell_id: str) -> list[str]:
-        """Ancestors of ``cell_id`` that must run (not ready, no result, or held by a dead
-        kernel), in topological order."""
-        d = self.session.derived
-        ancestors: set[str] = set()
-        todo = list(d.dag.upstream.get(cell_id, ()))
-        while todo:
-            cid = todo.pop()
-            if cid not in ancestors:
-                ancestors.add(cid)
-                todo.extend(d.dag.upstream.get(cid, ()))
-        order = d.dag.topological_order or tuple(c.id for c in d.cells)
-        needs = []
-        for cid in order:
-            if cid not in ancestors:
-                continue
-            cell = d.cell(cid)
-            if cell is None or cell.entry.language == "markdown":
-                continue
-            st = d.staleness[cid]
-            result = d.results.get(cid)
-            if (
-                st.status != "ready"
-                or result is None
-                or result.provenance_hash != st.provenance_hash
-                or not self._memory_alive(result)
-            ):
-                needs.append(cid)
-        return needs
-
-    def _memory_alive(self, result: CellResult) -> bool:
-        if not any(v.get("kind") == "memory" for v in result.variables.values()):
-            return True
-        engines = self.engines
-        return engines.kernel_alive and result.kernel == engines.kernel_id
-
     def _execute(self, cell_id: str, mode: str, plan_id: str | None) -> dict:
         target = self._cell(cell_id)
-        steps = [] if mode == "force" else self._upstream_needs(cell_id)
+        steps = [] if mode == "force" else upstream_needs(self.session, self.engines, cell_id)
         plan_id = plan_id or uuid.uuid4().hex[:8]
         total = len(steps) + 1
         self.session.queued = frozenset([*steps, cell_id])
@@ -320,7 +285,7 @@ class Runner:
             result = CellResult(cell.id, cell.source_hash, "ready", execution_method="rendered")
             result.displays = [markdown_output(cell.source)]
             return result
-        specs, consumed = self._inputs(cell)
+        specs, consumed = cell_inputs(session, cell)
         mounted = session.mount_fingerprints(cell, fresh=True)
         consumed.update(mount_inputs(mounted))
         use_cache = use_cache and "rw" not in mounted.values()  # rw mounts: never cached
@@ -336,7 +301,7 @@ class Runner:
         self.current = cell.id
         if use_cache and cell.entry.language != "prompt":  # prompts cache by model too
             started = time.perf_counter()
-            cached = self._cached(cell.id, prov)
+            cached = cached_result(session, self.engines, self.client, cell.id, prov)
             if cached is not None:
                 cached.duration_ms = round((time.perf_counter() - started) * 1000, 3)
                 session.record_result(cached, source_hash)
@@ -385,44 +350,3 @@ class Runner:
         for other, view in after.items():
             if other != cid and before.get(other) != view:
                 self._hold("cell_status", status_payload(session, other))
-
-    def _cached(self, cell_id: str, prov: str) -> CellResult | None:
-        result = self.session.results.get(cell_id)
-        if result is None or result.provenance_hash != prov or result.status != "ready":
-            result = self.session.result_store.get(prov)
-        if result is None or result.status != "ready" or result.cell_id != cell_id:
-            return None
-        if not self._memory_alive(result):
-            return None
-        for uri in result.artifact_uris.values():
-            try:
-                if self.client.status(uri).get("state") not in ("ready", "superseded"):
-                    return None
-            except QuiverError:
-                return None
-        return CellResult(**{**result.__dict__, "execution_method": "cached", "cache_hit": True})
-
-    def _inputs(self, cell: CellState) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-        """Input specs by variable, and upstream cell id -> provenance hash of the result used.
-
-        The result used is each upstream cell's last finished run: after a
-        cascade that is its current one; under ``force`` it may be older, and
-        the target's provenance then says so (it stays stale).
-        """
-        d = self.session.derived
-        specs: dict[str, dict[str, Any]] = {}
-        consumed: dict[str, str] = {}
-        for up in d.dag.upstream.get(cell.id, ()):
-            producer = d.results.get(up)
-            ok = producer is not None and producer.status == "ready"
-            consumed[up] = producer.provenance_hash if ok and producer is not None else ""
-        for edge in d.dag.edges:
-            if edge.to_cell_id != cell.id or not edge.variable:
-                continue
-            producer = d.results.get(edge.from_cell_id)
-            if producer is None or producer.status != "ready":
-                continue
-            var = producer.variables.get(edge.variable)
-            if var is not None:
-                specs[edge.variable] = input_spec(var, producer.provenance_hash)
-        return specs, consumed
