@@ -95,7 +95,7 @@ def test_a_notebook_upload_shows_in_its_inputs_dependents(server, client) -> Non
     upstream = put(client, pa.table({"x": [1, 2, 3]}), {"cell_id": "a"})
     named = put(client, pa.table({"x": [4]}), {"cell_id": "b"})
     act(client, "name-set", {"name": "nb/b", "artifact_uri": named["artifact_uri"]})
-    # what a notebook kernel sends (notebooks/runner.py put_metadata + the variable)
+    # what a notebook kernel sends (notebooks/engines.py put_metadata + the variable)
     meta = {
         "notebook_id": "nb1",
         "cell_id": "c",
