@@ -20,7 +20,7 @@ from foundation import Settings, __version__
 from rest import errors, openapi
 from rest.artifacts import artifacts_router
 from rest.core import core_router
-from rest.fastpath import MaterializeFastPath
+from rest.fastpath import MaterializeFastPath, RenditionFastPath
 from rest.link import FlightLink
 from rest.logs import LogRing, logs_router
 from rest.mcp import McpEndpoint
@@ -67,7 +67,7 @@ def with_middleware(
     app: ASGIApp, settings: Settings, metrics: Metrics, link: FlightLink | None = None
 ) -> ASGIApp:
     """Outermost first: request id, metrics, bearer auth, body limit (and, given the
-    Flight link, the fast path of ``POST /v1/materialize``).
+    Flight link, the fast paths of ``POST /v1/materialize`` and of the renditions).
 
     They wrap the FastAPI app from outside (not ``add_middleware``) so that even
     the 500s of Starlette's outermost error middleware get an ``X-Request-ID``
@@ -75,7 +75,7 @@ def with_middleware(
     """
     token = settings.token.get_secret_value() if settings.token is not None else None
     if link is not None:
-        app = MaterializeFastPath(app, link, metrics)
+        app = RenditionFastPath(MaterializeFastPath(app, link, metrics), link.renditions)
     inner = BodyLimit(app, settings.rest_max_body_bytes, settings.rest_max_request_bytes)
     return RequestId(MetricsMiddleware(BearerAuth(inner, token), metrics))
 

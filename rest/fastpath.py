@@ -1,20 +1,25 @@
-"""``POST /v1/materialize`` answered before FastAPI's routing: the hottest route.
+"""The hottest routes answered before FastAPI's routing: ``POST /v1/materialize`` and
+``GET``/``HEAD`` of an artifact's file renditions (``data.parquet``, ``data.arrow``).
 
 A cache hit takes well under a millisecond in the server; FastAPI's layers
 (routing, body parsing, dependency solving, exception middleware) cost about as
 much again. :class:`MaterializeFastPath` runs the same :func:`materialize_response`
 on a body ``MaterializeRequest`` accepts and maps errors with the app's own
 handlers; anything else goes to the FastAPI app unchanged (the body replayed), so
-422s, OpenAPI and docs stay FastAPI's.
+422s, OpenAPI and docs stay FastAPI's. :class:`RenditionFastPath` does the same for
+the renditions, which an engine reading by URL asks for several times per file.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import ValidationError
+from starlette.datastructures import Headers
 
 from flight import MaterializeRequest, check_command_size
 from foundation import QuiverError
@@ -23,6 +28,7 @@ from rest.core import materialize_response
 from rest.link import FlightLink
 from rest.metrics import Metrics
 from rest.middleware import ASGIApp, Message, Receive, Scope, Send
+from rest.renditions import RenditionResponder
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +149,53 @@ def _replay(raw: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": raw, "more_body": False}
 
     return replay
+
+
+_RENDITION = re.compile(r"^/v1/artifacts/([^/]+)/v/(\d+)/data\.(parquet|arrow)$")
+_FORMATS = {"parquet": "parquet", "arrow": "arrow-file"}
+
+
+class RenditionFastPath:
+    """``GET``/``HEAD`` of ``/v1/artifacts/{id}/v/{n}/data.parquet`` and ``data.arrow``
+    answered before FastAPI's routing and dependency machinery.
+
+    An engine reading by URL asks for the footer first and waits for it, then for the
+    row groups in parallel: five requests for one file, each paying FastAPI's layers
+    (more server CPU than the lookups of the rendition itself). The same
+    :meth:`RenditionResponder.respond_async` the route calls, with the same error
+    mapping; the FastAPI routes stay for OpenAPI and any other method.
+    """
+
+    ROUTES: ClassVar[dict[str, _Route]] = {
+        suffix: _Route(f"/v1/artifacts/{{artifact_id}}/v/{{version}}/data.{suffix}")
+        for suffix in _FORMATS
+    }
+
+    def __init__(self, app: ASGIApp, responder: RenditionResponder) -> None:
+        self.app = app
+        self.responder = responder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = None
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            found = _RENDITION.match(scope["path"])
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        artifact_id, version, suffix = found.group(1), int(found.group(2)), found.group(3)
+        scope["route"] = self.ROUTES[suffix]
+        response: Response
+        try:
+            response = await self.responder.respond_async(
+                scope["method"],
+                Headers(scope=scope),
+                artifact_id,
+                version,
+                _FORMATS[suffix],
+                filename=f"{artifact_id}-v{version}.{suffix}",
+            )
+        except QuiverError as exc:
+            response = errors.quiver_error_response(exc)
+        except Exception as exc:
+            response = errors.unexpected_response(scope["method"], scope["path"], exc)
+        await response(scope, receive, send)
