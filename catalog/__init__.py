@@ -13,6 +13,7 @@ from catalog.dictionaries import has_dictionaries
 from catalog.hashing import ChunkedSha256, chunked_sha256
 from catalog.parts import PartInfo, PartStore, check_key
 from catalog.pruning import Predicate
+from catalog.reads import ReadLease
 from catalog.records import (
     PROVISIONAL_PREFIX,
     ArtifactInfo,
@@ -42,6 +43,7 @@ __all__ = [
     "PartInfo",
     "PartStore",
     "Predicate",
+    "ReadLease",
     "Registry",
     "Rendition",
     "ResolvedTable",

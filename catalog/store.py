@@ -50,7 +50,7 @@ from catalog.names import Names
 from catalog.partitioned import Parts
 from catalog.parts import PartInfo, PartStore
 from catalog.publish import Publisher
-from catalog.reads import Leases, Reads
+from catalog.reads import Leases, ReadLease, Reads
 from catalog.records import ArtifactInfo, InputVersion, NameInfo
 from catalog.recovery import ORPHAN_PARTS_GRACE_S, recover
 from catalog.renditions import Renditions
@@ -277,6 +277,11 @@ class ArtifactStore:
         """Stream batches ``[start, stop)`` of a ready artifact, memory-mapped, zero-copy;
         leased (never evicted) until the reader is exhausted or closed."""
         return self._reads.open(artifact_id, version, start=start, stop=stop)
+
+    def lease(self, artifact_id: str, version: int) -> ReadLease:
+        """Keep a version from gc and eviction until the lease is released: for a reader
+        of a file kept beside it (a rendition), which needs no batch reader opened."""
+        return self._leases.take(artifact_id, version)
 
     def read_small(self, artifact_id: str, version: int, max_bytes: int) -> pa.Table | None:
         """A ready one-file version of at most ``max_bytes``, whole in memory; None when it
