@@ -46,13 +46,21 @@ def table(rows: int = ROWS) -> pa.Table:
 
 
 class BytesSent:
-    """ASGI wrapper counting the body bytes the app sends."""
+    """ASGI wrapper counting the body bytes the app sends, and noting the threads it runs
+    on (uvicorn's event loop) for :meth:`cpu_s`."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.sent = 0
+        self.threads: set[int] = set()
+
+    def cpu_s(self) -> float:
+        """CPU seconds the app's threads have used so far (kernel time of the copies too)."""
+        return sum(time.clock_gettime(time.pthread_getcpuclockid(t)) for t in self.threads)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.threads.add(threading.get_ident())
+
         async def counted(message: Any) -> None:
             if message["type"] == "http.response.body":
                 self.sent += len(message.get("body", b""))
@@ -90,17 +98,29 @@ def setup(root: Path) -> Iterator[Setup]:
         server.close()
 
 
+@dataclass
+class Floor:
+    url: str
+    cpu: list[float]
+    """CPU seconds its connection threads used answering requests (one entry each)."""
+
+    def cpu_s(self) -> float:
+        return sum(self.cpu)
+
+
 @contextlib.contextmanager
-def sendfile_server(path: Path) -> Iterator[str]:
+def sendfile_server(path: Path) -> Iterator[Floor]:
     """The floor: a minimal HTTP/1.1 server of one file with ``Range`` support, a thread per
     connection and ``os.sendfile`` (no event loop, no framework, no copy through Python).
     What polars's HTTP reading costs here whoever serves the bytes; its URL."""
     size = path.stat().st_size
     listener = socket.create_server(("127.0.0.1", 0))
+    cpu: list[float] = []
 
     def answer(conn: socket.socket) -> None:
         fd = os.open(path, os.O_RDONLY)
         lines = conn.makefile("rb")
+        mark = time.thread_time()
         with conn, contextlib.suppress(OSError):
             while request := lines.readline():
                 headers = {}
@@ -118,6 +138,9 @@ def sendfile_server(path: Path) -> Iterator[str]:
                 )
                 while start < end and not request.startswith(b"HEAD"):
                     start += os.sendfile(conn.fileno(), fd, start, end - start)
+                now = time.thread_time()
+                cpu.append(now - mark)
+                mark = now
         os.close(fd)
 
     def accept() -> None:
@@ -128,7 +151,7 @@ def sendfile_server(path: Path) -> Iterator[str]:
 
     threading.Thread(target=accept, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/{path.name}"
+        yield Floor(f"http://127.0.0.1:{listener.getsockname()[1]}/{path.name}", cpu)
     finally:
         listener.close()
 
