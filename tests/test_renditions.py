@@ -17,6 +17,8 @@ import pytest
 from flight import connect
 from foundation import InvalidArgument
 from tests.fixtures_rest import Rest
+from tests.polling import wait_until
+from tests.servers import stalled_get
 
 ROWS = 300_000
 
@@ -241,3 +243,27 @@ def test_data_stream_is_the_stored_stream_forwarded(rest: Rest) -> None:
     assert found["stream_offset"] == 8
     assert found["size"] > found["stream_length"] > 0
     assert rest.flight.core.store.readers(aid, v) == 0
+
+
+BIG_BYTES = 64 * 2**20
+"""Far more than a stalled client's receive buffer and the server's send buffers hold, so
+a read of it cannot end while the client stalls."""
+
+
+def test_a_read_holds_the_lease_and_a_client_that_leaves_ends_it(rest: Rest) -> None:
+    # The renditions are answered before FastAPI's routing (rest.fastpath): the read
+    # still holds the version's lease, and lets it go when its client leaves.
+    assert rest.flight is not None
+    store = rest.flight.core.store
+    rows = np.random.default_rng(3).integers(0, 2**62, BIG_BYTES // 8)
+    aid, v = put(rest, pa.table({"x": rows}))
+    path = paths(aid, v)["arrow"]
+    assert rest.http.head(path).status_code == 200
+    for _ in range(2):
+        sock = stalled_get(rest.url, path)
+        try:
+            assert store.readers(aid, v) == 1  # mid-read: gc and eviction leave the version
+        finally:
+            sock.close()
+        assert wait_until(lambda: store.readers(aid, v) == 0)
+    assert rest.http.get(path, headers={"Range": "bytes=0-3"}).content == b"ARROW1"[:4]
