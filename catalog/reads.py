@@ -208,6 +208,17 @@ class Reads:
         finally:
             lease.release()
 
+    def lease(self, artifact_id: str, version: int) -> ReadLease:
+        """The lease :meth:`open` holds, with the same checks and the read noted, but no
+        batch reader opened: for a reader of a file kept beside the version (a rendition)."""
+        lease = self.leases.take(artifact_id, version)
+        try:
+            self._readable(artifact_id, version)
+        except BaseException:
+            lease.release()
+            raise
+        return lease
+
     def open(
         self, artifact_id: str, version: int, *, start: int = 0, stop: int | None = None
     ) -> pa.RecordBatchReader:

@@ -279,9 +279,10 @@ class ArtifactStore:
         return self._reads.open(artifact_id, version, start=start, stop=stop)
 
     def lease(self, artifact_id: str, version: int) -> ReadLease:
-        """Keep a version from gc and eviction until the lease is released: for a reader
-        of a file kept beside it (a rendition), which needs no batch reader opened."""
-        return self._leases.take(artifact_id, version)
+        """Keep a ready version from gc and eviction until the lease is released, its read
+        noted as :meth:`open` does: for a reader of a file kept beside it (a rendition),
+        which needs no batch reader opened."""
+        return self._reads.lease(artifact_id, version)
 
     def read_small(self, artifact_id: str, version: int, max_bytes: int) -> pa.Table | None:
         """A ready one-file version of at most ``max_bytes``, whole in memory; None when it

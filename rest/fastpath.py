@@ -151,7 +151,8 @@ def _replay(raw: bytes, receive: Receive) -> Receive:
     return replay
 
 
-_RENDITION = re.compile(r"^/v1/artifacts/([^/]+)/v/(\d+)/data\.(parquet|arrow)$")
+_RENDITION = re.compile(r"^/v1/artifacts/([^/]+)/v/([0-9]{1,18})/data\.(parquet|arrow)$")
+"""The rendition routes' paths (a version FastAPI would refuse, e.g. too long, goes on to it)."""
 _FORMATS = {"parquet": "parquet", "arrow": "arrow-file"}
 
 

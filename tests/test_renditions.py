@@ -141,6 +141,15 @@ def test_missing_unready_and_unknown(rest: Rest) -> None:
     assert rest.http.head(f"/v1/artifacts/{aid}/v/{v + 5}/data.arrow").status_code == 404
     bad = rest.http.get(f"/v1/artifacts/{aid}/v/{v}/data", params={"format": "xml"})
     assert bad.status_code == 400 and "xml" in bad.json()["detail"]
+    unknown = rest.http.get(f"/v1/artifacts/no-such-{aid}/v/{v}/data.parquet")
+    assert unknown.status_code in (400, 404) and unknown.json()["detail"]
+    assert rest.http.post(f"/v1/artifacts/{aid}/v/{v}/data.parquet").status_code == 405
+    # Answered before FastAPI's routing, still counted under the route's template
+    assert rest.http.get(f"/v1/artifacts/{aid}/v/{v}/data.parquet").status_code == 200
+    route = "/v1/artifacts/{artifact_id}/v/{version}/data.parquet"
+    text = rest.http.get("/metrics/prometheus").text
+    assert f'quiver_http_requests_total{{method="GET",route="{route}",status="404"}}' in text
+    assert f'quiver_http_requests_total{{method="GET",route="{route}",status="200"}}' in text
 
 
 def test_rendition_written_once_beside_the_artifact_and_evicted_with_it(rest: Rest) -> None:
