@@ -148,7 +148,7 @@ def app_from_settings(settings: Settings, *, flight_uri: str) -> ASGIApp:
         upload_router(link),
     ]
     mcp_route = APIRouter()  # before the web UI's routes, which take the rest of the paths
-    mcp_route.add_route("/mcp", mcp.asgi, include_in_schema=False)
+    mcp_route.add_route("/mcp", mcp, include_in_schema=False)
     app = create_app(
         [
             *routers,

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +30,35 @@ def _client(url: str, http: httpx2.AsyncClient) -> Client:
 
 def _answer(result: Any) -> dict[str, Any]:
     return json.loads(result.content[0].text)
+
+
+# A process of its own: this test module imports ``mcp`` itself.
+_LAZY = """
+import sys
+from starlette.testclient import TestClient
+from foundation import Settings
+from rest import app_from_settings
+
+app = app_from_settings(Settings(data_dir=sys.argv[1]), flight_uri="grpc://127.0.0.1:9")
+with TestClient(app) as http:
+    assert http.get("/health").status_code == 200
+    assert http.get("/openapi.json").status_code == 200
+    print("before", "mcp" in sys.modules)
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    accept = {"Accept": "application/json, text/event-stream"}
+    r = http.post("/mcp", json=ping, headers=accept)
+    print("after", "mcp" in sys.modules, r.status_code, r.text.count('"id":1'))
+"""
+
+
+def test_mcp_is_loaded_by_its_first_request(tmp_path: Path) -> None:
+    """An app that serves no MCP request never imports ``mcp``; the first request does,
+    and gets its answer."""
+    run = subprocess.run(
+        [sys.executable, "-c", _LAZY, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[:2] == ["before False", "after True 200 1"], run.stdout
 
 
 def test_mcp_needs_the_token(make_rest: Callable[..., Rest]) -> None:
