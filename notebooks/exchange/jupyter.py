@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import tomlkit
 
 from foundation import Conflict, InvalidArgument
@@ -76,6 +75,8 @@ def _parse(data: bytes) -> Any:
         raise InvalidArgument("not a Jupyter notebook: the JSON has no 'cells' list")
     if not isinstance(raw.get("nbformat"), int):
         raise InvalidArgument("not a Jupyter notebook: no integer 'nbformat' version")
+    import nbformat  # with jsonschema, a slow import only an import of a notebook needs
+
     try:
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)

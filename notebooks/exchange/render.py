@@ -10,16 +10,13 @@ HTML outputs (shown as text).
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
-
-from markdown_it import MarkdownIt
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import PythonLexer, SqlLexer
 
 from notebooks.exchange.export import Picture
 
@@ -131,13 +128,37 @@ def markdown(pic: Picture, *, app_view: bool = False) -> Iterator[str]:
 
 # -- HTML ---------------------------------------------------------------------------------------
 
-_MD = MarkdownIt("commonmark", {"html": False})  # raw HTML in Markdown is shown, never run
-_FORMATTER = HtmlFormatter(noclasses=True, nowrap=False)
-_PY, _SQL = PythonLexer(), SqlLexer()
+
+@dataclass(frozen=True)
+class _Html:
+    """The Markdown renderer and the highlighters of the HTML page."""
+
+    markdown: Callable[[str], str]
+    python: Callable[[str], str]
+    sql: Callable[[str], str]
+
+
+@functools.cache
+def _html() -> _Html:
+    """Built on the first HTML export: markdown-it and pygments are a slow import that
+    most processes never need."""
+    from markdown_it import MarkdownIt
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer, SqlLexer
+
+    md = MarkdownIt("commonmark", {"html": False})  # raw HTML in Markdown is shown, never run
+    formatter = HtmlFormatter(noclasses=True, nowrap=False)
+    py, sql = PythonLexer(), SqlLexer()
+    return _Html(
+        md.render,
+        lambda source: highlight(source, py, formatter),
+        lambda source: highlight(source, sql, formatter),
+    )
 
 
 def _safe_markdown(text: str) -> str:
-    out = _MD.render(text)
+    out = _html().markdown(text)
     # an image in user Markdown may not make the page fetch anything
     return re.sub(r'src="(?!data:image/(?:png|gif|jpeg);base64,)[^"]*"', 'src=""', out)
 
@@ -185,8 +206,9 @@ def html_page(pic: Picture, *, app_view: bool = False) -> Iterator[str]:
             continue
         parts = [f'<div class="cell code" id="cell-{cid}">']
         if not app_view:
-            lexer = _SQL if row["language"] == "sql" else _PY
-            parts.append(highlight(row["source"], lexer, _FORMATTER))
+            tools = _html()
+            highlighted = tools.sql if row["language"] == "sql" else tools.python
+            parts.append(highlighted(row["source"]))
         stdout, stderr, displays, error = _cell_outputs(row)
         if stdout:
             parts.append(f'<pre class="stdout">{html.escape(_clip(stdout))}</pre>')
