@@ -6,17 +6,19 @@ writes, qualified names (``db.t``, catalog tables) and table functions
 (``read_parquet(...)``) are not variables. It defines one variable: the one
 named by ``-- @name <var>`` in its leading comments, else ``sql_<cell id>``
 (non-identifier characters of the id become ``_``).
+
+sqlglot is imported by the first SQL cell analysed, not with the package: it is
+a slow import that a process without SQL cells never needs.
 """
 
 from __future__ import annotations
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
+from typing import TYPE_CHECKING
 
 from notebooks.analysis.cells import CellAnalysis, Diagnostic, parse_annotations
 
-_WRITES = (exp.Create, exp.Insert, exp.Update, exp.Delete, exp.Drop, exp.Merge)
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 
 def default_sql_name(cell_id: str) -> str:
@@ -25,7 +27,9 @@ def default_sql_name(cell_id: str) -> str:
 
 
 def _written_tables(stmt: exp.Expression) -> set[int]:
-    if not isinstance(stmt, _WRITES):
+    from sqlglot import exp
+
+    if not isinstance(stmt, (exp.Create, exp.Insert, exp.Update, exp.Delete, exp.Drop, exp.Merge)):
         return set()
     target = stmt.this
     if isinstance(target, exp.Schema):
@@ -34,6 +38,8 @@ def _written_tables(stmt: exp.Expression) -> set[int]:
 
 
 def tables_read(statements: list[exp.Expression | None]) -> list[str]:
+    from sqlglot import exp
+
     names: dict[str, None] = {}
     for stmt in statements:
         if stmt is None:
@@ -53,6 +59,9 @@ def tables_read(statements: list[exp.Expression | None]) -> list[str]:
 
 
 def analyse_sql(source: str, cell_id: str) -> CellAnalysis:
+    import sqlglot
+    from sqlglot.errors import ParseError, TokenError
+
     annotations, diags = parse_annotations(source, "--")
     try:
         statements = sqlglot.parse(source, read="duckdb")

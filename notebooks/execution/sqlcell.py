@@ -18,10 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
-
 from flight import QuiverClient
 from foundation import QuiverError, Unavailable
 from notebooks.model import clip
@@ -52,6 +48,10 @@ def rewrite(source: str, tables: Mapping[str, str | None]) -> Rewritten:
     Raises :class:`SqlCellError` for a parse error, several statements, or
     an upstream variable that is not a table.
     """
+    import sqlglot  # here, not with the module: a slow import only SQL cells need
+    from sqlglot import exp
+    from sqlglot.errors import ParseError, TokenError
+
     try:
         statements = [s for s in sqlglot.parse(source, read="duckdb") if s is not None]
     except (ParseError, TokenError) as exc:
