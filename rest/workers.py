@@ -70,9 +70,11 @@ def workers_router(
     settings: Settings,
     workers: Workers,
     changed: Callable[[Session], None],
+    *,
+    router: APIRouter | None = None,
 ) -> APIRouter:
     """The routes; ``changed(session)`` tells the session's sockets its state moved."""
-    router = APIRouter()
+    router = router if router is not None else APIRouter()
     service = settings.deployment_mode == "service"
 
     def catalog(session: Session, *, refresh: bool = False) -> dict[str, Any]:
