@@ -128,9 +128,16 @@ def _response(request: Request, asset: Asset, cache: str, body: bytes | None = N
     return Response(body, media_type=asset.media_type, headers=headers)
 
 
+@functools.cache
+def assets_at(root: Path) -> Assets:
+    """The UI's files under ``root``, read once per process: every app built in it (a test
+    run builds hundreds) serves the same bytes, and shares their gzipped copies."""
+    return Assets(root)
+
+
 def web_router(settings: Settings, root: Path | None = None) -> APIRouter:
     """The UI's routes; none of them is in the OpenAPI document (they are not the API)."""
-    assets = Assets(root or web_root())
+    assets = assets_at(root or web_root())
     token = settings.token.get_secret_value() if settings.token is not None else None
     cookie = web_credential(token) if token is not None else None
     router = APIRouter(include_in_schema=False)
