@@ -106,7 +106,7 @@ def notebook_routes(
     hub = Hub()
     ai = ai_routes(manager, settings, executions, hub)
     router = notebook_router(
-        manager, settings, executions=executions, hub=hub, ws_extra=ai.ws, extra=ai.routers
+        manager, settings, executions=executions, hub=hub, ws_extra=ai.ws, extra=ai.routes
     )
 
     def close() -> None:

@@ -65,26 +65,28 @@ def agent_parts(
     hub: Hub,
     agents: Agents,
     tools: NotebookTools,
-) -> tuple[APIRouter, dict[str, Handler]]:
-    router = APIRouter()
+) -> tuple[Callable[[APIRouter], None], dict[str, Handler]]:
+    """The agent's routes (declared on the router given: the notebook router) and its
+    WebSocket handlers."""
 
-    @router.post("/{session_id}/ai/agent", responses=raises(NotFound, Unavailable, Conflict))
-    def start_agent(session_id: str, body: AgentBody) -> dict[str, Any]:
-        """Start the notebook's agent; progress goes over the WebSocket. 409: one is running."""
-        session = manager.get(session_id)
-        config = ai_config(settings, session)
-        job = agents.start(
-            session, config, tools, agent_emitter(hub, session), body.message,
-            auto_approve=body.auto_approve,
-        )  # fmt: skip
-        return {"job_id": job.id, "status": "started"}
+    def routes(router: APIRouter) -> None:
+        @router.post("/{session_id}/ai/agent", responses=raises(NotFound, Unavailable, Conflict))
+        def start_agent(session_id: str, body: AgentBody) -> dict[str, Any]:
+            """Start the notebook's agent; progress goes over the WebSocket. 409: one is running."""
+            session = manager.get(session_id)
+            config = ai_config(settings, session)
+            job = agents.start(
+                session, config, tools, agent_emitter(hub, session), body.message,
+                auto_approve=body.auto_approve,
+            )  # fmt: skip
+            return {"job_id": job.id, "status": "started"}
 
-    @router.post("/{session_id}/ai/agent/reset", responses=raises(NotFound))
-    def reset_agent(session_id: str) -> dict[str, Any]:
-        """Cancel the notebook's agent, if one runs."""
-        session = manager.get(session_id)
-        agents.reset(session.id)
-        return {"status": "ok"}
+        @router.post("/{session_id}/ai/agent/reset", responses=raises(NotFound))
+        def reset_agent(session_id: str) -> dict[str, Any]:
+            """Cancel the notebook's agent, if one runs."""
+            session = manager.get(session_id)
+            agents.reset(session.id)
+            return {"status": "ok"}
 
     def confirm(talk: Conversation, payload: dict[str, Any]) -> None:
         job = agents.get(talk.session.id)
@@ -92,4 +94,4 @@ def agent_parts(
         if job is None or not job.resolve(request_id, bool(payload.get("approved"))):
             talk.error("No agent confirmation is pending with that request_id")
 
-    return router, {"agent_confirm_response": confirm}
+    return routes, {"agent_confirm_response": confirm}

@@ -99,8 +99,11 @@ class EventStream(Response):
             group.start_soon(listen, group.cancel_scope)
 
 
-def notebook_ai_router(manager: NotebookManager, settings: Settings) -> APIRouter:
-    router = APIRouter()
+def notebook_ai_router(
+    manager: NotebookManager, settings: Settings, *, router: APIRouter | None = None
+) -> APIRouter:
+    """The assistant's chat routes, declared on ``router`` (the notebook router) if given."""
+    router = router if router is not None else APIRouter()
 
     @router.get("/{session_id}/ai/status", responses=raises(NotFound))
     def get_status(session_id: str) -> dict[str, Any]:
@@ -146,10 +149,10 @@ def notebook_ai_router(manager: NotebookManager, settings: Settings) -> APIRoute
 
 @dataclass
 class AIParts:
-    """What the assistant adds to the app: notebook routes, WebSocket handlers, its tools
-    (for MCP), and what stops its agents."""
+    """What the assistant adds to the app: notebook routes (each declares its own on the
+    notebook router), WebSocket handlers, its tools (for MCP), and what stops its agents."""
 
-    routers: list[APIRouter]
+    routes: list[Callable[[APIRouter], object]]
     ws: dict[str, Handler]
     tools: NotebookTools
     close: Callable[[], None]
@@ -166,6 +169,11 @@ def ai_routes(
     agents = Agents()
     runner_for = executions.runner if executions is not None else None
     tools = NotebookTools(settings, runner_for, broadcaster(hub))
-    agent_router, ws = agent_parts(manager, settings, hub, agents, tools)
-    routers = [notebook_ai_router(manager, settings), agent_router]
-    return AIParts(routers, ws, tools, agents.close, McpEndpoint(manager, tools))
+    agent_routes, ws = agent_parts(manager, settings, hub, agents, tools)
+
+    def chat_routes(router: APIRouter) -> APIRouter:
+        return notebook_ai_router(manager, settings, router=router)
+
+    return AIParts(
+        [chat_routes, agent_routes], ws, tools, agents.close, McpEndpoint(manager, tools)
+    )

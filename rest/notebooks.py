@@ -8,7 +8,7 @@ once with ``json.dumps`` (FastAPI's generic encoder would walk them again).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, WebSocket
@@ -155,7 +155,7 @@ def notebook_router(
     executions: Executions | None = None,
     hub: Hub | None = None,
     ws_extra: Mapping[str, Handler] | None = None,
-    extra: Iterable[APIRouter] = (),
+    extra: Iterable[Callable[[APIRouter], object]] = (),
 ) -> APIRouter:
     """The ``/v1/notebooks`` routes over ``manager``.
 
@@ -163,8 +163,9 @@ def notebook_router(
     kernels and cell-data routes use) enables running cells and reading their
     outputs; without it those routes answer 503. Run frames of ``executions``
     go to the WebSocket ``hub`` (one is made if not given). ``ws_extra`` adds or
-    replaces WebSocket message handlers (``rest/ws_messages.py``); ``extra`` routers
-    (features' own routes, e.g. the AI assistant's) join under the same prefix and caller.
+    replaces WebSocket message handlers (``rest/ws_messages.py``); each of ``extra``
+    declares a feature's own routes (e.g. the AI assistant's) on this router, so they
+    have the same prefix and caller.
     """
     header = settings.personal_mode_user_header
 
@@ -407,7 +408,7 @@ def notebook_router(
     found = executions.workers if executions is not None else None
     workers_router(manager, settings, found or worker_model(settings), changed, router=router)
     for feature in extra:
-        router.include_router(feature)
+        feature(router)
 
     @router.websocket("/ws/{session_id}")
     async def socket(websocket: WebSocket, session_id: str) -> None:

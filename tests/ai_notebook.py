@@ -24,7 +24,7 @@ def open_ai_nb(settings: Settings, location: str) -> tuple[Nb, Callable[[], None
     hub = Hub()
     ai = ai_routes(manager, settings, executions, hub)
     router = notebook_router(
-        manager, settings, executions=executions, hub=hub, ws_extra=ai.ws, extra=ai.routers
+        manager, settings, executions=executions, hub=hub, ws_extra=ai.ws, extra=ai.routes
     )
     app = create_app([router])
     url, stop = serve_asgi(app, lifespan="off")

@@ -35,7 +35,9 @@ def serve(settings: Settings) -> Iterator[Callable[..., tuple[httpx.Client, str]
     def make(**overrides: Any) -> tuple[httpx.Client, str]:
         s = settings.model_copy(update=overrides)
         m = NotebookManager(s, python_versions=dict(PYTHONS))
-        app = create_app([notebook_router(m, s, extra=[notebook_ai_router(m, s)])])
+        app = create_app(
+            [notebook_router(m, s, extra=[lambda r: notebook_ai_router(m, s, router=r)])]
+        )
         url, stop = serve_asgi(app, lifespan="off")
         stops.append(stop)
         client = httpx.Client(base_url=url, timeout=30)
