@@ -100,10 +100,9 @@ class EventStream(Response):
 
 
 def notebook_ai_router(
-    manager: NotebookManager, settings: Settings, *, router: APIRouter | None = None
+    manager: NotebookManager, settings: Settings, *, router: APIRouter
 ) -> APIRouter:
-    """The assistant's chat routes, declared on ``router`` (the notebook router) if given."""
-    router = router if router is not None else APIRouter()
+    """The assistant's chat routes, declared on ``router`` (the notebook router)."""
 
     @router.get("/{session_id}/ai/status", responses=raises(NotFound))
     def get_status(session_id: str) -> dict[str, Any]:

@@ -77,10 +77,9 @@ def notebook_config_router(
     executions: Executions | None,
     changed: Callable[[Session], None],
     *,
-    router: APIRouter | None = None,
+    router: APIRouter,
 ) -> APIRouter:
     """The routes; ``changed(session)`` tells the session's sockets its state moved."""
-    router = router if router is not None else APIRouter()
 
     def cells(session: Session) -> list[dict[str, Any]]:
         with session.lock:

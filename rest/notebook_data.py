@@ -83,11 +83,10 @@ def notebook_data_router(
     settings: Settings,
     executions: Executions | None,
     *,
-    router: APIRouter | None = None,
+    router: APIRouter,
 ) -> APIRouter:
-    """The ``{id}/cells/{cell_id}/data…`` and ``…/outputs/{index}/blob`` routes, under
-    ``/v1/notebooks``: declared on the notebook router given, else on a router of their own."""
-    router = router if router is not None else APIRouter()
+    """The ``{id}/cells/{cell_id}/data…`` and ``…/outputs/{index}/blob`` routes, declared
+    on ``router`` (the notebook router, under ``/v1/notebooks``)."""
 
     def flight() -> tuple[Executions, LocalActions]:
         if executions is None:

@@ -94,10 +94,9 @@ def _safe_name(name: str) -> str:
 
 
 def notebook_env_router(
-    manager: NotebookManager, service: EnvService, *, router: APIRouter | None = None
+    manager: NotebookManager, service: EnvService, *, router: APIRouter
 ) -> APIRouter:
     """The §7 routes under ``/v1/notebooks``."""
-    router = router if router is not None else APIRouter()
 
     def everything(session: Session, **extra: Any) -> dict[str, Any]:
         return {**extra, **service.payload(session), "cells": service.cells(session)}

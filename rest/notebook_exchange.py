@@ -116,11 +116,10 @@ def notebook_exchange_router(
     changed: Callable[[Session], None],
     opened: Callable[[Session], dict[str, Any]],
     *,
-    router: APIRouter | None = None,
+    router: APIRouter,
 ) -> APIRouter:
     """The routes; ``changed(session)`` tells the session's sockets its state moved,
     ``opened(session)`` is the answer of ``open`` (an import answers it too)."""
-    router = router if router is not None else APIRouter()
 
     @router.put("/{session_id}/mounts", responses=raises(NotFound))
     def put_mounts(session_id: str, body: MountsBody) -> dict[str, Any]:

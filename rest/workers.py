@@ -71,10 +71,9 @@ def workers_router(
     workers: Workers,
     changed: Callable[[Session], None],
     *,
-    router: APIRouter | None = None,
+    router: APIRouter,
 ) -> APIRouter:
     """The routes; ``changed(session)`` tells the session's sockets its state moved."""
-    router = router if router is not None else APIRouter()
     service = settings.deployment_mode == "service"
 
     def catalog(session: Session, *, refresh: bool = False) -> dict[str, Any]:
