@@ -609,7 +609,7 @@ def url_figures(rounds: int = 9) -> list[Row]:
     ]
 
 
-def split_figures(rounds: int = 7, rows: int = 1_000_000) -> list[Row]:
+def split_figures(rounds: int = 21, rows: int = 1_000_000) -> list[Row]:
     """Issue 20: GET …/data through ``quiver rest --flight`` in its own process vs bare FastAPI."""
     from bench.bench_split import measure, split_setup
 
