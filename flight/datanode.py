@@ -92,17 +92,20 @@ class DataNodeServer(fl.FlightServerBase):
         self._beats.start()
 
     # --- the head ----------------------------------------------------------------
-    def _call(self, name: str, body: dict[str, Any]) -> Any:
-        results = self._client.do_action(fl.Action(name, encode_json(body)), self._options)
+    def _call(
+        self, name: str, body: dict[str, Any], options: fl.FlightCallOptions | None = None
+    ) -> Any:
+        """Action ``name`` on the head, its JSON answer (with the node's own call options:
+        the join timeout; a forwarded call passes the caller's)."""
+        results = self._client.do_action(
+            fl.Action(name, encode_json(body)), options or self._options
+        )
         return load_json(next(iter(results)).body.to_pybytes(), f"answer to {name}")
 
     def _ask(self, name: str, body: dict[str, Any]) -> Any:
         """A forwarded action's JSON answer; the head's errors as they are."""
         with self._at_head():
-            results = list(
-                self._client.do_action(fl.Action(name, encode_json(body)), self._forwarding)
-            )
-        return load_json(results[0].body.to_pybytes(), f"answer to {name}")
+            return self._call(name, body, self._forwarding)
 
     def _join(self) -> dict[str, Any]:
         try:
