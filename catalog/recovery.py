@@ -53,7 +53,6 @@ def recover(
         "renditions_removed": 0,
     }
     now = time.time()
-    part_store = parts.store  # (``parts`` is reused for a file name's pieces below)
     with db.tx() as conn:
         rows = conn.execute(
             "SELECT artifact_id, version, build_pid, build_owner FROM artifacts "
@@ -116,8 +115,8 @@ def recover(
             )
         }
     for tmp in [*files.tmp_dir.glob("*.arrow"), *files.tmp_dir.glob("*.parquet")]:
-        parts = tmp.name.rsplit(".", 2)
-        writer = parts[-2] if len(parts) == 3 else ""
+        pieces = tmp.name.rsplit(".", 2)
+        writer = pieces[-2] if len(pieces) == 3 else ""
         if owners.is_token(writer):
             live = _owner_alive(owners_dir, writer, None)
         else:
@@ -136,6 +135,6 @@ def recover(
             path.unlink(missing_ok=True)
             report["orphans"] += 1
     with contextlib.suppress(OSError):  # the storage does not answer: the next open tries
-        report["renditions_removed"] = shared_renditions.sweep(part_store, servable)
+        report["renditions_removed"] = shared_renditions.sweep(parts.store, servable)
     owners.sweep(owners_dir)
     return report
