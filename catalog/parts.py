@@ -41,7 +41,9 @@ _COMPONENT = re.compile(r"[A-Za-z0-9_=][A-Za-z0-9._=-]{0,199}")
 MAX_KEY_CHARS = 1024
 BUILD_DIR = re.compile(r"v[1-9][0-9]*-[0-9a-f]{12}")
 """The name of a build's directory under its artifact's (``v<n>-<token>``)."""
-NOT_ARTIFACTS = frozenset({"renditions"})
+RENDITIONS = "renditions"
+"""The top-level directory of renditions copied for data nodes (catalog.shared_renditions)."""
+NOT_ARTIFACTS = frozenset({RENDITIONS})
 """Top-level names of the part storage that are not artifacts' directories."""
 COPY_BYTES = 8 << 20
 """Bytes per write when a local file is copied into the storage."""

@@ -24,10 +24,10 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from catalog.parts import PartStore
+from catalog.parts import RENDITIONS, PartStore
 from foundation import NotFound
 
-ROOT = "renditions"
+ROOT = RENDITIONS
 NAMES: dict[str, str] = {"parquet": "data.parquet", "arrow-file": "data.arrow"}
 _VERSION_DIR = re.compile(r"v[0-9]+-[0-9a-f]+")
 
