@@ -80,10 +80,17 @@ def span_of(arg: RangeArg, size: int) -> tuple[int, int]:
 
 def _rendition(core: Core, body: Any, what: str, model: type[RenditionArg]) -> Any:
     arg = parse_model(model, body, what)
+    return arg, _found(core, arg, shared=False)
+
+
+def _found(core: Core, arg: RenditionArg, *, shared: bool) -> Rendition | SharedRendition:
+    """The rendition ``arg`` asks for (its copy in the part storage when ``shared``), the
+    version's use noted."""
     aid, version = arg.resolve(core)
-    found = core.store.renditions.get(aid, version, arg.format)
+    renditions = core.store.renditions
+    found = (renditions.shared if shared else renditions.get)(aid, version, arg.format)
     core.store.note_use(aid, version)
-    return arg, found
+    return found
 
 
 @action(
@@ -95,13 +102,7 @@ def _rendition(core: Core, body: Any, what: str, model: type[RenditionArg]) -> A
 )
 def _describe(core: Core, body: Any) -> Any:
     arg = parse_model(RenditionArg, body, "rendition request")
-    if arg.shared:
-        aid, version = arg.resolve(core)
-        shared = core.store.renditions.shared(aid, version, arg.format)
-        core.store.note_use(aid, version)
-        return rendition_json(shared)
-    _, found = _rendition(core, body, "rendition request", RenditionArg)
-    return rendition_json(found)
+    return rendition_json(_found(core, arg, shared=arg.shared))
 
 
 @action(
